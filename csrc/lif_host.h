@@ -1,0 +1,248 @@
+// Host side shared by the CPU and CUDA implementations of the ops: argument checks, output
+// allocation and the pointer bundles handed to the kernels. The dynamics are in lif.h.
+#pragma once
+
+#include <ATen/ATen.h>
+#include <ATen/OpMathType.h>
+#include <c10/util/Optional.h>
+
+#include <tuple>
+
+#include "lif.h"
+
+namespace snnkern {
+
+using at::Tensor;
+using OptTensor = c10::optional<Tensor>;
+
+inline bool present(const OptTensor& t) { return t.has_value() && t->defined(); }
+
+// A tensor that must sit beside the sequence: same device and dtype, the given shape.
+inline void check_like(const char* op, const char* name, const Tensor& t, const at::TensorOptions& like,
+                       at::IntArrayRef shape) {
+  TORCH_CHECK(t.device() == like.device(), op, ": ", name, " is on ", t.device(), " but x is on ", like.device());
+  TORCH_CHECK(t.scalar_type() == like.dtype(), op, ": ", name, " has dtype ", t.scalar_type(), ", expected ",
+              like.dtype(), " (the dtype of x)");
+  TORCH_CHECK(t.sizes() == shape, op, ": ", name, " must have shape ", shape, ", got ", t.sizes());
+}
+
+// Checks shared by every op, for a sequence [B, T, N]: alpha, alpha_syn [N]; state [3, B, N].
+inline void check_scan_args(const char* op, at::IntArrayRef seq, const at::TensorOptions& like, const Tensor& alpha,
+                            const OptTensor& alpha_syn, const Tensor& state) {
+  TORCH_CHECK(at::isFloatingType(c10::typeMetaToScalarType(like.dtype())), op,
+              ": x must be floating point, got ", like.dtype());
+  const int64_t B = seq[0], N = seq[2];
+  check_like(op, "alpha", alpha, like, {N});
+  if (present(alpha_syn)) check_like(op, "alpha_syn", *alpha_syn, like, {N});
+  check_like(op, "state", state, like, {kStateSize, B, N});
+}
+
+template <class acc_t>
+LifConfig<acc_t> make_config(const char* op, double threshold, int64_t ordering, int64_t reset, bool detach_reset,
+                             int64_t surrogate, double surrogate_param, bool synaptic) {
+  TORCH_CHECK(std::isfinite(threshold) && threshold > 0, op, ": threshold must be finite and > 0, got ", threshold);
+  TORCH_CHECK(ordering >= kDelayed && ordering <= kUpdateFirst, op, ": ordering must be 0, 1 or 2, got ", ordering);
+  TORCH_CHECK(reset >= kResetZero && reset <= kResetNone, op, ": reset must be 0, 1 or 2, got ", reset);
+  TORCH_CHECK(surrogate >= kSigmoid && surrogate <= kATan, op, ": unknown surrogate code ", surrogate);
+  TORCH_CHECK(std::isfinite(surrogate_param) && surrogate_param > 0, op,
+              ": surrogate_param must be finite and > 0, got ", surrogate_param);
+  LifConfig<acc_t> c;
+  c.threshold = static_cast<acc_t>(threshold);
+  c.surrogate_param = static_cast<acc_t>(surrogate_param);
+  c.surrogate = static_cast<int>(surrogate);
+  c.ordering = static_cast<int>(ordering);
+  c.reset = static_cast<int>(reset);
+  c.keep_reset_grad = !detach_reset;
+  c.synaptic = synaptic;
+  return c;
+}
+
+// The leaky integrator is the update_first step with no spikes and no reset: its membrane
+// trace v_{t+1} is then also its pre-reset potential, which is all its backward needs.
+template <class acc_t>
+LifConfig<acc_t> leaky_config(bool synaptic) {
+  LifConfig<acc_t> c;
+  c.ordering = kUpdateFirst;
+  c.reset = kResetNone;
+  c.spiking = false;
+  c.synaptic = synaptic;
+  return c;
+}
+
+inline at::ScalarType opmath_type(at::ScalarType t) {
+  return t == at::kDouble ? at::kDouble : at::kFloat;
+}
+
+template <class T>
+T* ptr_or_null(const Tensor& t) { return t.defined() && t.numel() ? t.data_ptr<T>() : nullptr; }
+
+template <class T>
+const T* ptr_or_null(const OptTensor& t) { return present(t) ? t->data_ptr<T>() : nullptr; }
+
+inline OptTensor contiguous(const OptTensor& t) {
+  return present(t) ? OptTensor(t->contiguous()) : OptTensor();
+}
+
+// Everything a forward kernel reads and writes, allocated and checked.
+struct ForwardTensors {
+  Tensor x, alpha, state, spikes, membrane, state_out, pre_reset;
+  OptTensor alpha_syn;
+  int64_t B, T, N;
+
+  template <class scalar_t, class acc_t>
+  ForwardLanes<scalar_t, acc_t> lanes() const {
+    return {x.data_ptr<scalar_t>(), alpha.data_ptr<scalar_t>(), ptr_or_null<scalar_t>(alpha_syn),
+            state.data_ptr<scalar_t>(), state_out.data_ptr<scalar_t>(), ptr_or_null<scalar_t>(spikes),
+            ptr_or_null<scalar_t>(membrane), ptr_or_null<acc_t>(pre_reset)};
+  }
+};
+
+inline ForwardTensors prepare_forward(const char* op, const Tensor& x, const Tensor& alpha, const OptTensor& alpha_syn,
+                                      const Tensor& state, bool spiking, bool record_membrane, bool save) {
+  TORCH_CHECK(x.dim() == 3, op, ": x must have shape [batch, time, neurons], got ", x.sizes());
+  check_scan_args(op, x.sizes(), x.options(), alpha, alpha_syn, state);
+  ForwardTensors f;
+  f.x = x.contiguous();
+  f.alpha = alpha.contiguous();
+  f.alpha_syn = contiguous(alpha_syn);
+  f.state = state.contiguous();
+  f.B = x.size(0);
+  f.T = x.size(1);
+  f.N = x.size(2);
+  const auto empty = at::empty({0}, x.options());
+  f.spikes = spiking ? at::empty_like(f.x) : empty;
+  f.membrane = record_membrane ? at::empty_like(f.x) : empty;
+  f.pre_reset = save ? at::empty(f.x.sizes(), x.options().dtype(opmath_type(x.scalar_type()))) : empty;
+  f.state_out = f.T == 0 ? f.state.clone() : at::empty_like(f.state);
+  return f;
+}
+
+// Everything a backward kernel reads and writes.
+struct BackwardTensors {
+  Tensor pre_reset, spikes, alpha, state, grad_x, grad_state0, grad_alpha_bn, grad_alpha_syn_bn;
+  OptTensor grad_spikes, grad_membrane, grad_state, alpha_syn;
+  int64_t B, T, N;
+
+  template <class scalar_t, class acc_t>
+  BackwardLanes<scalar_t, acc_t> lanes() const {
+    return {ptr_or_null<scalar_t>(grad_spikes), ptr_or_null<scalar_t>(grad_membrane),
+            ptr_or_null<scalar_t>(grad_state), ptr_or_null<acc_t>(pre_reset), ptr_or_null<scalar_t>(spikes),
+            alpha.data_ptr<scalar_t>(), ptr_or_null<scalar_t>(alpha_syn), state.data_ptr<scalar_t>(),
+            ptr_or_null<scalar_t>(grad_x), grad_state0.data_ptr<scalar_t>(), ptr_or_null<acc_t>(grad_alpha_bn),
+            ptr_or_null<acc_t>(grad_alpha_syn_bn)};
+  }
+
+  // (grad_x, grad_alpha [N], grad_alpha_syn [N] or empty, grad_state0)
+  std::tuple<Tensor, Tensor, Tensor, Tensor> results() const {
+    auto reduce = [&](const Tensor& partial) { return partial.sum(0).to(alpha.scalar_type()); };
+    Tensor g_alpha_syn = present(alpha_syn) ? reduce(grad_alpha_syn_bn) : at::empty({0}, alpha.options());
+    return {grad_x, reduce(grad_alpha_bn), g_alpha_syn, grad_state0};
+  }
+};
+
+inline BackwardTensors prepare_backward(const char* op, const OptTensor& grad_spikes, const OptTensor& grad_membrane,
+                                        const OptTensor& grad_state, const Tensor& pre_reset, const Tensor& spikes,
+                                        const Tensor& alpha, const OptTensor& alpha_syn, const Tensor& state,
+                                        bool spiking) {
+  // pre_reset has the sequence shape [B, T, N]; it stands in for x in the shape checks.
+  TORCH_CHECK(pre_reset.dim() == 3, op, ": pre_reset must have shape [batch, time, neurons], got ", pre_reset.sizes(),
+              " (was the forward run with save_for_backward=True?)");
+  const auto seq = pre_reset.sizes();
+  TORCH_CHECK(pre_reset.scalar_type() == opmath_type(alpha.scalar_type()), op, ": pre_reset must have dtype ",
+              opmath_type(alpha.scalar_type()), ", got ", pre_reset.scalar_type());
+  const auto like = alpha.options().device(pre_reset.device());
+  check_scan_args(op, seq, like, alpha, alpha_syn, state);
+  if (spiking) check_like(op, "spikes", spikes, like, seq);
+  if (present(grad_spikes)) check_like(op, "grad_spikes", *grad_spikes, like, seq);
+  if (present(grad_membrane)) check_like(op, "grad_membrane", *grad_membrane, like, seq);
+  if (present(grad_state)) check_like(op, "grad_state", *grad_state, like, state.sizes());
+  BackwardTensors g;
+  g.B = seq[0];
+  g.T = seq[1];
+  g.N = seq[2];
+  g.pre_reset = pre_reset.contiguous();
+  g.spikes = spiking ? spikes.contiguous() : Tensor();
+  g.alpha = alpha.contiguous();
+  g.alpha_syn = contiguous(alpha_syn);
+  g.state = state.contiguous();
+  g.grad_spikes = contiguous(grad_spikes);
+  g.grad_membrane = contiguous(grad_membrane);
+  g.grad_state = contiguous(grad_state);
+  g.grad_x = at::empty(seq, alpha.options());
+  g.grad_state0 = at::empty_like(g.state);
+  const auto acc = alpha.options().dtype(opmath_type(alpha.scalar_type()));
+  g.grad_alpha_bn = at::zeros({g.B, g.N}, acc);
+  g.grad_alpha_syn_bn = present(alpha_syn) ? at::zeros({g.B, g.N}, acc) : at::empty({0}, acc);
+  if (g.T == 0) g.grad_state0 = present(grad_state) ? grad_state->clone() : at::zeros_like(g.state);
+  return g;
+}
+
+// The op entry points; each backend instantiates them with its Launcher, which provides
+//   template <class scalar_t> static void forward(const ForwardTensors&, const LifConfig<acc>&)
+//   template <class scalar_t> static void backward(const BackwardTensors&, const LifConfig<acc>&)
+//   template <class F> static void dispatch(at::ScalarType, const char* op, F&& f)  // f(scalar_t{})
+template <class Launcher>
+struct Ops {
+  static std::tuple<Tensor, Tensor, Tensor, Tensor> lif_forward(
+      const Tensor& x, const Tensor& alpha, const OptTensor& alpha_syn, const Tensor& state, double threshold,
+      int64_t ordering, int64_t reset, bool detach_reset, int64_t surrogate, double surrogate_param,
+      bool record_membrane, bool save_for_backward) {
+    const char* op = "snnkern.lif_forward";
+    auto f = prepare_forward(op, x, alpha, alpha_syn, state, true, record_membrane, save_for_backward);
+    Launcher::dispatch(x.scalar_type(), op, [&](auto tag) {
+      using scalar_t = decltype(tag);
+      using acc_t = at::opmath_type<scalar_t>;
+      auto c = make_config<acc_t>(op, threshold, ordering, reset, detach_reset, surrogate, surrogate_param,
+                                  present(alpha_syn));
+      if (f.B * f.T * f.N) Launcher::template forward<scalar_t>(f, c);
+    });
+    return {f.spikes, f.membrane, f.state_out, f.pre_reset};
+  }
+
+  static std::tuple<Tensor, Tensor, Tensor, Tensor> lif_backward(
+      const OptTensor& grad_spikes, const OptTensor& grad_membrane, const OptTensor& grad_state,
+      const Tensor& pre_reset, const Tensor& spikes, const Tensor& alpha, const OptTensor& alpha_syn,
+      const Tensor& state, double threshold, int64_t ordering, int64_t reset, bool detach_reset, int64_t surrogate,
+      double surrogate_param) {
+    const char* op = "snnkern.lif_backward";
+    auto g = prepare_backward(op, grad_spikes, grad_membrane, grad_state, pre_reset, spikes, alpha, alpha_syn,
+                              state, true);
+    Launcher::dispatch(alpha.scalar_type(), op, [&](auto tag) {
+      using scalar_t = decltype(tag);
+      using acc_t = at::opmath_type<scalar_t>;
+      auto c = make_config<acc_t>(op, threshold, ordering, reset, detach_reset, surrogate, surrogate_param,
+                                  present(alpha_syn));
+      if (g.B * g.T * g.N) Launcher::template backward<scalar_t>(g, c);
+    });
+    return g.results();
+  }
+
+  static std::tuple<Tensor, Tensor> leaky_forward(const Tensor& x, const Tensor& alpha, const OptTensor& alpha_syn,
+                                                  const Tensor& state) {
+    const char* op = "snnkern.leaky_forward";
+    auto f = prepare_forward(op, x, alpha, alpha_syn, state, false, true, false);
+    Launcher::dispatch(x.scalar_type(), op, [&](auto tag) {
+      using scalar_t = decltype(tag);
+      if (f.B * f.T * f.N) Launcher::template forward<scalar_t>(f, leaky_config<at::opmath_type<scalar_t>>(present(alpha_syn)));
+    });
+    return {f.membrane, f.state_out};
+  }
+
+  static std::tuple<Tensor, Tensor, Tensor, Tensor> leaky_backward(
+      const OptTensor& grad_membrane, const OptTensor& grad_state, const Tensor& membrane, const Tensor& alpha,
+      const OptTensor& alpha_syn, const Tensor& state) {
+    const char* op = "snnkern.leaky_backward";
+    TORCH_CHECK(membrane.scalar_type() == alpha.scalar_type(), op, ": membrane has dtype ", membrane.scalar_type(),
+                ", expected ", alpha.scalar_type());
+    const auto pre_reset = membrane.to(opmath_type(membrane.scalar_type()));
+    auto g = prepare_backward(op, OptTensor(), grad_membrane, grad_state, pre_reset, Tensor(), alpha, alpha_syn,
+                              state, false);
+    Launcher::dispatch(alpha.scalar_type(), op, [&](auto tag) {
+      using scalar_t = decltype(tag);
+      if (g.B * g.T * g.N) Launcher::template backward<scalar_t>(g, leaky_config<at::opmath_type<scalar_t>>(present(alpha_syn)));
+    });
+    return g.results();
+  }
+};
+
+}  // namespace snnkern

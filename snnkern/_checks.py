@@ -1,0 +1,128 @@
+"""Argument checking shared by the compiled ops and the reference backend.
+
+Every public entry point calls ``prepare_lif_args`` or ``prepare_leaky_args`` so that bad
+input gets the same clear error whichever backend runs.
+"""
+from __future__ import annotations
+
+import math
+from typing import NamedTuple, Optional, Union
+
+import torch
+
+from .surrogate import Surrogate
+
+# Rows of the packed neuron state tensor [STATE_SIZE, batch, neurons]; the compiled kernels
+# use the same layout (csrc/lif.h, enum StateRow).
+STATE_V, STATE_I, STATE_W = 0, 1, 2
+STATE_SIZE = 3
+
+# Orderings of one time step (csrc/lif.h, enum Ordering).
+ORDERINGS = {"delayed": 0, "spike_first": 1, "update_first": 2}
+# Reset mechanisms (csrc/lif.h, enum Reset).
+RESETS = {"zero": 0, "subtract": 1, "none": 2}
+
+Decay = Union[float, torch.Tensor]
+
+
+def decay(tau: float, dt: float) -> float:
+    """The per-step decay factor ``exp(-dt / tau)`` of a time constant ``tau`` (same unit as ``dt``)."""
+    for name, value in (("tau", tau), ("dt", dt)):
+        if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+            raise ValueError(f"{name} must be a finite time > 0, got {value!r}")
+    return math.exp(-dt / tau)
+
+
+class LIFArgs(NamedTuple):
+    x: torch.Tensor
+    alpha: torch.Tensor          # [N], dtype of x
+    alpha_syn: Optional[torch.Tensor]
+    state: torch.Tensor          # [STATE_SIZE, B, N]
+    threshold: float
+    ordering: int
+    reset: int
+    detach_reset: bool
+    surrogate: Surrogate
+
+
+def _check_input(x: torch.Tensor, name: str = "x") -> None:
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    if x.dim() != 3:
+        raise ValueError(f"{name} must have shape [batch, time, neurons] (3-D), got shape {tuple(x.shape)}")
+    if not x.is_floating_point():
+        raise ValueError(f"{name} must be a floating-point tensor, got dtype {x.dtype}")
+
+
+def _values_checkable(t: torch.Tensor) -> bool:
+    # Value checks need the data on the host: skip them while torch.compile traces.
+    return not torch.compiler.is_compiling() and t.device.type != "meta"
+
+
+def _as_decay(value: Decay, name: str, x: torch.Tensor) -> torch.Tensor:
+    n = x.shape[2]
+    if isinstance(value, torch.Tensor):
+        if value.device != x.device:
+            raise ValueError(f"{name} is on {value.device} but x is on {x.device}; put both on one device")
+        if not value.is_floating_point():
+            raise ValueError(f"{name} must be a floating-point tensor, got dtype {value.dtype}")
+        if value.dim() > 1 or (value.dim() == 1 and value.shape[0] not in (1, n)):
+            raise ValueError(f"{name} must be a scalar or have shape [neurons] = [{n}], got shape {tuple(value.shape)}")
+        if _values_checkable(value) and value.numel() and not bool(((value >= 0) & (value <= 1)).all()):
+            raise ValueError(f"{name} must lie in [0, 1] (a decay exp(-dt/tau)); got values outside, NaN or inf")
+        return value.to(x.dtype).reshape(-1).expand(n)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a float or a tensor, got {type(value).__name__}")
+    if not (0 <= value <= 1):  # also rejects NaN
+        raise ValueError(f"{name} must lie in [0, 1] (a decay exp(-dt/tau)), got {value!r}")
+    return torch.full((n,), float(value), dtype=x.dtype, device=x.device)
+
+
+def _as_state(state: Optional[torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+    b, _, n = x.shape
+    if state is None:
+        return x.new_zeros(STATE_SIZE, b, n)
+    if not isinstance(state, torch.Tensor):
+        raise TypeError(f"state must be a torch.Tensor, got {type(state).__name__}")
+    if tuple(state.shape) != (STATE_SIZE, b, n):
+        raise ValueError(f"state must have shape [{STATE_SIZE}, batch, neurons] = [{STATE_SIZE}, {b}, {n}] "
+                         f"(as returned by a previous call), got shape {tuple(state.shape)}")
+    if state.device != x.device:
+        raise ValueError(f"state is on {state.device} but x is on {x.device}; put both on one device")
+    if not state.is_floating_point():
+        raise ValueError(f"state must be a floating-point tensor, got dtype {state.dtype}")
+    return state.to(x.dtype)
+
+
+def _check_positive(value: float, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+    return float(value)
+
+
+def prepare_lif_args(x, alpha, alpha_syn, state, threshold, ordering, reset, detach_reset, surrogate) -> LIFArgs:
+    _check_input(x)
+    if ordering not in ORDERINGS:
+        raise ValueError(f"ordering must be one of {sorted(ORDERINGS)}, got {ordering!r}")
+    if reset not in RESETS:
+        raise ValueError(f"reset must be one of {sorted(RESETS)}, got {reset!r}")
+    if not isinstance(surrogate, Surrogate):
+        raise TypeError(f"surrogate must be a snnkern.surrogate.Surrogate (e.g. Sigmoid(5.0)), got {surrogate!r}")
+    return LIFArgs(
+        x=x,
+        alpha=_as_decay(alpha, "alpha", x),
+        alpha_syn=None if alpha_syn is None else _as_decay(alpha_syn, "alpha_syn", x),
+        state=_as_state(state, x),
+        threshold=_check_positive(threshold, "threshold"),
+        ordering=ORDERINGS[ordering],
+        reset=RESETS[reset],
+        detach_reset=bool(detach_reset),
+        surrogate=surrogate,
+    )
+
+
+def prepare_leaky_args(x, alpha, alpha_syn, state):
+    _check_input(x)
+    return (x, _as_decay(alpha, "alpha", x),
+            None if alpha_syn is None else _as_decay(alpha_syn, "alpha_syn", x),
+            _as_state(state, x))

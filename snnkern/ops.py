@@ -1,0 +1,185 @@
+"""The fused ops: python wrappers, autograd and fake-tensor registration.
+
+The op schemas live in ``csrc/ops.cpp`` (one TORCH_LIBRARY), the kernels in ``csrc/cpu`` and
+``csrc/cuda``. Here each forward op gets its backward op wired in with
+``torch.library.register_autograd`` and every op a fake kernel, so that
+``torch.compile(fullgraph=True)`` traces through them.
+"""
+from __future__ import annotations
+
+import os
+from typing import Optional
+
+import torch
+
+from . import reference
+from ._checks import Decay, prepare_leaky_args, prepare_lif_args
+from ._types import LeakyResult, LIFResult
+from .surrogate import Sigmoid, Surrogate
+
+try:
+    from . import _C  # noqa: F401  (loading it registers the torch.ops.snnkern ops)
+except ImportError as error:  # pragma: no cover - exercised only without a build
+    _C = None
+    _C_ERROR = error
+else:
+    _C_ERROR = None
+
+BACKENDS = ("compiled", "reference")
+DEFAULT_BACKEND = os.environ.get("SNNKERN_BACKEND", "compiled")
+if DEFAULT_BACKEND not in BACKENDS:
+    raise ImportError(f"SNNKERN_BACKEND must be one of {BACKENDS}, got {DEFAULT_BACKEND!r}")
+if _C is None and DEFAULT_BACKEND != "reference":
+    raise ImportError(
+        "snnkern's compiled extension snnkern._C is not built or failed to load "
+        f"({_C_ERROR}). Build it from the source tree with `pip install --no-build-isolation -e .`, "
+        "or set SNNKERN_BACKEND=reference to use the slow pure-PyTorch reference loops explicitly.")
+
+
+def compiled_with_cuda() -> bool:
+    """True when the extension was built with its CUDA kernels."""
+    return _C is not None and bool(_C.with_cuda)
+
+
+def _opmath(dtype: torch.dtype) -> torch.dtype:
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def _resolve_backend(backend: Optional[str], x: torch.Tensor) -> str:
+    backend = DEFAULT_BACKEND if backend is None else backend
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    if backend == "compiled":
+        if _C is None:
+            raise RuntimeError("backend='compiled' needs the built extension snnkern._C; "
+                               "run `pip install --no-build-isolation -e .`")
+        if x.device.type == "cuda" and not compiled_with_cuda():
+            raise RuntimeError(
+                "x is a CUDA tensor but this snnkern build has no CUDA kernels. Rebuild with a CUDA "
+                "build of torch and nvcc on the PATH: `SNNKERN_CUDA=1 pip install --no-build-isolation -e .`")
+        if x.device.type not in ("cpu", "cuda", "meta"):
+            raise RuntimeError(f"snnkern's kernels run on cpu and cuda tensors, got device {x.device}")
+    return backend
+
+
+def _requires_grad(*tensors) -> bool:
+    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+
+
+# --------------------------------------------------------------------------------------------
+# Public functional API
+# --------------------------------------------------------------------------------------------
+
+def lif(x: torch.Tensor, alpha: Decay, *, alpha_syn: Optional[Decay] = None, threshold: float = 1.0,
+        reset: str = "zero", detach_reset: bool = False, ordering: str = "spike_first",
+        surrogate: Surrogate = Sigmoid(), state: Optional[torch.Tensor] = None,
+        return_membrane: bool = False, backend: Optional[str] = None) -> LIFResult:
+    """Leaky integrate-and-fire neurons over a whole sequence, forward and backward fused.
+
+    Args:
+        x: input current, [batch, time, neurons].
+        alpha: membrane decay per step, ``exp(-dt/tau_mem)``: a float or a tensor of shape
+            [neurons] (learnable and heterogeneous time constants get a gradient).
+        alpha_syn: decay of a synaptic-current state (two-state neuron of seed 004): the input
+            feeds the current ``i`` and the current drives the membrane. None: the input drives
+            the membrane directly.
+        threshold: spike threshold (> 0).
+        reset: "zero" (multiply by 1 - spike), "subtract" (minus threshold) or "none".
+        detach_reset: stop the gradient through the reset (seed 004 detaches, 000 does not).
+        ordering: "delayed" (seeds 000/001), "spike_first" (seed 004) or "update_first"
+            (snnTorch, seed 003); see :mod:`snnkern.reference` for the exact equations.
+        surrogate: derivative used for the spike in backward (:mod:`snnkern.surrogate`).
+        state: [3, batch, neurons] from a previous call, to continue a sequence; zeros if None.
+        return_membrane: also return the membrane trace each spike was thresholded from.
+        backend: "compiled" (default) or "reference" (the pure-PyTorch loops).
+
+    Returns:
+        :class:`LIFResult` (spikes, membrane or None, state).
+    """
+    if _resolve_backend(backend, x) == "reference":
+        return reference.lif(x, alpha, alpha_syn=alpha_syn, threshold=threshold, reset=reset,
+                             detach_reset=detach_reset, ordering=ordering, surrogate=surrogate,
+                             state=state, return_membrane=return_membrane)
+    a = prepare_lif_args(x, alpha, alpha_syn, state, threshold, ordering, reset, detach_reset, surrogate)
+    save = _requires_grad(a.x, a.alpha, a.alpha_syn, a.state)
+    spikes, membrane, state_out, _ = torch.ops.snnkern.lif_forward(
+        a.x, a.alpha, a.alpha_syn, a.state, a.threshold, a.ordering, a.reset, a.detach_reset,
+        surrogate.code, float(surrogate.param), return_membrane, save)
+    return LIFResult(spikes, membrane if return_membrane else None, state_out)
+
+
+def leaky(x: torch.Tensor, alpha: Decay, *, alpha_syn: Optional[Decay] = None,
+          state: Optional[torch.Tensor] = None, backend: Optional[str] = None) -> LeakyResult:
+    """Non-spiking leaky integrator (readout): ``v_{t+1} = alpha v_t + x_t``.
+
+    With ``alpha_syn`` the input passes through a synaptic current first (seed 004's readout):
+    ``v_{t+1} = alpha v_t + i_t``, ``i_{t+1} = alpha_syn i_t + x_t``. The membrane trace holds
+    ``v_{t+1}``, the potential after step t; seeds that record ``v_0 = 0`` first prepend it.
+    """
+    if _resolve_backend(backend, x) == "reference":
+        return reference.leaky(x, alpha, alpha_syn=alpha_syn, state=state)
+    x, alpha, alpha_syn, state = prepare_leaky_args(x, alpha, alpha_syn, state)
+    return LeakyResult(*torch.ops.snnkern.leaky_forward(x, alpha, alpha_syn, state))
+
+
+# --------------------------------------------------------------------------------------------
+# Autograd and fake kernels of the compiled ops
+# --------------------------------------------------------------------------------------------
+
+if _C is not None:
+
+    @torch.library.register_fake("snnkern::lif_forward")
+    def _lif_forward_fake(x, alpha, alpha_syn, state, threshold, ordering, reset, detach_reset,
+                          surrogate, surrogate_param, record_membrane, save_for_backward):
+        b, t, n = x.shape
+        membrane = x.new_empty((b, t, n) if record_membrane else (0,))
+        pre_reset = x.new_empty((b, t, n) if save_for_backward else (0,), dtype=_opmath(x.dtype))
+        return x.new_empty(b, t, n), membrane, x.new_empty(state.shape), pre_reset
+
+    @torch.library.register_fake("snnkern::lif_backward")
+    def _lif_backward_fake(grad_spikes, grad_membrane, grad_state, pre_reset, spikes, alpha, alpha_syn,
+                           state, threshold, ordering, reset, detach_reset, surrogate, surrogate_param):
+        grad_alpha_syn = alpha.new_empty(alpha.shape if alpha_syn is not None else (0,))
+        return spikes.new_empty(spikes.shape), alpha.new_empty(alpha.shape), grad_alpha_syn, \
+            state.new_empty(state.shape)
+
+    @torch.library.register_fake("snnkern::leaky_forward")
+    def _leaky_forward_fake(x, alpha, alpha_syn, state):
+        return x.new_empty(x.shape), x.new_empty(state.shape)
+
+    @torch.library.register_fake("snnkern::leaky_backward")
+    def _leaky_backward_fake(grad_membrane, grad_state, membrane, alpha, alpha_syn, state):
+        grad_alpha_syn = alpha.new_empty(alpha.shape if alpha_syn is not None else (0,))
+        return membrane.new_empty(membrane.shape), alpha.new_empty(alpha.shape), grad_alpha_syn, \
+            state.new_empty(state.shape)
+
+    def _lif_setup_context(ctx, inputs, output):
+        x, alpha, alpha_syn, state, threshold, ordering, reset, detach_reset, surrogate, surrogate_param, _, _ = inputs
+        spikes, _, _, pre_reset = output
+        ctx.save_for_backward(pre_reset, spikes, alpha, alpha_syn, state)
+        ctx.options = (threshold, ordering, reset, detach_reset, surrogate, surrogate_param)
+
+    def _lif_backward(ctx, grad_spikes, grad_membrane, grad_state, _grad_pre_reset):
+        pre_reset, spikes, alpha, alpha_syn, state = ctx.saved_tensors
+        if pre_reset.numel() == 0 and spikes.numel() != 0:
+            raise RuntimeError("snnkern.lif: backward called but the forward did not save its membrane; "
+                               "grad mode was off when it ran")
+        grad_x, grad_alpha, grad_alpha_syn, grad_state0 = torch.ops.snnkern.lif_backward(
+            grad_spikes, grad_membrane, grad_state, pre_reset, spikes, alpha, alpha_syn, state, *ctx.options)
+        return (grad_x, grad_alpha, grad_alpha_syn if alpha_syn is not None else None, grad_state0,
+                None, None, None, None, None, None, None, None)
+
+    torch.library.register_autograd("snnkern::lif_forward", _lif_backward, setup_context=_lif_setup_context)
+
+    def _leaky_setup_context(ctx, inputs, output):
+        _, alpha, alpha_syn, state = inputs
+        membrane, _ = output
+        ctx.save_for_backward(membrane, alpha, alpha_syn, state)
+
+    def _leaky_backward(ctx, grad_membrane, grad_state):
+        membrane, alpha, alpha_syn, state = ctx.saved_tensors
+        grad_x, grad_alpha, grad_alpha_syn, grad_state0 = torch.ops.snnkern.leaky_backward(
+            grad_membrane, grad_state, membrane, alpha, alpha_syn, state)
+        return grad_x, grad_alpha, grad_alpha_syn if alpha_syn is not None else None, grad_state0
+
+    torch.library.register_autograd("snnkern::leaky_forward", _leaky_backward, setup_context=_leaky_setup_context)

@@ -1,0 +1,89 @@
+"""Plain PyTorch loops with the signatures and semantics of the fused ops.
+
+This module is the ground truth the kernels are tested against, and the explicit fallback
+(``backend="reference"`` or ``SNNKERN_BACKEND=reference``). It is written for clarity, one
+python step per time step, with autograd through the loop; it is slow by design.
+
+One LIF step, with ``H`` the Heaviside step (surrogate derivative in backward), ``theta`` the
+threshold, ``d_t`` the drive (the input ``x_t``, or the synaptic current ``i_t`` when
+``alpha_syn`` is given) and ``R`` the reset:
+
+    p_t     = alpha * v_t + d_t                      pre-reset membrane
+    v_{t+1} = R(p_t, r_t)                            zero: p (1 - r); subtract: p - theta r; none: p
+    i_{t+1} = alpha_syn * i_t + x_t                  (synaptic state only)
+
+The ordering decides which membrane the output spike ``z_t`` and the reset spike ``r_t`` are
+thresholded from:
+
+    "delayed"       (seeds 000/001)  z_t = r_t = H(v_{t-1} - theta)  spike and reset lag one step
+    "spike_first"   (seed 004)       z_t = r_t = H(v_t - theta)      spike, then update with reset
+    "update_first"  (snnTorch, 003)  r_t = H(v_t - theta), z_t = H(v_{t+1} - theta)
+
+The returned membrane trace is the potential ``z_t`` was thresholded from.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+
+from ._checks import (STATE_I, STATE_V, STATE_W, Decay, prepare_leaky_args, prepare_lif_args)
+from ._types import LeakyResult, LIFResult
+from .surrogate import Sigmoid, Surrogate, spike
+
+
+def _reset(p: torch.Tensor, r: torch.Tensor, reset: int, threshold: float) -> torch.Tensor:
+    if reset == 0:
+        return p * (1 - r)
+    if reset == 1:
+        return p - threshold * r
+    return p
+
+
+def lif(x: torch.Tensor, alpha: Decay, *, alpha_syn: Optional[Decay] = None, threshold: float = 1.0,
+        reset: str = "zero", detach_reset: bool = False, ordering: str = "spike_first",
+        surrogate: Surrogate = Sigmoid(), state: Optional[torch.Tensor] = None,
+        return_membrane: bool = False) -> LIFResult:
+    """Reference LIF scan; see :func:`snnkern.lif` for the arguments."""
+    a = prepare_lif_args(x, alpha, alpha_syn, state, threshold, ordering, reset, detach_reset, surrogate)
+    alpha, alpha_syn, theta = a.alpha, a.alpha_syn, a.threshold
+    v, i, w = a.state[STATE_V], a.state[STATE_I], a.state[STATE_W]
+
+    def fire(u):
+        return spike(u - theta, surrogate, theta)
+
+    spikes, membranes = [], []
+    for t in range(x.shape[1]):
+        u = w if a.ordering == 0 else v
+        r = fire(u)
+        z = r
+        p = alpha * v + (i if alpha_syn is not None else x[:, t])
+        v_next = _reset(p, r.detach() if a.detach_reset else r, a.reset, theta)
+        if alpha_syn is not None:
+            i = alpha_syn * i + x[:, t]
+        if a.ordering == 0:
+            w = v
+        v = v_next
+        if a.ordering == 2:
+            u = v
+            z = fire(u)
+        spikes.append(z)
+        membranes.append(u)
+    b, _, n = x.shape
+    stack = (lambda xs: torch.stack(xs, dim=1)) if spikes else (lambda xs: x.new_zeros(b, 0, n))
+    return LIFResult(stack(spikes), stack(membranes) if return_membrane else None, torch.stack([v, i, w]))
+
+
+def leaky(x: torch.Tensor, alpha: Decay, *, alpha_syn: Optional[Decay] = None,
+          state: Optional[torch.Tensor] = None) -> LeakyResult:
+    """Reference non-spiking leaky integrator; see :func:`snnkern.leaky`."""
+    x, alpha, alpha_syn, state = prepare_leaky_args(x, alpha, alpha_syn, state)
+    v, i, w = state[STATE_V], state[STATE_I], state[STATE_W]
+    trace = []
+    for t in range(x.shape[1]):
+        v = alpha * v + (i if alpha_syn is not None else x[:, t])
+        if alpha_syn is not None:
+            i = alpha_syn * i + x[:, t]
+        trace.append(v)
+    membrane = torch.stack(trace, dim=1) if trace else x.new_zeros(x.shape)
+    return LeakyResult(membrane, torch.stack([v, i, w]))

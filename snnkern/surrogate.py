@@ -1,0 +1,100 @@
+"""Surrogate derivatives of the spike nonlinearity.
+
+The forward pass of a spike is always the Heaviside step ``H(x) = 1 if x > 0 else 0`` of
+``x = membrane - threshold``; a surrogate only replaces its derivative in the backward pass.
+
+Each surrogate carries an integer ``code`` that the compiled kernels switch on (see
+``csrc/lif.h``, ``surrogate_grad``) and a python ``derivative`` used by the reference
+backend. To add one: a subclass here with a new code, one ``case`` in ``surrogate_grad``.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+
+
+@dataclass(frozen=True)
+class Surrogate:
+    """Base class: ``param`` is the one shape parameter of the surrogate."""
+
+    param: float
+    code: ClassVar[int] = -1
+    param_name: ClassVar[str] = "param"
+
+    def __post_init__(self):
+        if not isinstance(self.param, (int, float)) or not math.isfinite(self.param) or self.param <= 0:
+            raise ValueError(
+                f"{type(self).__name__}: {self.param_name} must be a finite number > 0, got {self.param!r}")
+
+    def derivative(self, x: torch.Tensor, threshold: float) -> torch.Tensor:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class Sigmoid(Surrogate):
+    """Derivative of a sigmoid of steepness ``beta`` (seeds 000/001, beta = 5)."""
+
+    param: float = 5.0
+    code: ClassVar[int] = 0
+    param_name: ClassVar[str] = "beta"
+
+    def derivative(self, x, threshold):
+        s = torch.sigmoid(self.param * x)
+        return self.param * s * (1 - s)
+
+
+@dataclass(frozen=True)
+class FastSigmoid(Surrogate):
+    """SuperSpike's fast sigmoid ``1 / (scale |x| + 1)^2`` (seed 004, scale = 100)."""
+
+    param: float = 100.0
+    code: ClassVar[int] = 1
+    param_name: ClassVar[str] = "scale"
+
+    def derivative(self, x, threshold):
+        return 1.0 / (self.param * x.abs() + 1.0) ** 2
+
+
+@dataclass(frozen=True)
+class Triangle(Surrogate):
+    """Piecewise linear ``gamma * max(0, 1 - |x| / threshold)`` (seed 003's e-prop psi, gamma = 0.3)."""
+
+    param: float = 0.3
+    code: ClassVar[int] = 2
+    param_name: ClassVar[str] = "gamma"
+
+    def derivative(self, x, threshold):
+        return self.param * torch.clamp(1.0 - x.abs() / threshold, min=0.0)
+
+
+@dataclass(frozen=True)
+class ATan(Surrogate):
+    """Arctangent surrogate ``(alpha / 2) / (1 + (pi/2 * alpha * x)^2)`` (snnTorch's and SpikingJelly's default)."""
+
+    param: float = 2.0
+    code: ClassVar[int] = 3
+    param_name: ClassVar[str] = "alpha"
+
+    def derivative(self, x, threshold):
+        return (self.param / 2) / (1 + (math.pi / 2 * self.param * x) ** 2)
+
+
+class _SpikeFunction(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, surrogate, threshold):
+        ctx.save_for_backward(x)
+        ctx.surrogate, ctx.threshold = surrogate, threshold
+        return (x > 0).to(x.dtype)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        return grad * ctx.surrogate.derivative(x, ctx.threshold), None, None
+
+
+def spike(x: torch.Tensor, surrogate: Surrogate, threshold: float = 1.0) -> torch.Tensor:
+    """Heaviside step of ``x`` with the surrogate's derivative in backward (reference backend)."""
+    return _SpikeFunction.apply(x, surrogate, threshold)
