@@ -48,7 +48,7 @@ def cpu_has_avx2() -> bool:
 def cpu_flags() -> list:
     # No FMA contraction: the kernels then round exactly as torch's eager ops do, so spikes
     # match the reference bit for bit.
-    flags = ["-O3", "-std=c++17", "-ffp-contract=off"]
+    flags = ["-O3", "-std=c++20", "-ffp-contract=off"]
     isa = os.environ.get("SNNKERN_CPU_ISA", "avx2" if cpu_has_avx2() else "generic")
     if isa == "avx2":
         # ATen's AVX2 vectors (with its SLEEF exp) for the SIMD lanes of the CPU kernels.
@@ -64,7 +64,7 @@ def extension():
     if want_cuda():
         sources += sorted(glob.glob("csrc/cuda/*.cu"))
         args["cxx"].append("-DSNNKERN_WITH_CUDA")
-        args["nvcc"] = ["-O3", "-std=c++17", "--fmad=false", "-DSNNKERN_WITH_CUDA"]
+        args["nvcc"] = ["-O3", "-std=c++20", "--fmad=false", "-DSNNKERN_WITH_CUDA"]
         return CUDAExtension("snnkern._C", sources, extra_compile_args=args)
     return CppExtension("snnkern._C", sources, extra_compile_args=args)
 

@@ -157,6 +157,7 @@ if _C is not None:
         x, alpha, alpha_syn, state, threshold, ordering, reset, detach_reset, surrogate, surrogate_param, _, _ = inputs
         spikes, _, _, pre_reset = output
         ctx.save_for_backward(pre_reset, spikes, alpha, alpha_syn, state)
+        ctx.set_materialize_grads(False)  # unused outputs pass None, and the kernel skips them
         ctx.options = (threshold, ordering, reset, detach_reset, surrogate, surrogate_param)
 
     def _lif_backward(ctx, grad_spikes, grad_membrane, grad_state, _grad_pre_reset):
@@ -164,6 +165,8 @@ if _C is not None:
         if pre_reset.numel() == 0 and spikes.numel() != 0:
             raise RuntimeError("snnkern.lif: backward called but the forward did not save its membrane; "
                                "grad mode was off when it ran")
+        if grad_membrane is not None and grad_membrane.numel() == 0:
+            grad_membrane = None  # the membrane was not recorded
         grad_x, grad_alpha, grad_alpha_syn, grad_state0 = torch.ops.snnkern.lif_backward(
             grad_spikes, grad_membrane, grad_state, pre_reset, spikes, alpha, alpha_syn, state, *ctx.options)
         return (grad_x, grad_alpha, grad_alpha_syn if alpha_syn is not None else None, grad_state0,
@@ -175,6 +178,7 @@ if _C is not None:
         _, alpha, alpha_syn, state = inputs
         membrane, _ = output
         ctx.save_for_backward(membrane, alpha, alpha_syn, state)
+        ctx.set_materialize_grads(False)
 
     def _leaky_backward(ctx, grad_membrane, grad_state):
         membrane, alpha, alpha_syn, state = ctx.saved_tensors

@@ -1,7 +1,7 @@
 // CUDA kernels: one thread per (batch, neuron); consecutive threads take consecutive neurons,
 // so every load and store of a time step is coalesced. State stays in registers for the whole
 // time loop of lif.h; arithmetic in float (double for float64) whatever the storage dtype.
-#include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDAStream.h>
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <torch/library.h>
@@ -44,7 +44,7 @@ struct CudaLauncher {
   template <class scalar_t, class acc_t>
   static void forward(const ForwardTensors& f, const LifConfig<acc_t>& c) {
     const c10::cuda::CUDAGuard guard(f.x.device());
-    lif_forward_kernel<scalar_t, acc_t><<<blocks_for(f.B * f.N), kThreads, 0, at::cuda::getCurrentCUDAStream()>>>(
+    lif_forward_kernel<scalar_t, acc_t><<<blocks_for(f.B * f.N), kThreads, 0, c10::cuda::getCurrentCUDAStream()>>>(
         c, f.lanes<scalar_t, acc_t>(), f.B, f.T, f.N);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   }
@@ -52,7 +52,7 @@ struct CudaLauncher {
   template <class scalar_t, class acc_t>
   static void backward(const BackwardTensors& g, const LifConfig<acc_t>& c) {
     const c10::cuda::CUDAGuard guard(g.alpha.device());
-    lif_backward_kernel<scalar_t, acc_t><<<blocks_for(g.B * g.N), kThreads, 0, at::cuda::getCurrentCUDAStream()>>>(
+    lif_backward_kernel<scalar_t, acc_t><<<blocks_for(g.B * g.N), kThreads, 0, c10::cuda::getCurrentCUDAStream()>>>(
         c, g.lanes<scalar_t, acc_t>(), g.B, g.T, g.N);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   }
