@@ -109,10 +109,13 @@ inline ForwardTensors prepare_forward(const char* op, const Tensor& x, const Ten
   f.B = x.size(0);
   f.T = x.size(1);
   f.N = x.size(2);
-  const auto empty = at::empty({0}, x.options());
-  f.spikes = spiking ? at::empty_like(f.x) : empty;
-  f.membrane = record_membrane ? at::empty_like(f.x) : empty;
-  f.pre_reset = save ? at::empty(f.x.sizes(), x.options().dtype(opmath_type(x.scalar_type()))) : empty;
+  // Outputs that are not wanted are distinct empty tensors (outputs must not alias).
+  auto sequence_or_empty = [&](bool wanted, at::ScalarType dtype) {
+    return at::empty(wanted ? f.x.sizes() : at::IntArrayRef{0}, x.options().dtype(dtype));
+  };
+  f.spikes = sequence_or_empty(spiking, x.scalar_type());
+  f.membrane = sequence_or_empty(record_membrane, x.scalar_type());
+  f.pre_reset = sequence_or_empty(save, opmath_type(x.scalar_type()));
   f.state_out = f.T == 0 ? f.state.clone() : at::empty_like(f.state);
   return f;
 }

@@ -46,6 +46,8 @@ def _opmath(dtype: torch.dtype) -> torch.dtype:
 
 
 def _resolve_backend(backend: Optional[str], x: torch.Tensor) -> str:
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"x must be a torch.Tensor of shape [batch, time, neurons], got {type(x).__name__}")
     backend = DEFAULT_BACKEND if backend is None else backend
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")

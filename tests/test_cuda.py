@@ -1,0 +1,209 @@
+"""The CUDA kernels against the reference loops run on the same CUDA tensors (the CPU checks of
+test_ops.py, on the GPU), and bfloat16/float16 inputs against the float32 reference on the
+upcast inputs. Skipped without a CUDA device or without a CUDA build of snnkern."""
+import pytest
+import torch
+
+import snnkern
+from snnkern._checks import prepare_lif_args
+
+from helpers import (EMPTY_SHAPES, LOW_TOL, ORDERINGS, RESETS, SURROGATES, TOL,
+                     all_lif_options, assert_same, chunked_lif, clone_case, make_case, needs_cuda, run_leaky,
+                     run_lif, spike_rate, upstream_like)
+
+pytestmark = needs_cuda
+
+CUDA = "cuda"
+DTYPES = [pytest.param(torch.float32, id="f32"), pytest.param(torch.float64, id="f64")]
+LOW_DTYPES = [pytest.param(torch.bfloat16, id="bf16"), pytest.param(torch.float16, id="f16")]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("opts, syn, alpha_kind", all_lif_options())
+def test_lif_parity_cuda(opts, syn, alpha_kind, dtype):
+    case = make_case(3, 9, 5, dtype, CUDA, syn=syn, alpha_kind=alpha_kind, seed=7)
+    want = run_lif(case, "reference", **opts)
+    got = run_lif(clone_case(case), "compiled", **opts)
+    assert got["spikes"].device.type == CUDA
+    assert 0.0 < spike_rate(want["spikes"]) < 1.0
+    assert_same(got, want, TOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", [pytest.param(torch.float64, id="f64")])
+@pytest.mark.parametrize("shape", [(64, 50, 300), (1, 200, 1), (7, 3, 1000)], ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("ordering", ORDERINGS)
+def test_lif_parity_cuda_larger(shape, ordering, dtype):
+    """Sizes that span several thread blocks / a long time loop. float64 only: in float32 the
+    per-neuron alpha gradient sums B*T = 3200 terms of size ~1e3, and the kernel's summation order
+    differs from autograd's, so it differs by up to ~4e-5 relative (seen on the CPU kernels),
+    which is rounding, not a bug; the float32 grid above uses small shapes at TOL."""
+    case = make_case(*shape, dtype, CUDA, syn=True, seed=8)
+    opts = dict(ordering=ordering, reset="subtract", surrogate=SURROGATES[0], return_membrane=True)
+    assert_same(run_lif(clone_case(case), "compiled", **opts), run_lif(case, "reference", **opts), TOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("alpha_kind", ["scalar", "tensor"])
+@pytest.mark.parametrize("syn", [False, True], ids=["nosyn", "syn"])
+def test_leaky_parity_cuda(syn, alpha_kind, dtype):
+    case = make_case(3, 11, 4, dtype, CUDA, syn=syn, alpha_kind=alpha_kind, seed=5)
+    assert_same(run_leaky(clone_case(case), "compiled"), run_leaky(case, "reference"), TOL[dtype])
+
+
+@pytest.mark.parametrize("low", LOW_DTYPES)
+@pytest.mark.parametrize("ordering", ORDERINGS)
+@pytest.mark.parametrize("reset", RESETS)
+@pytest.mark.parametrize("syn", [False, True], ids=["nosyn", "syn"])
+@pytest.mark.parametrize("surrogate", [0, 1])
+def test_lif_low_precision(low, ordering, reset, syn, surrogate):
+    """bf16/fp16 inputs: the kernels compute in float32, so the float32 reference on the
+    (exactly) upcast inputs gives the same spikes; the outputs and gradients differ only by
+    their rounding to the low dtype."""
+    base = make_case(4, 16, 33, torch.float32, CUDA, syn=syn, alpha_kind="tensor", seed=13)
+    # Compiled run: x and state in the low dtype; alpha stays a float32 leaf (cast inside).
+    lp = clone_case(base)
+    lp.x = base.x.detach().to(low).requires_grad_()
+    lp.state = base.state.detach().to(low).requires_grad_()
+    # Reference: the same values in float32 (alpha rounded the way the op rounds it).
+    ref = clone_case(lp, dtype=torch.float32, round_to=low)
+    opts = dict(ordering=ordering, reset=reset, surrogate=SURROGATES[surrogate], return_membrane=True)
+    got = run_lif(lp, "compiled", **opts)
+    want = run_lif(ref, "reference", round_to=low, **opts)
+    assert got["spikes"].dtype == low and got["grad_x"].dtype == low
+    assert 0.0 < spike_rate(want["spikes"]) < 1.0
+    assert_same(got, want, LOW_TOL[low], upcast_want=True)
+
+
+@pytest.mark.parametrize("low", LOW_DTYPES)
+@pytest.mark.parametrize("syn", [False, True], ids=["nosyn", "syn"])
+def test_leaky_low_precision(low, syn):
+    base = make_case(4, 16, 33, torch.float32, CUDA, syn=syn, alpha_kind="tensor", seed=14)
+    lp = clone_case(base)
+    lp.x = base.x.detach().to(low).requires_grad_()
+    lp.state = base.state.detach().to(low).requires_grad_()
+    ref = clone_case(lp, dtype=torch.float32, round_to=low)
+    got = run_leaky(lp, "compiled")
+    want = run_leaky(ref, "reference", round_to=low)
+    assert got["membrane"].dtype == low
+    assert_same(got, want, LOW_TOL[low], upcast_want=True)
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 1), (3, 7, 13), (4, 6, 1), (2, 1, 5)], ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("ordering", ORDERINGS)
+@pytest.mark.parametrize("syn", [False, True], ids=["nosyn", "syn"])
+def test_lif_edge_shapes_cuda(shape, ordering, syn):
+    case = make_case(*shape, torch.float64, CUDA, syn=syn, seed=sum(shape))
+    opts = dict(ordering=ordering, return_membrane=True)
+    assert_same(run_lif(clone_case(case), "compiled", **opts), run_lif(case, "reference", **opts),
+                TOL[torch.float64])
+
+
+@pytest.mark.parametrize("shape", EMPTY_SHAPES, ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("ordering", ORDERINGS)
+def test_lif_empty_cuda(shape, ordering):
+    case = make_case(*shape, torch.float64, CUDA, syn=True, seed=1)
+    got = run_lif(case, "compiled", ordering=ordering, return_membrane=True)
+    want = run_lif(clone_case(case), "reference", ordering=ordering, return_membrane=True)
+    assert_same(got, want, TOL[torch.float64])
+    leaky_got = run_leaky(clone_case(case), "compiled")
+    assert_same(leaky_got, run_leaky(clone_case(case), "reference"), TOL[torch.float64])
+
+
+@pytest.mark.parametrize("ordering", ORDERINGS)
+def test_lif_noncontiguous_cuda(ordering):
+    g = torch.Generator().manual_seed(9)
+    base0 = (torch.randn(3, 5, 8, generator=g, dtype=torch.float64) * 0.6 + 0.3).to(CUDA)   # [B, N, T]
+    alpha0 = torch.linspace(0.7, 0.95, 10, dtype=torch.float64, device=CUDA)
+    state0 = (torch.randn(3, 3, 5, generator=g, dtype=torch.float64) * 0.5).to(CUDA)          # [B, 3, N]
+    results = []
+    for backend in ("reference", "compiled"):
+        base, alpha, state = (t.clone().requires_grad_() for t in (base0, alpha0, state0))
+        x = base.transpose(1, 2)
+        assert not x.is_contiguous()
+        r = snnkern.lif(x, alpha[::2], alpha_syn=0.7, state=state.transpose(0, 1), ordering=ordering,
+                        return_membrane=True, backend=backend)
+        loss = sum((v * upstream_like(v, k)).sum() for k, v in enumerate(r))
+        grads = torch.autograd.grad(loss, [base, alpha, state])
+        results.append({"spikes": r.spikes.detach(), "membrane": r.membrane.detach(), "state": r.state.detach(),
+                        "grad_x": grads[0], "grad_alpha": grads[1], "grad_state": grads[2]})
+    assert_same(results[1], results[0], TOL[torch.float64])
+
+
+@pytest.mark.parametrize("ordering", ORDERINGS)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_lif_chunked_equals_whole_cuda(ordering, dtype):
+    case = make_case(3, 12, 6, dtype, CUDA, syn=True, seed=21)
+    opts = dict(ordering=ordering, reset="subtract", detach_reset=True, surrogate=SURROGATES[1])
+    whole = chunked_lif(clone_case(case), "compiled", [12], **opts)
+    for chunks in ([5, 7], [1] * 12):
+        assert_same(chunked_lif(clone_case(case), "compiled", chunks, **opts), whole, TOL[dtype])
+
+
+@pytest.mark.parametrize("ordering", ORDERINGS)
+def test_lif_gradcheck_membrane_cuda(ordering):
+    case = make_case(2, 6, 3, torch.float64, CUDA, syn=True, seed=31)
+    names = case.names()
+
+    def f(*tensors):
+        kw = dict(zip(names, tensors))
+        res = snnkern.lif(kw["x"], kw["alpha"], alpha_syn=kw["alpha_syn"], state=kw["state"], reset="none",
+                          ordering=ordering, return_membrane=True, backend="compiled")
+        return res.membrane, res.state
+
+    assert torch.autograd.gradcheck(f, tuple(case.leaves()), eps=1e-6, atol=1e-7, rtol=1e-6)
+
+
+def test_leaky_gradcheck_cuda():
+    case = make_case(2, 6, 3, torch.float64, CUDA, syn=True, seed=32)
+    names = case.names()
+
+    def f(*tensors):
+        kw = dict(zip(names, tensors))
+        return tuple(snnkern.leaky(kw["x"], kw["alpha"], alpha_syn=kw["alpha_syn"], state=kw["state"],
+                                   backend="compiled"))
+
+    assert torch.autograd.gradcheck(f, tuple(case.leaves()), eps=1e-6, atol=1e-7, rtol=1e-6)
+
+
+@pytest.mark.parametrize("requires_grad", [False, True], ids=["nograd", "grad"])
+@pytest.mark.parametrize("ordering", ["delayed", "update_first"])
+def test_opcheck_cuda(requires_grad, ordering):
+    case = make_case(2, 5, 3, torch.float32, CUDA, syn=True, seed=3, requires_grad=False)
+    a = prepare_lif_args(case.x, case.alpha, case.alpha_syn, case.state, 1.0, ordering, "zero", False, SURROGATES[0])
+    tensors = [t.detach().clone().requires_grad_(requires_grad) for t in (a.x, a.alpha, a.alpha_syn, a.state)]
+    args = (*tensors, a.threshold, a.ordering, a.reset, a.detach_reset, 0, 5.0, True, True)
+    result = torch.library.opcheck(torch.ops.snnkern.lif_forward.default, args)
+    assert all(v == "SUCCESS" for v in result.values()), result
+    spikes, membrane, state_out, pre_reset = torch.ops.snnkern.lif_forward(*[
+        t.detach() if isinstance(t, torch.Tensor) else t for t in args])
+    bargs = (torch.randn_like(spikes), torch.randn_like(membrane), torch.randn_like(state_out), pre_reset, spikes,
+             *[t.detach() for t in tensors[1:]], *args[4:10])
+    result = torch.library.opcheck(torch.ops.snnkern.lif_backward.default, bargs)
+    assert all(v == "SUCCESS" for v in result.values()), result
+    lf = (tensors[0], tensors[1], tensors[2], tensors[3])
+    result = torch.library.opcheck(torch.ops.snnkern.leaky_forward.default, lf)
+    assert all(v == "SUCCESS" for v in result.values()), result
+
+
+def test_torch_compile_cuda():
+    torch._dynamo.reset()
+    torch.manual_seed(0)
+    fc1, fc2 = torch.nn.Linear(4, 6).cuda(), torch.nn.Linear(6, 3).cuda()
+    alpha = torch.linspace(0.75, 0.95, 6, device=CUDA, requires_grad=True)
+
+    def model(x):
+        h = snnkern.lif(fc1(x), alpha, alpha_syn=0.8, ordering="spike_first", surrogate=SURROGATES[1]).spikes
+        return snnkern.leaky(fc2(h), 0.9).membrane, h
+
+    x = torch.randn(3, 10, 4, device=CUDA) * 2 + 1
+    params = [alpha, *fc1.parameters(), *fc2.parameters()]
+    results = []
+    for fn in (model, torch.compile(model, fullgraph=True)):
+        out, h = fn(x)
+        grads = torch.autograd.grad((out * torch.linspace(-1, 1, 3, device=CUDA)).sum(), params)
+        results.append((out.detach(), h.detach(), grads))
+    assert torch.equal(results[1][1], results[0][1])
+    torch.testing.assert_close(results[1][0], results[0][0], **TOL[torch.float32])
+    for a, b in zip(results[1][2], results[0][2]):
+        torch.testing.assert_close(a, b, **TOL[torch.float32])
+    torch._dynamo.reset()
