@@ -1,0 +1,331 @@
+"""The benchmarked implementations of each case, and the neuron each one computes.
+
+Every builder returns a ``Workload``: tensors that need gradients, a ``forward()`` returning the
+output the loss is taken from, and a ``config``: the snnkern neuron the implementation computes
+(exactly, or the closest match with the difference in ``note``). ``check.py`` runs the same
+inputs through ``snnkern.reference`` configured with ``config`` and compares.
+
+Peers (snnTorch, SpikingJelly, Norse) are optional: a missing one raises ``Skip``.
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import math
+import os
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Optional
+
+import torch
+
+import snnkern
+from snnkern import naive
+from snnkern.surrogate import ATan, FastSigmoid, Sigmoid
+
+
+class Skip(Exception):
+    """This implementation does not run here (missing peer, unsupported case); the message says why."""
+
+
+@dataclass
+class LIFConfig:
+    """Keyword arguments of ``snnkern.lif`` describing one neuron."""
+
+    ordering: str = "delayed"
+    reset: str = "zero"
+    detach_reset: bool = False
+    surrogate: object = Sigmoid(5.0)
+    alpha_syn: Optional[float] = None
+
+    def kwargs(self) -> dict:
+        return dict(ordering=self.ordering, reset=self.reset, detach_reset=self.detach_reset,
+                    surrogate=self.surrogate, alpha_syn=self.alpha_syn)
+
+    def describe(self) -> str:
+        s = self.surrogate
+        return (f"{self.ordering}/{self.reset}{'/detached' if self.detach_reset else ''}/"
+                f"{type(s).__name__}({s.param:g})")
+
+
+SEED000 = LIFConfig("delayed", "zero", False, Sigmoid(5.0))
+
+
+@dataclass
+class Workload:
+    forward: Callable[[], torch.Tensor]       # runs the forward pass, returns the output
+    inputs: List[torch.Tensor]                 # leaves whose gradients are compared and cleared
+    config: Optional[LIFConfig] = None         # neuron the output should equal (scan-type cases)
+    exact: bool = True                         # False: closest match only (see note)
+    note: str = ""
+    step: Optional[Callable[[], None]] = None  # optimizer step after backward (training cases)
+    extra: Dict[str, object] = field(default_factory=dict)
+
+
+def peer_version(name: str) -> Optional[str]:
+    try:
+        module = importlib.import_module(name)
+    except Exception:  # noqa: BLE001 - any import failure means "not available"
+        return None
+    return getattr(module, "__version__", "unknown")
+
+
+def _import_peer(name: str):
+    try:
+        return importlib.import_module(name)
+    except Exception as error:  # noqa: BLE001
+        raise Skip(f"{name} not importable ({type(error).__name__}: {error}); pip install {name}") from None
+
+
+# --------------------------------------------------------------------------------------------
+# Scan-type cases: input current x [B, T, N] (optionally through Linear(n, n) first) -> spikes
+# --------------------------------------------------------------------------------------------
+
+def _naive_seed000(x, alpha):
+    return naive.seed000_hidden(x, alpha, 5.0)
+
+
+def _snntorch_loop(x, alpha, surrogate_name):
+    snn = _import_peer("snntorch")
+    from snntorch import surrogate as sg
+    spike_grad = sg.sigmoid(slope=5.0) if surrogate_name == "sigmoid" else sg.atan(alpha=2.0)
+    lif = snn.Leaky(beta=alpha, threshold=1.0, spike_grad=spike_grad, reset_mechanism="subtract")
+    lif = lif.to(x.device)
+
+    def run(inp):
+        mem = torch.zeros_like(inp[:, 0])
+        out = []
+        for t in range(inp.shape[1]):
+            spk, mem = lif(inp[:, t], mem)
+            out.append(spk)
+        return torch.stack(out, dim=1)
+    return run
+
+
+def _spikingjelly_module(alpha, device):
+    _import_peer("spikingjelly")
+    try:
+        from spikingjelly.activation_based import functional, neuron, surrogate
+    except Exception as error:  # noqa: BLE001
+        raise Skip(f"spikingjelly.activation_based not importable ({error})") from None
+    # decay_input=False, v_reset=0: H = (1 - 1/tau) V + X, so tau = 1 / (1 - alpha) gives H = alpha V + X.
+    kwargs = dict(tau=1.0 / (1.0 - alpha), decay_input=False, v_threshold=1.0, v_reset=0.0,
+                  surrogate_function=surrogate.Sigmoid(alpha=5.0), detach_reset=False, step_mode="m")
+    try:  # SpikingJelly < 2 takes backend= ('torch' | 'cupy'); pick the fastest one available
+        backend = "torch"
+        if device.type == "cuda" and importlib.util.find_spec("cupy") is not None:
+            backend = "cupy"
+        node = neuron.LIFNode(backend=backend, **kwargs).to(device)
+    except TypeError:  # SpikingJelly >= 2: one registered op (sj_lif) that picks its provider itself
+        node = neuron.LIFNode(**kwargs).to(device)
+        backend = ("sj_lif op, CPU provider" if device.type == "cpu" else
+                   "sj_lif op, CUDA provider " + os.environ.get("SJ_LIF_CUDA_IMPLEMENTATION", "(automatic)"))
+
+    def run(inp):
+        functional.reset_net(node)
+        return node(inp.transpose(0, 1).contiguous()).transpose(0, 1)
+    return run, backend
+
+
+def _norse_loop(alpha, device):
+    _import_peer("norse")
+    try:
+        from norse.torch import LIFBoxCell, LIFBoxParameters
+    except Exception as error:  # noqa: BLE001
+        raise Skip(f"norse.torch not importable ({error})") from None
+    c = 1.0 - alpha  # dv = c (x' - v): v <- alpha v + c x'; feed x' = x / c to get alpha v + x
+    params = LIFBoxParameters(tau_mem_inv=torch.tensor(c), v_leak=torch.tensor(0.0), v_th=torch.tensor(1.0),
+                              v_reset=torch.tensor(0.0), method="super", alpha=torch.tensor(100.0))
+    cell = LIFBoxCell(p=params, dt=1.0).to(device)
+
+    def run(inp):
+        state = None
+        out = []
+        scaled = inp / c
+        for t in range(inp.shape[1]):
+            z, state = cell(scaled[:, t], state)
+            out.append(z)
+        return torch.stack(out, dim=1)
+    return run
+
+
+SJ_NOTE = ("SpikingJelly LIFNode(decay_input=False, v_reset=0, Sigmoid(5)): resets in the step it fires and "
+           "keeps that step's input after the reset's next charge (V=H(1-S); H'=alpha V+X'), whereas snnkern's "
+           "zero reset also zeroes the next input; compared with snnkern update_first/zero/Sigmoid(5), "
+           "spike counts agree only approximately")
+NORSE_NOTE = ("Norse LIFBoxCell(method='super', alpha=100, input scaled by 1/(1-alpha)): same reset "
+              "convention as SpikingJelly (reset in the firing step, next input kept) and no sigmoid surrogate; "
+              "compared with snnkern update_first/zero/FastSigmoid(100), approximate")
+SNNTORCH_NOTE = ("snnTorch Leaky(reset_mechanism='subtract', spike_grad=sigmoid(slope=5)) is exactly snnkern "
+                 "update_first/subtract/detach_reset=True/Sigmoid(5) (snnTorch detaches its reset); "
+                 "snnTorch cannot do seed 000's delayed ordering or its zero reset")
+
+
+def scan_impl(impl: str, x: torch.Tensor, alpha: float, linear: Optional[torch.nn.Linear] = None) -> Workload:
+    """x: [B, T, N] leaf requiring grad. With ``linear`` the case is Linear(n, n) -> LIF."""
+    device = x.device
+    params = [x] + (list(linear.parameters()) if linear is not None else [])
+
+    def wrap(fn):
+        if linear is None:
+            return lambda: fn(x)
+        return lambda: fn(linear(x))
+
+    if impl == "naive":
+        return Workload(wrap(lambda h: _naive_seed000(h, alpha)), params, SEED000,
+                        note="seed 000's python loop (snnkern.naive.seed000_hidden)")
+    if impl in ("reference", "fused"):
+        backend = "reference" if impl == "reference" else "compiled"
+        return Workload(wrap(lambda h: snnkern.lif(h, alpha, backend=backend, **SEED000.kwargs()).spikes),
+                        params, SEED000)
+    if impl == "fused@snntorch":
+        cfg = LIFConfig("update_first", "subtract", True, Sigmoid(5.0))
+        return Workload(wrap(lambda h: snnkern.lif(h, alpha, backend="compiled", **cfg.kwargs()).spikes),
+                        params, cfg, note="snnkern fused configured as the snnTorch neuron")
+    if impl == "fused@sj":
+        cfg = LIFConfig("update_first", "zero", False, Sigmoid(5.0))
+        return Workload(wrap(lambda h: snnkern.lif(h, alpha, backend="compiled", **cfg.kwargs()).spikes),
+                        params, cfg, note="snnkern fused configured as the closest match to SpikingJelly")
+    if impl == "torch.compile":
+        fn = torch.compile(lambda h: _naive_seed000(h, alpha))
+        return Workload(wrap(fn), params, SEED000, note="torch.compile of the naive loop (inductor)")
+    if impl == "snntorch":
+        run = _snntorch_loop(x, alpha, "sigmoid")
+        return Workload(wrap(run), params, LIFConfig("update_first", "subtract", True, Sigmoid(5.0)),
+                        note=SNNTORCH_NOTE)
+    if impl == "spikingjelly":
+        run, backend = _spikingjelly_module(alpha, device)
+        return Workload(wrap(run), params, LIFConfig("update_first", "zero", False, Sigmoid(5.0)), exact=False,
+                        note=f"backend={backend}; " + SJ_NOTE)
+    if impl == "norse":
+        run = _norse_loop(alpha, device)
+        return Workload(wrap(run), params, LIFConfig("update_first", "zero", False, FastSigmoid(100.0)),
+                        exact=False, note=NORSE_NOTE)
+    raise Skip(f"implementation {impl!r} does not apply to this case")
+
+
+SCAN_IMPLS = ["naive", "reference", "fused", "torch.compile", "snntorch", "fused@snntorch", "spikingjelly",
+              "fused@sj", "norse"]
+
+
+# --------------------------------------------------------------------------------------------
+# Recurrent layer at the SHD shape: x [B, T, 700] -> projection -> recurrent two-state LIF
+# --------------------------------------------------------------------------------------------
+
+SHD_TAU_MEM, SHD_TAU_SYN, DT = 10e-3, 5e-3, 1e-3
+
+
+def recurrent_impl(impl: str, x: torch.Tensor, hidden: int, seed: int = 0) -> Workload:
+    beta, alpha = snnkern.decay(SHD_TAU_MEM, DT), snnkern.decay(SHD_TAU_SYN, DT)
+    gen = torch.Generator().manual_seed(seed)
+    n_in = x.shape[2]
+    w1 = (torch.randn(n_in, hidden, generator=gen) / math.sqrt(n_in)).to(x.device)
+    v1 = (torch.randn(hidden, hidden, generator=gen) / math.sqrt(hidden)).to(x.device)
+    note = "seed 004 hidden layer: spike_first/zero/detached/FastSigmoid(100), syn + mem, recurrent v1"
+    if impl in ("naive", "torch.compile"):
+        w1p, v1p = w1.clone().requires_grad_(), v1.clone().requires_grad_()
+
+        def fwd(inp):
+            return naive.seed004_hidden(torch.einsum("btc,cd->btd", inp, w1p), v1p, alpha, beta)[1]
+        if impl == "torch.compile":
+            fwd = torch.compile(fwd)
+        return Workload(lambda: fwd(x), [x, w1p, v1p], None, note=note + ("; torch.compile" if impl != "naive" else ""),
+                        extra={"grads": lambda: [w1p.grad, v1p.grad]})
+    if impl in ("fused", "reference"):
+        try:
+            from snnkern.nn import RecurrentLIF
+        except Exception as error:  # noqa: BLE001
+            raise Skip(f"snnkern.nn.RecurrentLIF not available ({error})") from None
+        layer = RecurrentLIF(n_in, hidden, alpha=beta, alpha_syn=alpha, ordering="spike_first", reset="zero",
+                             detach_reset=True, surrogate=FastSigmoid(100.0),
+                             backend="compiled" if impl == "fused" else "reference").to(x.device)
+        with torch.no_grad():
+            layer.linear.weight.copy_(w1.T)
+            layer.recurrent_weight.copy_(v1.T)
+        return Workload(lambda: layer(x), [x] + list(layer.parameters()), None,
+                        note="snnkern.nn.RecurrentLIF (" + ("compiled" if impl == "fused" else "reference") + ")",
+                        extra={"grads": lambda: [layer.linear.weight.grad.T, layer.recurrent_weight.grad.T]})
+    raise Skip("no peer model of seed 004's recurrent two-state layer is configured in this benchmark")
+
+
+RECURRENT_IMPLS = ["naive", "reference", "fused", "torch.compile", "snntorch", "spikingjelly", "norse"]
+
+
+# --------------------------------------------------------------------------------------------
+# One training step (forward, loss, backward, Adam) of the seed models
+# --------------------------------------------------------------------------------------------
+
+def training_impl(impl: str, model_name: str, inputs: torch.Tensor, labels: torch.Tensor) -> Workload:
+    device = inputs.device
+    try:
+        from snnkern import models
+    except Exception as error:  # noqa: BLE001
+        raise Skip(f"snnkern.models not available ({error})") from None
+    torch.manual_seed(0)  # same initial weights in every implementation of this case
+    if model_name == "ipd":
+        model = models.IPDSNN(input_size=inputs.shape[2])
+    elif model_name == "dale":
+        model = models.dales_ipd_snn(input_size=inputs.shape[2])
+    elif model_name == "shd":
+        model = models.SHDRecurrentSNN(input_size=inputs.shape[2])
+    else:
+        raise ValueError(model_name)
+    model = model.to(device)
+
+    if impl in ("fused", "reference"):
+        backend = "compiled" if impl == "fused" else "reference"
+        for module in model.modules():
+            if hasattr(module, "backend"):
+                module.backend = backend
+        opt = torch.optim.Adam(model.parameters(), lr=2e-4)
+
+        def loss_fn():
+            out = model(inputs, return_hidden=False) if model_name == "shd" else model(inputs)
+            scores = model.scores(out)
+            if model_name == "shd":
+                return torch.nn.functional.cross_entropy(scores, labels)
+            return torch.nn.functional.nll_loss(torch.log_softmax(scores, dim=1), labels)
+
+        def grads():
+            if model_name == "shd":
+                return [model.hidden.linear.weight.grad.T, model.hidden.recurrent_weight.grad.T,
+                        model.readout.linear.weight.grad.T]
+            return [model.hidden.linear.weight.grad.T, model.readout.linear.weight.grad.T]
+        return Workload(loss_fn, list(model.parameters()), step=opt.step,
+                        note=f"snnkern.models ({backend})", extra={"grads": grads, "zero": opt.zero_grad})
+
+    if impl in ("naive", "torch.compile"):
+        if model_name == "shd":
+            w1 = model.hidden.linear.weight.detach().T.clone().requires_grad_()
+            v1 = model.hidden.recurrent_weight.detach().T.clone().requires_grad_()
+            w2 = model.readout.linear.weight.detach().T.clone().requires_grad_()
+            params = [w1, v1, w2]
+            beta, alpha = snnkern.decay(SHD_TAU_MEM, DT), snnkern.decay(SHD_TAU_SYN, DT)
+
+            def loss_fn_raw(inp, lab):
+                out, _ = naive.seed004_snn(inp, w1, w2, v1, alpha, beta)
+                return torch.nn.functional.cross_entropy(out.max(dim=1).values, lab)
+        else:
+            lin1, lin2 = model.hidden.linear, model.readout.linear
+            w1 = lin1.weight.detach().T.clone().requires_grad_()
+            w2 = lin2.weight.detach().T.clone().requires_grad_()
+            params = [w1, w2]
+            signs = None
+            if hasattr(lin1, "signs"):
+                signs = (lin1.signs.reshape(-1, 1), lin2.signs.reshape(-1, 1))
+            tau = 5e-3 if model_name == "dale" else 20e-3
+            alpha = snnkern.decay(tau, DT)
+
+            def loss_fn_raw(inp, lab):
+                out = naive.seed001_snn(inp, w1, w2, signs, alpha) if signs is not None \
+                    else naive.seed000_snn(inp, w1, w2, alpha)
+                return torch.nn.functional.nll_loss(torch.log_softmax(out.mean(dim=1), dim=1), lab)
+        if impl == "torch.compile":
+            loss_fn_raw = torch.compile(loss_fn_raw)
+        opt = torch.optim.Adam(params, lr=2e-4)
+        return Workload(lambda: loss_fn_raw(inputs, labels), params, step=opt.step,
+                        note="seed loop (snnkern.naive)" + (", torch.compile of the loss" if impl != "naive" else ""),
+                        extra={"grads": lambda: [p.grad for p in params], "zero": opt.zero_grad})
+    raise Skip("no peer version of the seed model is configured in this benchmark")
+
+
+TRAINING_IMPLS = ["naive", "reference", "fused", "torch.compile", "snntorch", "spikingjelly", "norse"]

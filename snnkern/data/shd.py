@@ -1,0 +1,182 @@
+"""Spiking Heidelberg Digits (SHD) files: loading, time binning and a synthetic generator.
+
+The official files (``shd_train.h5``, ``shd_test.h5``) hold, per sample, variable-length
+arrays ``spikes/times`` (seconds) and ``spikes/units`` (0..699), and ``labels`` (20 classes).
+Binning follows seed 004_399026ae2c5886d1.txt: ``bin = floor(t * (nb_steps - 1) / max_time)``,
+spikes with ``bin >= nb_steps`` dropped; several spikes of a unit in one bin add up (the seed
+builds a sparse tensor and densifies it, which sums duplicates).
+
+:func:`write_shd_file` writes files of the same layout with class-dependent spike patterns
+(each class: a few "formant" bands that sweep across the units over time), for tests and for
+demo runs without the real data set.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Iterator, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+
+SHD_UNITS = 700
+SHD_CLASSES = 20
+
+
+@dataclass
+class SHDData:
+    """An SHD split in memory: per-sample spike ``times`` and ``units``, and ``labels``."""
+
+    times: List[np.ndarray]
+    units: List[np.ndarray]
+    labels: np.ndarray
+    path: str = ""
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.labels.max()) + 1 if len(self.labels) else 0
+
+
+def load_shd(path: str, nb_units: int = SHD_UNITS) -> SHDData:
+    """Read an SHD-format HDF5 file; clear errors for a missing, unreadable or malformed file."""
+    import h5py
+
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(
+            f"SHD file not found: {path!r}. Put the official shd_train.h5 / shd_test.h5 there "
+            "(https://zenkelab.org/datasets/), or omit --data to generate synthetic SHD-format files.")
+    try:
+        f = h5py.File(path, "r")
+    except OSError as error:
+        raise ValueError(f"{path!r} is not a readable HDF5 file (truncated or corrupted download?): {error}") from None
+    try:
+        with f:
+            missing = [k for k in ("spikes/times", "spikes/units", "labels") if k not in f]
+            if missing:
+                raise ValueError(f"{path!r} is not an SHD file: missing dataset(s) {missing} "
+                                 "(expected spikes/times, spikes/units and labels)")
+            times = [np.asarray(t, dtype=np.float64) for t in f["spikes/times"][()]]
+            units = [np.asarray(u).astype(np.int64) for u in f["spikes/units"][()]]
+            labels = np.asarray(f["labels"][()]).astype(np.int64).reshape(-1)
+    except ValueError:
+        raise
+    except (OSError, RuntimeError, KeyError, TypeError) as error:
+        raise ValueError(f"could not read {path!r} (truncated or malformed SHD file?): {error}") from None
+    if not (len(times) == len(units) == len(labels)):
+        raise ValueError(f"{path!r}: spikes/times ({len(times)}), spikes/units ({len(units)}) and labels "
+                         f"({len(labels)}) must have one entry per sample")
+    for k, (t, u) in enumerate(zip(times, units)):
+        if t.shape != u.shape or t.ndim != 1:
+            raise ValueError(f"{path!r}: sample {k} has {t.shape} spike times but {u.shape} units")
+        if u.size and (u.min() < 0 or u.max() >= nb_units):
+            raise ValueError(f"{path!r}: sample {k} has unit indices outside [0, {nb_units})")
+        if t.size and not np.isfinite(t).all():
+            raise ValueError(f"{path!r}: sample {k} has non-finite spike times")
+    if labels.size and labels.min() < 0:
+        raise ValueError(f"{path!r}: negative labels")
+    return SHDData(times, units, labels, path)
+
+
+def dense_batch(times: Sequence[np.ndarray], units: Sequence[np.ndarray], nb_steps: int, nb_units: int,
+                max_time: float, device=None, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Bin a batch of spike lists into a dense tensor [batch, nb_steps, nb_units] (vectorised)."""
+    counts = np.fromiter((len(t) for t in times), dtype=np.int64, count=len(times))
+    x = torch.zeros(len(times), nb_steps, nb_units, device=device, dtype=dtype)
+    if counts.sum() == 0:
+        return x
+    t = np.concatenate(times).astype(np.float64)
+    u = np.concatenate(units).astype(np.int64)
+    b = np.repeat(np.arange(len(times), dtype=np.int64), counts)
+    bins = np.floor(t * (nb_steps - 1) / max_time).astype(np.int64)
+    keep = (bins < nb_steps) & (bins >= 0)
+    index = tuple(torch.from_numpy(a[keep]).to(device) for a in (b, bins, u))
+    x.index_put_(index, torch.ones(index[0].shape[0], device=device, dtype=dtype), accumulate=True)
+    return x
+
+
+def shd_batches(data: SHDData, batch_size: int, nb_steps: int = 100, nb_units: int = SHD_UNITS,
+                max_time: float = 1.0, shuffle: bool = True, generator: Optional[torch.Generator] = None,
+                device=None, dtype: torch.dtype = torch.float32) -> Iterator[Tuple[torch.Tensor, torch.Tensor]]:
+    """Yield ``(x [B, nb_steps, nb_units], labels [B])``; the last partial batch is dropped (seed 004)."""
+    n = len(data)
+    order = torch.randperm(n, generator=generator).numpy() if shuffle else np.arange(n)
+    for k in range(n // batch_size):
+        idx = order[k * batch_size:(k + 1) * batch_size]
+        x = dense_batch([data.times[i] for i in idx], [data.units[i] for i in idx], nb_steps, nb_units,
+                        max_time, device, dtype)
+        yield x, torch.as_tensor(data.labels[idx], device=device)
+
+
+def _class_patterns(n_classes: int, n_units: int, formants: int, rng: np.random.Generator):
+    start = rng.uniform(0.1, 0.9, size=(n_classes, formants)) * n_units
+    end = rng.uniform(0.1, 0.9, size=(n_classes, formants)) * n_units
+    onset = rng.uniform(0.0, 0.4, size=(n_classes, formants))       # fraction of the duration
+    return start, end, onset
+
+
+def write_shd_file(path: str, n_samples: int, n_classes: int = SHD_CLASSES, n_units: int = SHD_UNITS,
+                   seed: int = 0, pattern_seed: int = 1234, duration: Tuple[float, float] = (0.6, 0.95),
+                   formants: int = 3, rate: float = 250.0, width: float = 12.0, noise_rate: float = 400.0,
+                   jitter_units: float = 25.0) -> str:
+    """Write an SHD-format file of synthetic spoken-digit-like samples.
+
+    Class ``c`` has ``formants`` bands; band k runs from unit ``start[c,k]`` to ``end[c,k]``
+    between ``onset[c,k]`` and the end of the sample (fixed by ``pattern_seed``, so train and
+    test files share the classes). Per sample: random duration, a random shift of all bands by
+    ``N(0, jitter_units)`` units, band spikes at ``rate`` Hz spread by ``N(0, width)`` units, and
+    uniform background noise at ``noise_rate`` Hz over all units.
+    """
+    import h5py
+
+    patterns = _class_patterns(n_classes, n_units, formants, np.random.default_rng(pattern_seed))
+    start, end, onset = patterns
+    rng = np.random.default_rng(seed)
+    labels = np.arange(n_samples) % n_classes
+    rng.shuffle(labels)
+    all_times, all_units = [], []
+    for c in labels:
+        dur = rng.uniform(*duration)
+        shift = rng.normal(0.0, jitter_units)
+        ts, us = [], []
+        for k in range(formants):
+            t0 = onset[c, k] * dur
+            n = rng.poisson(rate * (dur - t0))
+            t = rng.uniform(t0, dur, size=n)
+            frac = (t - t0) / max(dur - t0, 1e-6)
+            u = start[c, k] + (end[c, k] - start[c, k]) * frac + shift + rng.normal(0.0, width, size=n)
+            ts.append(t)
+            us.append(u)
+        n_noise = rng.poisson(noise_rate * dur)
+        ts.append(rng.uniform(0.0, dur, size=n_noise))
+        us.append(rng.uniform(0, n_units, size=n_noise))
+        t = np.concatenate(ts)
+        u = np.clip(np.rint(np.concatenate(us)), 0, n_units - 1)
+        order = np.argsort(t, kind="stable")
+        all_times.append(t[order].astype(np.float32))
+        all_units.append(u[order].astype(np.uint16))
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with h5py.File(path, "w") as f:
+        times = f.create_dataset("spikes/times", (n_samples,), dtype=h5py.vlen_dtype(np.float32))
+        units = f.create_dataset("spikes/units", (n_samples,), dtype=h5py.vlen_dtype(np.uint16))
+        for k in range(n_samples):
+            times[k] = all_times[k]
+            units[k] = all_units[k]
+        f.create_dataset("labels", data=labels.astype(np.uint8))
+        f.attrs["description"] = "synthetic SHD-format data written by snnkern.data.shd.write_shd_file"
+    return path
+
+
+def generate_shd_folder(folder: str, n_train: int = 2560, n_test: int = 768, seed: int = 0,
+                        **kwargs) -> Tuple[str, str]:
+    """Write ``shd_train.h5`` and ``shd_test.h5`` into ``folder`` (if absent); return their paths."""
+    train = os.path.join(folder, "shd_train.h5")
+    test = os.path.join(folder, "shd_test.h5")
+    if not os.path.exists(train):
+        write_shd_file(train, n_train, seed=seed, **kwargs)
+    if not os.path.exists(test):
+        write_shd_file(test, n_test, seed=seed + 1, **kwargs)
+    return train, test

@@ -1,0 +1,245 @@
+"""Drop-in ``torch.nn`` layers built on the fused ops :func:`snnkern.lif` and :func:`snnkern.leaky`.
+
+All layers are batch-first: inputs are ``[batch, time, in_features]`` and outputs
+``[batch, time, out_features]``. Weights follow the ``torch.nn.Linear`` convention
+``[out_features, in_features]`` (the seeds write ``x @ W`` with ``W`` of shape
+``[in, out]``, i.e. ``W = layer.weight.T``).
+
+Time constants are given either as a decay ``alpha`` (``exp(-dt/tau)``) or as ``tau`` and
+``dt`` (same unit). ``learn_alpha=True`` makes the decay a learnable per-neuron parameter
+(clamped to ``[0, 1]`` in forward).
+"""
+from __future__ import annotations
+
+import math
+from typing import Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from . import ops
+from ._checks import STATE_SIZE, decay
+from .surrogate import Sigmoid, Surrogate
+
+__all__ = ["DaleLinear", "LIF", "RecurrentLIF", "LeakyReadout", "dale_signs", "seed_uniform_"]
+
+
+def seed_uniform_(weight: torch.Tensor, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    """Initialise ``weight`` [out, in] as the IPD seeds do (000/001 ``init_weight_matrices``).
+
+    The seeds store ``W`` as ``[in, out]`` and compute the bound from PyTorch's fan-in of that
+    tensor, which is its *second* dimension: ``U(-1/sqrt(out), 1/sqrt(out))``.
+    """
+    bound = 1.0 / math.sqrt(weight.shape[0])
+    with torch.no_grad():
+        return weight.uniform_(-bound, bound, generator=generator)
+
+
+def dale_signs(n_pre: int, ie_ratio: float, device=None, dtype=None) -> torch.Tensor:
+    """Signs of the presynaptic units, shape [n_pre]: the first ``int(ie_ratio * n_pre)`` are -1."""
+    if not 0.0 <= ie_ratio <= 1.0:
+        raise ValueError(f"ie_ratio must lie in [0, 1], got {ie_ratio!r}")
+    signs = torch.ones(n_pre, device=device, dtype=dtype or torch.get_default_dtype())
+    signs[: int(ie_ratio * n_pre)] = -1.0
+    return signs
+
+
+class DaleLinear(nn.Module):
+    """Linear map obeying Dale's law (seed 001_938e86356d02c7e7.txt).
+
+    Each presynaptic (input) unit is either inhibitory or excitatory: the effective weight is
+    ``|w| * sign``, with ``sign`` fixed per input column. The first ``int(ie_ratio * in_features)``
+    inputs are inhibitory.
+
+    Shapes: input ``[..., in_features]``, output ``[..., out_features]``;
+    ``weight`` ``[out_features, in_features]``; buffer ``signs`` ``[in_features]``.
+    """
+
+    def __init__(self, in_features: int, out_features: int, ie_ratio: float = 0.5, bias: bool = False,
+                 device=None, dtype=None):
+        super().__init__()
+        self.in_features, self.out_features, self.ie_ratio = in_features, out_features, float(ie_ratio)
+        self.weight = nn.Parameter(torch.empty(out_features, in_features, device=device, dtype=dtype))
+        self.bias = nn.Parameter(torch.zeros(out_features, device=device, dtype=dtype)) if bias else None
+        self.register_buffer("signs", dale_signs(in_features, ie_ratio, device=device, dtype=dtype))
+        seed_uniform_(self.weight)
+
+    def effective_weight(self) -> torch.Tensor:
+        """``|w| * sign`` of shape [out_features, in_features]."""
+        return self.weight.abs() * self.signs
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, self.effective_weight(), self.bias)
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, ie_ratio={self.ie_ratio}"
+
+
+def _resolve_decay(alpha: Optional[float], tau: Optional[float], dt: float, name: str) -> Optional[float]:
+    if alpha is not None and tau is not None:
+        raise ValueError(f"give either {name} or its time constant, not both")
+    if tau is not None:
+        return decay(tau, dt)
+    if alpha is not None and not 0.0 <= float(alpha) <= 1.0:
+        raise ValueError(f"{name} must lie in [0, 1], got {alpha!r}")
+    return None if alpha is None else float(alpha)
+
+
+def _make_projection(in_features, out_features, bias, dale_ie_ratio, device, dtype) -> nn.Module:
+    if dale_ie_ratio is None:
+        return nn.Linear(in_features, out_features, bias=bias, device=device, dtype=dtype)
+    return DaleLinear(in_features, out_features, ie_ratio=dale_ie_ratio, bias=bias, device=device, dtype=dtype)
+
+
+class _Decays(nn.Module):
+    """Holds the membrane and synaptic decays, as buffers or learnable parameters."""
+
+    def _setup_decays(self, n, alpha, tau, alpha_syn, tau_syn, dt, learn_alpha, device, dtype):
+        a = _resolve_decay(alpha, tau, dt, "alpha")
+        if a is None:
+            raise ValueError("give the membrane decay as alpha=exp(-dt/tau) or as tau= (and dt=)")
+        a_syn = _resolve_decay(alpha_syn, tau_syn, dt, "alpha_syn")
+        self.learn_alpha = bool(learn_alpha)
+        for name, value in (("alpha", a), ("alpha_syn", a_syn)):
+            if value is None:
+                setattr(self, name, None)
+                continue
+            if learn_alpha:
+                t = torch.full((n,), value, device=device, dtype=dtype or torch.get_default_dtype())
+                setattr(self, name, nn.Parameter(t))
+            else:  # a python float: the op builds it in the input's dtype at full precision
+                setattr(self, name, value)
+
+    def _decays(self):
+        a, a_syn = self.alpha, self.alpha_syn
+        if self.learn_alpha:
+            a = a.clamp(0.0, 1.0)
+            a_syn = None if a_syn is None else a_syn.clamp(0.0, 1.0)
+        return a, a_syn
+
+
+class LIF(_Decays):
+    """Linear input projection followed by a fused LIF scan over time.
+
+    ``forward(x, state=None)``: ``x`` ``[batch, time, in_features]`` -> spikes
+    ``[batch, time, out_features]``; with ``return_state=True`` it returns
+    ``(spikes, state)``, ``state`` ``[3, batch, out_features]`` to continue a sequence.
+    The options (``threshold``, ``reset``, ``detach_reset``, ``ordering``, ``surrogate``,
+    ``alpha_syn``) are those of :func:`snnkern.lif`. ``dale_ie_ratio`` replaces the projection
+    by a :class:`DaleLinear`. ``init="seed"`` initialises the weight as seeds 000/001.
+    """
+
+    def __init__(self, in_features: int, out_features: int, *, alpha: Optional[float] = None,
+                 tau: Optional[float] = None, dt: float = 1e-3, alpha_syn: Optional[float] = None,
+                 tau_syn: Optional[float] = None, learn_alpha: bool = False, threshold: float = 1.0,
+                 reset: str = "zero", detach_reset: bool = False, ordering: str = "spike_first",
+                 surrogate: Surrogate = Sigmoid(), bias: bool = False, dale_ie_ratio: Optional[float] = None,
+                 init: str = "default", return_state: bool = False, backend: Optional[str] = None,
+                 device=None, dtype=None):
+        super().__init__()
+        self.in_features, self.out_features = in_features, out_features
+        self.linear = _make_projection(in_features, out_features, bias, dale_ie_ratio, device, dtype)
+        if init == "seed":
+            seed_uniform_(self.linear.weight)
+        elif init != "default":
+            raise ValueError(f"init must be 'default' or 'seed', got {init!r}")
+        self._setup_decays(out_features, alpha, tau, alpha_syn, tau_syn, dt, learn_alpha, device, dtype)
+        self.threshold, self.reset, self.detach_reset = threshold, reset, detach_reset
+        self.ordering, self.surrogate = ordering, surrogate
+        self.return_state, self.backend = return_state, backend
+
+    @property
+    def weight(self) -> torch.Tensor:
+        return self.linear.weight
+
+    def scan(self, current: torch.Tensor, state: Optional[torch.Tensor] = None):
+        """Run the LIF scan on an already projected current [batch, time, out_features]."""
+        a, a_syn = self._decays()
+        return ops.lif(current, a, alpha_syn=a_syn, threshold=self.threshold, reset=self.reset,
+                       detach_reset=self.detach_reset, ordering=self.ordering, surrogate=self.surrogate,
+                       state=state, backend=self.backend)
+
+    def forward(self, x: torch.Tensor, state: Optional[torch.Tensor] = None):
+        result = self.scan(self.linear(x), state)
+        return (result.spikes, result.state) if self.return_state else result.spikes
+
+    def extra_repr(self) -> str:
+        return (f"in_features={self.in_features}, out_features={self.out_features}, ordering={self.ordering!r}, "
+                f"reset={self.reset!r}, detach_reset={self.detach_reset}, surrogate={self.surrogate}")
+
+
+class RecurrentLIF(LIF):
+    """LIF layer with recurrent connections from the previous step's spikes (seed 004).
+
+    The input current at step t is ``linear(x_t) + recurrent(s_{t-1})``, with
+    ``recurrent_weight`` ``[out_features, out_features]`` (seed 004 ``v1`` is its transpose).
+    The fused op is stepped one time step at a time, carrying its state.
+
+    ``forward(x, state=None)``: ``x`` ``[batch, time, in_features]`` -> spikes
+    ``[batch, time, out_features]`` (and ``state`` with ``return_state=True``, a tuple
+    ``(neuron_state [3, batch, out], last_spikes [batch, out])``).
+    Defaults follow seed 004: ``ordering="spike_first"``, ``detach_reset=True``.
+    """
+
+    def __init__(self, in_features: int, out_features: int, *, ordering: str = "spike_first",
+                 detach_reset: bool = True, init: str = "default", **kwargs):
+        super().__init__(in_features, out_features, ordering=ordering, detach_reset=detach_reset,
+                         init=init, **kwargs)
+        dev, dt = self.linear.weight.device, self.linear.weight.dtype
+        self.recurrent_weight = nn.Parameter(torch.empty(out_features, out_features, device=dev, dtype=dt))
+        nn.init.normal_(self.recurrent_weight, 0.0, 1.0 / math.sqrt(out_features))
+
+    def forward(self, x: torch.Tensor, state: Optional[Tuple[torch.Tensor, torch.Tensor]] = None):
+        current = self.linear(x)
+        b, steps, n = current.shape
+        if state is None:
+            neuron_state, spikes = None, current.new_zeros(b, n)
+        else:
+            neuron_state, spikes = state
+        outputs = []
+        for t in range(steps):
+            step_current = current[:, t] + F.linear(spikes, self.recurrent_weight)
+            result = self.scan(step_current.unsqueeze(1), neuron_state)
+            spikes, neuron_state = result.spikes[:, 0], result.state
+            outputs.append(spikes)
+        out = torch.stack(outputs, dim=1) if outputs else current.new_zeros(b, 0, n)
+        if neuron_state is None:
+            neuron_state = current.new_zeros(STATE_SIZE, b, n)
+        return (out, (neuron_state, spikes)) if self.return_state else out
+
+
+class LeakyReadout(_Decays):
+    """Non-spiking leaky integrator readout (one state, or two with ``alpha_syn``/``tau_syn``).
+
+    ``forward(x, state=None)``: ``x`` ``[batch, time, in_features]`` -> membrane
+    ``[batch, time, out_features]``, the potential *after* each step (see :func:`snnkern.leaky`);
+    with ``return_state=True`` also the state ``[3, batch, out_features]``.
+    """
+
+    def __init__(self, in_features: int, out_features: int, *, alpha: Optional[float] = None,
+                 tau: Optional[float] = None, dt: float = 1e-3, alpha_syn: Optional[float] = None,
+                 tau_syn: Optional[float] = None, learn_alpha: bool = False, bias: bool = False,
+                 dale_ie_ratio: Optional[float] = None, init: str = "default", return_state: bool = False,
+                 backend: Optional[str] = None, device=None, dtype=None):
+        super().__init__()
+        self.in_features, self.out_features = in_features, out_features
+        self.linear = _make_projection(in_features, out_features, bias, dale_ie_ratio, device, dtype)
+        if init == "seed":
+            seed_uniform_(self.linear.weight)
+        elif init != "default":
+            raise ValueError(f"init must be 'default' or 'seed', got {init!r}")
+        self._setup_decays(out_features, alpha, tau, alpha_syn, tau_syn, dt, learn_alpha, device, dtype)
+        self.return_state, self.backend = return_state, backend
+
+    @property
+    def weight(self) -> torch.Tensor:
+        return self.linear.weight
+
+    def forward(self, x: torch.Tensor, state: Optional[torch.Tensor] = None):
+        a, a_syn = self._decays()
+        result = ops.leaky(self.linear(x), a, alpha_syn=a_syn, state=state, backend=self.backend)
+        return (result.membrane, result.state) if self.return_state else result.membrane
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}"
