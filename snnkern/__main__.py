@@ -67,7 +67,10 @@ def main(argv=None) -> int:
     _add_common(s)
 
     args = parser.parse_args(argv)
+    from .runtime import tune_cpu_allocator
     from .train import TrainConfig, sweep_envelope_power, train
+
+    tune_cpu_allocator()  # reuse freed activation buffers instead of page-faulting them back in
 
     common = dict(epochs=args.epochs, seed=args.seed, device=args.device, hidden=args.hidden, tau=args.tau,
                   batch_size=args.batch_size, lr=args.lr, backend=args.backend, train_batches=args.train_batches,

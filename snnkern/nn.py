@@ -92,8 +92,20 @@ def _make_projection(in_features, out_features, bias, dale_ie_ratio, device, dty
     return DaleLinear(in_features, out_features, ie_ratio=dale_ie_ratio, bias=bias, device=device, dtype=dtype)
 
 
-class _Decays(nn.Module):
-    """Holds the membrane and synaptic decays, as buffers or learnable parameters."""
+class _ProjectedScan(nn.Module):
+    """Base of the layers: an input projection followed by a scan with membrane (and synaptic) decays."""
+
+    def _setup_projection(self, in_features, out_features, bias, dale_ie_ratio, init, device, dtype):
+        self.in_features, self.out_features = in_features, out_features
+        self.linear = _make_projection(in_features, out_features, bias, dale_ie_ratio, device, dtype)
+        if init == "seed":
+            seed_uniform_(self.linear.weight)
+        elif init != "default":
+            raise ValueError(f"init must be 'default' or 'seed', got {init!r}")
+
+    @property
+    def weight(self) -> torch.Tensor:
+        return self.linear.weight
 
     def _setup_decays(self, n, alpha, tau, alpha_syn, tau_syn, dt, learn_alpha, device, dtype):
         a = _resolve_decay(alpha, tau, dt, "alpha")
@@ -119,7 +131,7 @@ class _Decays(nn.Module):
         return a, a_syn
 
 
-class LIF(_Decays):
+class LIF(_ProjectedScan):
     """Linear input projection followed by a fused LIF scan over time.
 
     ``forward(x, state=None)``: ``x`` ``[batch, time, in_features]`` -> spikes
@@ -138,20 +150,11 @@ class LIF(_Decays):
                  init: str = "default", return_state: bool = False, backend: Optional[str] = None,
                  device=None, dtype=None):
         super().__init__()
-        self.in_features, self.out_features = in_features, out_features
-        self.linear = _make_projection(in_features, out_features, bias, dale_ie_ratio, device, dtype)
-        if init == "seed":
-            seed_uniform_(self.linear.weight)
-        elif init != "default":
-            raise ValueError(f"init must be 'default' or 'seed', got {init!r}")
+        self._setup_projection(in_features, out_features, bias, dale_ie_ratio, init, device, dtype)
         self._setup_decays(out_features, alpha, tau, alpha_syn, tau_syn, dt, learn_alpha, device, dtype)
         self.threshold, self.reset, self.detach_reset = threshold, reset, detach_reset
         self.ordering, self.surrogate = ordering, surrogate
         self.return_state, self.backend = return_state, backend
-
-    @property
-    def weight(self) -> torch.Tensor:
-        return self.linear.weight
 
     def scan(self, current: torch.Tensor, state: Optional[torch.Tensor] = None):
         """Run the LIF scan on an already projected current [batch, time, out_features]."""
@@ -209,7 +212,7 @@ class RecurrentLIF(LIF):
         return (out, (neuron_state, spikes)) if self.return_state else out
 
 
-class LeakyReadout(_Decays):
+class LeakyReadout(_ProjectedScan):
     """Non-spiking leaky integrator readout (one state, or two with ``alpha_syn``/``tau_syn``).
 
     ``forward(x, state=None)``: ``x`` ``[batch, time, in_features]`` -> membrane
@@ -223,18 +226,9 @@ class LeakyReadout(_Decays):
                  dale_ie_ratio: Optional[float] = None, init: str = "default", return_state: bool = False,
                  backend: Optional[str] = None, device=None, dtype=None):
         super().__init__()
-        self.in_features, self.out_features = in_features, out_features
-        self.linear = _make_projection(in_features, out_features, bias, dale_ie_ratio, device, dtype)
-        if init == "seed":
-            seed_uniform_(self.linear.weight)
-        elif init != "default":
-            raise ValueError(f"init must be 'default' or 'seed', got {init!r}")
+        self._setup_projection(in_features, out_features, bias, dale_ie_ratio, init, device, dtype)
         self._setup_decays(out_features, alpha, tau, alpha_syn, tau_syn, dt, learn_alpha, device, dtype)
         self.return_state, self.backend = return_state, backend
-
-    @property
-    def weight(self) -> torch.Tensor:
-        return self.linear.weight
 
     def forward(self, x: torch.Tensor, state: Optional[torch.Tensor] = None):
         a, a_syn = self._decays()
