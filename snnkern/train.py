@@ -106,6 +106,18 @@ def _epoch_generator(seed: int, epoch: int, device) -> torch.Generator:
     return torch.Generator(device=device).manual_seed(seed * 1_000_003 + epoch + 1)
 
 
+def _training_pass(outputs, loss_fn, optimizer):
+    """One optimiser step per (output, labels) pair; returns (mean loss, seconds)."""
+    losses, start = [], time.perf_counter()
+    for out, y in outputs:
+        loss = loss_fn(out, y)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    return float(np.mean(losses)), time.perf_counter() - start
+
+
 def _confusion(pred: np.ndarray, true: np.ndarray, n: int) -> np.ndarray:
     """Counts ``[estimated, true]`` (seed 000's orientation)."""
     c = np.zeros((n, n))
@@ -154,14 +166,8 @@ class IPDTask:
         gen = _epoch_generator(self.cfg.seed, epoch, self.device)
         self.train_set.redraw_offset(gen)
         self.model.train()
-        losses, start = [], time.perf_counter()
-        for x, y, _ in self._batches(self.train_set, gen):
-            loss = self.loss(self.model(x), y)
-            self.optimizer.zero_grad()
-            loss.backward()
-            self.optimizer.step()
-            losses.append(loss.item())
-        return float(np.mean(losses)), time.perf_counter() - start
+        return _training_pass(((self.model(x), y) for x, y, _ in self._batches(self.train_set, gen)),
+                              self.loss, self.optimizer)
 
     @torch.no_grad()
     def validation_loss(self, epoch: int) -> float:
@@ -266,15 +272,8 @@ class SHDTask:
     def train_epoch(self, epoch: int, bar=None):
         gen = _epoch_generator(self.cfg.seed, epoch, "cpu")
         self.model.train()
-        losses, start = [], time.perf_counter()
-        for x, y in self._batches(self.train_set, gen):
-            out, _ = self.model(x)
-            loss = self.loss(out, y)
-            self.optimizer.zero_grad()
-            loss.backward()
-            self.optimizer.step()
-            losses.append(loss.item())
-        return float(np.mean(losses)), time.perf_counter() - start
+        return _training_pass(((self.model(x)[0], y) for x, y in self._batches(self.train_set, gen)),
+                              self.loss, self.optimizer)
 
     @torch.no_grad()
     def _analyse(self, data):
