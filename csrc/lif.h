@@ -1,7 +1,7 @@
 // The neuron dynamics of snnkern: the ONE source of truth for the arithmetic that the CPU and
 // the CUDA kernels run. Everything here is generic in the value type V: a scalar (float or
-// double, on host and device) or, on the CPU, a SIMD vector of neurons. The kernels only add
-// indexing and launching around lif_forward_sequence / lif_backward_sequence.
+// double, on host and device) or, on the CPU, a SIMD vector of neurons. The backends only map
+// the lane tasks at the end of this file (ScanForward, ...) onto SIMD vectors or CUDA threads.
 //
 // One step of a LIF neuron (python mirror: snnkern/reference.py), H the Heaviside step:
 //
@@ -99,9 +99,94 @@ struct ResetCoeffs {
   SNN_HD V d_spike(V p) const { return V(0) - (kz * p + ks_theta); }  // d v_{t+1} / d r_t
 };
 
+// The state of one lane group: membrane v, synaptic current i, previous membrane w.
+template <class V>
+struct NeuronState {
+  V v, i, w;
+};
+
+// The gradients carried backwards in time: of the state after the current step, and the
+// partial sums of the decays' gradients.
+template <class V>
+struct GradCarry {
+  V v, i, w, alpha, alpha_syn;
+};
+
+// What one forward step produces: output spike z, the membrane u it came from, pre-reset p.
+template <class V>
+struct StepOutput {
+  V z, u, p;
+};
+
+// One LIF step, forward and backward, for a lane group with given decays.
+template <class V, class M, class acc_t>
+struct LifStep {
+  const LifConfig<acc_t>& c;
+  V theta, alpha, alpha_syn;
+  ResetCoeffs<V, acc_t> reset;
+
+  SNN_HD LifStep(const LifConfig<acc_t>& config, V a, V a_syn)
+      : c(config), theta(config.threshold), alpha(a), alpha_syn(a_syn), reset(config) {}
+
+  SNN_HD V fire(V u) const { return c.spiking ? M::heaviside(u - theta) : V(0); }
+  SNN_HD V surrogate(V u) const {
+    return surrogate_grad<V, M>(c.surrogate, u - theta, V(c.surrogate_param), theta);
+  }
+
+  SNN_HD StepOutput<V> forward(V x, NeuronState<V>& s) const {
+    V u = c.ordering == kDelayed ? s.w : s.v;  // membrane the output spike comes from
+    const V r = fire(u);
+    const V p = alpha * s.v + (c.synaptic ? s.i : x);
+    const V v_next = reset.apply(p, r);
+    if (c.synaptic) s.i = alpha_syn * s.i + x;
+    if (c.ordering == kDelayed) s.w = s.v;
+    s.v = v_next;
+    V z = r;
+    if (c.ordering == kUpdateFirst) {
+      u = v_next;
+      z = fire(u);
+    }
+    return {z, u, p};
+  }
+
+  // Reverse of `forward` at step t. p, r: pre-reset membrane and reset spike of step t; v, w:
+  // the state v_t and w_t it started from; g_out, g_mem: dL/dz_t and dL/du_t. On entry `g`
+  // holds the gradients of the state after step t, on exit those of the state before it.
+  // Returns dL/dx_t.
+  SNN_HD V backward(V p, V r, V v, V w, V g_out, V g_mem, GradCarry<V>& g) const {
+    const V zero(0);
+    const V keep(c.keep_reset_grad ? acc_t(1) : acc_t(0));
+    if (c.ordering == kUpdateFirst) {  // z_t and u_t come from v_{t+1}
+      if (c.spiking) g.v = g.v + g_out * surrogate(reset.apply(p, r));
+      g.v = g.v + g_mem;
+      g_out = zero;
+      g_mem = zero;
+    }
+    const V gp = g.v * reset.d_pre(r);
+    const V g_spike = c.spiking ? g_out + keep * g.v * reset.d_spike(p) : zero;
+    V gv_prev = gp * alpha;
+    if (c.ordering == kDelayed) {  // z_t = r_t come from w_t = v_{t-1}; w_{t+1} = v_t
+      gv_prev = gv_prev + g.w;
+      g.w = g_mem + (c.spiking ? g_spike * surrogate(w) : zero);
+    } else {
+      gv_prev = gv_prev + g_mem + (c.spiking ? g_spike * surrogate(v) : zero);
+    }
+    g.alpha = g.alpha + gp * v;
+    V g_x = gp;
+    if (c.synaptic) {
+      g_x = g.i;
+      g.alpha_syn = g.alpha_syn + g.i * (p - alpha * v);  // i_t = p_t - alpha v_t
+      g.i = alpha_syn * g.i + gp;
+    }
+    g.v = gv_prev;
+    return g_x;
+  }
+};
+
 // Pointers of one lane group (one neuron on CUDA, a SIMD vector of neurons on the CPU) of
-// one batch element. Sequences [T, N] advance by `time_stride` per step; state rows by
-// `state_stride`. Null pointers mark what is not wanted (or, for gradients, zero).
+// one batch element. Sequences [B, T, N] advance by `time_stride` = N per step; state rows
+// [kStateSize, B, N] by `state_stride` = B * N. Null pointers mark what is not wanted (or,
+// for gradients, zero).
 template <class scalar_t, class acc_t>
 struct ForwardLanes {
   const scalar_t* x;
@@ -113,7 +198,7 @@ struct ForwardLanes {
   scalar_t* membrane;
   acc_t* pre_reset;
 
-  // The lanes of neuron n of batch element b (sequences [B, T, N], state rows [B, N]).
+  // The lanes of neuron n of batch element b.
   SNN_HD ForwardLanes at(int64_t b, int64_t n, int64_t T, int64_t N) const {
     const int64_t seq = b * T * N + n, st = b * N + n;
     return {x + seq, alpha + n, alpha_syn ? alpha_syn + n : nullptr, state0 + st, state_out + st,
@@ -146,114 +231,181 @@ struct BackwardLanes {
   }
 };
 
-// IO: loads and stores a lane group and converts between storage and arithmetic types.
+// Everything the backward needs from the forward at step t, recomputed from the saved
+// pre-reset membrane and the returned spikes with the forward's own expressions (bitwise).
 template <class V, class M, class IO, class scalar_t, class acc_t>
-SNN_HD void lif_forward_sequence(const LifConfig<acc_t>& c, const IO& io, int64_t T,
-                                 int64_t time_stride, int64_t state_stride,
-                                 const ForwardLanes<scalar_t, acc_t>& a) {
-  const V theta(c.threshold);
-  const ResetCoeffs<V, acc_t> reset(c);
-  const V alpha = io.load(a.alpha);
-  const V alpha_syn = c.synaptic ? io.load(a.alpha_syn) : V(0);
-  V v = io.load(a.state0 + kV * state_stride);
-  V i = io.load(a.state0 + kI * state_stride);
-  V w = io.load(a.state0 + kW * state_stride);
-  for (int64_t t = 0; t < T; ++t) {
-    const int64_t o = t * time_stride;
-    const V x = io.load(a.x + o);
-    V u = c.ordering == kDelayed ? w : v;  // membrane the output spike comes from
-    const V r = c.spiking ? M::heaviside(u - theta) : V(0);
-    const V p = alpha * v + (c.synaptic ? i : x);
-    const V v_next = reset.apply(p, r);
-    if (c.synaptic) i = alpha_syn * i + x;
-    if (c.ordering == kDelayed) w = v;
-    v = v_next;
-    V z = r;
-    if (c.ordering == kUpdateFirst) {
-      u = v;
-      if (c.spiking) z = M::heaviside(u - theta);
-    }
-    if (a.spikes) io.store(a.spikes + o, z);
-    if (a.membrane) io.store(a.membrane + o, u);
-    if (a.pre_reset) io.store(a.pre_reset + o, p);
-  }
-  io.store(a.state_out + kV * state_stride, v);
-  io.store(a.state_out + kI * state_stride, i);
-  io.store(a.state_out + kW * state_stride, w);
-}
+struct Replay {
+  const LifStep<V, M, acc_t>& step;
+  const IO& io;
+  const BackwardLanes<scalar_t, acc_t>& a;
+  int64_t time_stride;
+  V v0, w0;
 
-// One fused reverse-time pass. Carries dL/dv_{t+1}, dL/di_{t+1}, dL/dw_{t+1} in registers.
-template <class V, class M, class IO, class scalar_t, class acc_t>
-SNN_HD void lif_backward_sequence(const LifConfig<acc_t>& c, const IO& io, int64_t T,
-                                  int64_t time_stride, int64_t state_stride,
-                                  const BackwardLanes<scalar_t, acc_t>& a) {
-  const V zero(0);
-  const V theta(c.threshold);
-  const V param(c.surrogate_param);
-  const V keep(c.keep_reset_grad ? acc_t(1) : acc_t(0));
-  const ResetCoeffs<V, acc_t> reset(c);
-  const V alpha = io.load(a.alpha);
-  const V alpha_syn = c.synaptic ? io.load(a.alpha_syn) : zero;
-  const V v0 = io.load(a.state0 + kV * state_stride);
-  const V w0 = io.load(a.state0 + kW * state_stride);
-
-  auto surrogate = [&](V u) { return surrogate_grad<V, M>(c.surrogate, u - theta, param, theta); };
-  auto load_or_zero = [&](const scalar_t* p, int64_t offset) { return p ? io.load(p + offset) : zero; };
-  // r_k, the spike that resets step k (it was returned by the forward; recomputed at k = 0
-  // for update_first, whose first reset comes from the initial state).
-  auto reset_spike = [&](int64_t k) {
-    if (!c.spiking) return zero;
-    if (c.ordering == kUpdateFirst) return k == 0 ? M::heaviside(v0 - theta) : io.load(a.spikes + (k - 1) * time_stride);
+  // r_k, the spike that resets step k (returned by the forward; recomputed at k = 0 for
+  // update_first, whose first reset comes from the initial state).
+  SNN_HD V reset_spike(int64_t k) const {
+    if (!step.c.spiking) return V(0);
+    if (step.c.ordering == kUpdateFirst) return k == 0 ? step.fire(v0) : io.load(a.spikes + (k - 1) * time_stride);
     return io.load(a.spikes + k * time_stride);
-  };
-  // v_k, the membrane at the start of step k, recomputed exactly as the forward computed it.
-  auto membrane_at = [&](int64_t k) {
-    return k == 0 ? v0 : reset.apply(io.load(a.pre_reset + (k - 1) * time_stride), reset_spike(k - 1));
-  };
-
-  V gv = load_or_zero(a.grad_state, kV * state_stride);
-  V gi = load_or_zero(a.grad_state, kI * state_stride);
-  V gw = load_or_zero(a.grad_state, kW * state_stride);
-  V g_alpha = zero, g_alpha_syn = zero;
-  for (int64_t t = T - 1; t >= 0; --t) {
-    const int64_t o = t * time_stride;
-    const V p = io.load(a.pre_reset + o);
-    const V r = reset_spike(t);
-    const V v = membrane_at(t);
-    V g_out = load_or_zero(a.grad_spikes, o);    // dL/dz_t
-    V g_mem = load_or_zero(a.grad_membrane, o);  // dL/du_t
-    if (c.ordering == kUpdateFirst) {  // z_t and u_t come from v_{t+1}
-      const V v_next = reset.apply(p, r);
-      if (c.spiking) gv = gv + g_out * surrogate(v_next);
-      gv = gv + g_mem;
-      g_out = zero;
-      g_mem = zero;
-    }
-    const V gp = gv * reset.d_pre(r);
-    const V g_spike = c.spiking ? g_out + keep * gv * reset.d_spike(p) : zero;
-    V gv_prev = gp * alpha;
-    if (c.ordering == kDelayed) {  // z_t = r_t come from w_t = v_{t-1}; w_{t+1} = v_t
-      const V w = t == 0 ? w0 : membrane_at(t - 1);
-      gv_prev = gv_prev + gw;
-      gw = g_mem + (c.spiking ? g_spike * surrogate(w) : zero);
-    } else {
-      gv_prev = gv_prev + g_mem + (c.spiking ? g_spike * surrogate(v) : zero);
-    }
-    g_alpha = g_alpha + gp * v;
-    if (c.synaptic) {
-      io.store(a.grad_x + o, gi);
-      g_alpha_syn = g_alpha_syn + gi * (p - alpha * v);  // i_t = p_t - alpha v_t
-      gi = alpha_syn * gi + gp;
-    } else {
-      io.store(a.grad_x + o, gp);
-    }
-    gv = gv_prev;
   }
-  io.store(a.grad_state0 + kV * state_stride, gv);
-  io.store(a.grad_state0 + kI * state_stride, gi);
-  io.store(a.grad_state0 + kW * state_stride, gw);
-  io.store(a.grad_alpha, g_alpha);
-  if (c.synaptic) io.store(a.grad_alpha_syn, g_alpha_syn);
+  // v_k, the membrane at the start of step k.
+  SNN_HD V membrane_at(int64_t k) const {
+    return k == 0 ? v0 : step.reset.apply(io.load(a.pre_reset + (k - 1) * time_stride), reset_spike(k - 1));
+  }
+  SNN_HD V pre_reset(int64_t k) const { return io.load(a.pre_reset + k * time_stride); }
+  SNN_HD V previous_membrane(int64_t k) const {  // w_k = v_{k-1}, read by the delayed ordering
+    if (step.c.ordering != kDelayed) return V(0);
+    return k == 0 ? w0 : membrane_at(k - 1);
+  }
+};
+
+template <class V, class IO, class T>
+SNN_HD V load_or_zero(const IO& io, const T* p, int64_t offset) {
+  return p ? io.load(p + offset) : V(0);
 }
+
+template <class V, class IO, class T>
+SNN_HD NeuronState<V> load_state(const IO& io, const T* p, int64_t stride) {
+  return {io.load(p + kV * stride), io.load(p + kI * stride), io.load(p + kW * stride)};
+}
+
+template <class V, class IO, class T>
+SNN_HD void store_state(const IO& io, T* p, int64_t stride, const NeuronState<V>& s) {
+  io.store(p + kV * stride, s.v);
+  io.store(p + kI * stride, s.i);
+  io.store(p + kW * stride, s.w);
+}
+
+// The forward of steps [t0, t1) of one lane group; `state` holds the state before t0 and gets
+// the state after t1 - 1. `recurrent` (a [B, N] row or null) is added to the input x_t.
+template <class V, class M, class IO, class scalar_t, class acc_t>
+SNN_HD void lif_forward_steps(const LifConfig<acc_t>& c, const IO& io, int64_t t0, int64_t t1,
+                              int64_t time_stride, const ForwardLanes<scalar_t, acc_t>& a,
+                              const scalar_t* recurrent, NeuronState<V>& state) {
+  const LifStep<V, M, acc_t> step(c, io.load(a.alpha), c.synaptic ? io.load(a.alpha_syn) : V(0));
+  for (int64_t t = t0; t < t1; ++t) {
+    const int64_t o = t * time_stride;
+    V x = io.load(a.x + o);
+    if (recurrent) x = x + io.load(recurrent);
+    const StepOutput<V> out = step.forward(x, state);
+    if (a.spikes) io.store(a.spikes + o, out.z);
+    if (a.membrane) io.store(a.membrane + o, out.u);
+    if (a.pre_reset) io.store(a.pre_reset + o, out.p);
+  }
+}
+
+// The backward of steps [t0, t1) of one lane group, in reverse. `carry` holds the gradients
+// of the state after step t1 - 1 and gets those of the state before t0. `recurrent` (a [B, N]
+// row or null) is added to dL/dz_{t1-1}: the gradient that reached the spikes through the
+// recurrent input of the next step.
+template <class V, class M, class IO, class scalar_t, class acc_t>
+SNN_HD void lif_backward_steps(const LifConfig<acc_t>& c, const IO& io, int64_t t0, int64_t t1,
+                               int64_t time_stride, int64_t state_stride, const BackwardLanes<scalar_t, acc_t>& a,
+                               const scalar_t* recurrent, GradCarry<V>& carry) {
+  const LifStep<V, M, acc_t> step(c, io.load(a.alpha), c.synaptic ? io.load(a.alpha_syn) : V(0));
+  const Replay<V, M, IO, scalar_t, acc_t> replay{step, io, a, time_stride, io.load(a.state0 + kV * state_stride),
+                                                  io.load(a.state0 + kW * state_stride)};
+  for (int64_t t = t1 - 1; t >= t0; --t) {
+    const int64_t o = t * time_stride;
+    V g_out = load_or_zero<V>(io, a.grad_spikes, o);
+    if (recurrent && t == t1 - 1) g_out = g_out + io.load(recurrent);
+    const V g_x = step.backward(replay.pre_reset(t), replay.reset_spike(t), replay.membrane_at(t),
+                                replay.previous_membrane(t), g_out, load_or_zero<V>(io, a.grad_membrane, o), carry);
+    io.store(a.grad_x + o, g_x);
+  }
+}
+
+// Lane tasks: what one lane group of one batch element does. A backend runs a task for every
+// (b, n) with `task.template run<V, M>(b, n, io)`: csrc/cpu over SIMD vectors of neurons,
+// csrc/cuda one thread per neuron. T, N: sequence length and width.
+
+// The whole scan in one pass, the state in registers.
+template <class scalar_t, class acc_t>
+struct ScanForward {
+  using scalar_type = scalar_t;
+  using acc_type = acc_t;
+  LifConfig<acc_t> c;
+  ForwardLanes<scalar_t, acc_t> lanes;
+  int64_t B, T, N;
+
+  template <class V, class M, class IO>
+  SNN_HD void run(int64_t b, int64_t n, const IO& io) const {
+    const auto a = lanes.at(b, n, T, N);
+    NeuronState<V> s = load_state<V>(io, a.state0, B * N);
+    lif_forward_steps<V, M>(c, io, 0, T, N, a, static_cast<const scalar_t*>(nullptr), s);
+    store_state(io, a.state_out, B * N, s);
+  }
+};
+
+template <class scalar_t, class acc_t>
+struct ScanBackward {
+  using scalar_type = scalar_t;
+  using acc_type = acc_t;
+  LifConfig<acc_t> c;
+  BackwardLanes<scalar_t, acc_t> lanes;
+  int64_t B, T, N;
+
+  template <class V, class M, class IO>
+  SNN_HD void run(int64_t b, int64_t n, const IO& io) const {
+    const auto a = lanes.at(b, n, T, N);
+    const int64_t stride = B * N;
+    GradCarry<V> g{load_or_zero<V>(io, a.grad_state, kV * stride), load_or_zero<V>(io, a.grad_state, kI * stride),
+                   load_or_zero<V>(io, a.grad_state, kW * stride), V(0), V(0)};
+    lif_backward_steps<V, M>(c, io, 0, T, N, stride, a, static_cast<const scalar_t*>(nullptr), g);
+    store_state(io, a.grad_state0, stride, NeuronState<V>{g.v, g.i, g.w});
+    io.store(a.grad_alpha, g.alpha);
+    if (c.synaptic) io.store(a.grad_alpha_syn, g.alpha_syn);
+  }
+};
+
+// One step t of a recurrent scan: the state lives in memory ([3, B, N], acc_t) between steps,
+// because the input of step t needs the spikes of every neuron at step t - 1 (a matmul the
+// host runs between steps). `recurrent` [B, N] holds that recurrent input.
+template <class scalar_t, class acc_t>
+struct RecurrentStepForward {
+  using scalar_type = scalar_t;
+  using acc_type = acc_t;
+  LifConfig<acc_t> c;
+  ForwardLanes<scalar_t, acc_t> lanes;
+  const scalar_t* recurrent;
+  acc_t* running_state;
+  int64_t B, T, N, t;
+
+  template <class V, class M, class IO>
+  SNN_HD void run(int64_t b, int64_t n, const IO& io) const {
+    const int64_t st = b * N + n;
+    NeuronState<V> s = load_state<V>(io, running_state + st, B * N);
+    lif_forward_steps<V, M>(c, io, t, t + 1, N, lanes.at(b, n, T, N), recurrent + st, s);
+    store_state(io, running_state + st, B * N, s);
+  }
+};
+
+// The reverse of step t of a recurrent scan. `carry` [5, B, N] (acc_t): rows v, i, w of the
+// state gradient, then the partial sums of the alpha and alpha_syn gradients. `recurrent`
+// [B, N] holds the gradient that reached z_t through the recurrent input of step t + 1.
+template <class scalar_t, class acc_t>
+struct RecurrentStepBackward {
+  using scalar_type = scalar_t;
+  using acc_type = acc_t;
+  LifConfig<acc_t> c;
+  BackwardLanes<scalar_t, acc_t> lanes;
+  const scalar_t* recurrent;
+  acc_t* carry;
+  int64_t B, T, N, t;
+
+  template <class V, class M, class IO>
+  SNN_HD void run(int64_t b, int64_t n, const IO& io) const {
+    const int64_t st = b * N + n, stride = B * N;
+    acc_t* p = carry + st;
+    GradCarry<V> g{io.load(p), io.load(p + stride), io.load(p + 2 * stride), io.load(p + 3 * stride),
+                   io.load(p + 4 * stride)};
+    lif_backward_steps<V, M>(c, io, t, t + 1, N, stride, lanes.at(b, n, T, N), recurrent ? recurrent + st : nullptr, g);
+    io.store(p, g.v);
+    io.store(p + stride, g.i);
+    io.store(p + 2 * stride, g.w);
+    io.store(p + 3 * stride, g.alpha);
+    io.store(p + 4 * stride, g.alpha_syn);
+  }
+};
 
 }  // namespace snnkern

@@ -37,6 +37,13 @@ inline void check_scan_args(const char* op, at::IntArrayRef seq, const at::Tenso
   check_like(op, "state", state, like, {kStateSize, B, N});
 }
 
+// The recurrent layer's weight [N, N] ([out, in], as torch.nn.Linear) and previous spikes [B, N].
+inline void check_recurrent_args(const char* op, const Tensor& weight, const Tensor& spikes0,
+                                 const at::TensorOptions& like, int64_t B, int64_t N) {
+  check_like(op, "weight", weight, like, {N, N});
+  check_like(op, "spikes0", spikes0, like, {B, N});
+}
+
 template <class acc_t>
 LifConfig<acc_t> make_config(const char* op, double threshold, int64_t ordering, int64_t reset, bool detach_reset,
                              int64_t surrogate, double surrogate_param, bool synaptic) {
@@ -181,11 +188,28 @@ inline BackwardTensors prepare_backward(const char* op, const OptTensor& grad_sp
 }
 
 // The op entry points; each backend instantiates them with its Launcher, which provides
-//   template <class scalar_t> static void forward(const ForwardTensors&, const LifConfig<acc>&)
-//   template <class scalar_t> static void backward(const BackwardTensors&, const LifConfig<acc>&)
+//   template <class Task> static void run(const Task&, b0, b1, N, steps, at::Device)
+//       runs the lane task for every neuron n < N of the batch elements b0 <= b < b1;
+//   template <class F> static void for_batch_chunks(B, F&& f)
+//       calls f(b0, b1) over chunks covering [0, B): the recurrent layer's time loop runs once per
+//       chunk (CPU: one chunk per thread, no synchronisation between steps; CUDA: one chunk);
 //   template <class F> static void dispatch(at::ScalarType, const char* op, F&& f)  // f(scalar_t{})
 template <class Launcher>
 struct Ops {
+  template <class scalar_t, class acc_t>
+  static void scan_forward(const ForwardTensors& f, const LifConfig<acc_t>& c) {
+    if (f.B * f.T * f.N == 0) return;
+    Launcher::run(ScanForward<scalar_t, acc_t>{c, f.lanes<scalar_t, acc_t>(), f.B, f.T, f.N}, 0, f.B, f.N, f.T,
+                  f.x.device());
+  }
+
+  template <class scalar_t, class acc_t>
+  static void scan_backward(const BackwardTensors& g, const LifConfig<acc_t>& c) {
+    if (g.B * g.T * g.N == 0) return;
+    Launcher::run(ScanBackward<scalar_t, acc_t>{c, g.lanes<scalar_t, acc_t>(), g.B, g.T, g.N}, 0, g.B, g.N, g.T,
+                  g.alpha.device());
+  }
+
   static std::tuple<Tensor, Tensor, Tensor, Tensor> lif_forward(
       const Tensor& x, const Tensor& alpha, const OptTensor& alpha_syn, const Tensor& state, double threshold,
       int64_t ordering, int64_t reset, bool detach_reset, int64_t surrogate, double surrogate_param,
@@ -195,9 +219,8 @@ struct Ops {
     Launcher::dispatch(x.scalar_type(), op, [&](auto tag) {
       using scalar_t = decltype(tag);
       using acc_t = at::opmath_type<scalar_t>;
-      auto c = make_config<acc_t>(op, threshold, ordering, reset, detach_reset, surrogate, surrogate_param,
-                                  present(alpha_syn));
-      if (f.B * f.T * f.N) Launcher::template forward<scalar_t>(f, c);
+      scan_forward<scalar_t>(f, make_config<acc_t>(op, threshold, ordering, reset, detach_reset, surrogate,
+                                                   surrogate_param, present(alpha_syn)));
     });
     return {f.spikes, f.membrane, f.state_out, f.pre_reset};
   }
@@ -213,9 +236,8 @@ struct Ops {
     Launcher::dispatch(alpha.scalar_type(), op, [&](auto tag) {
       using scalar_t = decltype(tag);
       using acc_t = at::opmath_type<scalar_t>;
-      auto c = make_config<acc_t>(op, threshold, ordering, reset, detach_reset, surrogate, surrogate_param,
-                                  present(alpha_syn));
-      if (g.B * g.T * g.N) Launcher::template backward<scalar_t>(g, c);
+      scan_backward<scalar_t>(g, make_config<acc_t>(op, threshold, ordering, reset, detach_reset, surrogate,
+                                                    surrogate_param, present(alpha_syn)));
     });
     return g.results();
   }
@@ -226,7 +248,7 @@ struct Ops {
     auto f = prepare_forward(op, x, alpha, alpha_syn, state, false, true, false);
     Launcher::dispatch(x.scalar_type(), op, [&](auto tag) {
       using scalar_t = decltype(tag);
-      if (f.B * f.T * f.N) Launcher::template forward<scalar_t>(f, leaky_config<at::opmath_type<scalar_t>>(present(alpha_syn)));
+      scan_forward<scalar_t>(f, leaky_config<at::opmath_type<scalar_t>>(present(alpha_syn)));
     });
     return {f.membrane, f.state_out};
   }
@@ -242,9 +264,101 @@ struct Ops {
                               state, false);
     Launcher::dispatch(alpha.scalar_type(), op, [&](auto tag) {
       using scalar_t = decltype(tag);
-      if (g.B * g.T * g.N) Launcher::template backward<scalar_t>(g, leaky_config<at::opmath_type<scalar_t>>(present(alpha_syn)));
+      scan_backward<scalar_t>(g, leaky_config<at::opmath_type<scalar_t>>(present(alpha_syn)));
     });
     return g.results();
+  }
+
+  // The recurrent layer: the input of step t is x_t + z_{t-1} W^T, with z_{-1} = spikes0. Between
+  // the one-step lane tasks the host runs that matmul (BLAS / cuBLAS); the neuron state waits
+  // in memory, in the accumulate type.
+  static std::tuple<Tensor, Tensor, Tensor, Tensor> recurrent_lif_forward(
+      const Tensor& x, const Tensor& weight, const Tensor& alpha, const OptTensor& alpha_syn, const Tensor& state,
+      const Tensor& spikes0, double threshold, int64_t ordering, int64_t reset, bool detach_reset,
+      int64_t surrogate, double surrogate_param, bool record_membrane, bool save_for_backward) {
+    const char* op = "snnkern.recurrent_lif_forward";
+    auto f = prepare_forward(op, x, alpha, alpha_syn, state, true, record_membrane, save_for_backward);
+    check_recurrent_args(op, weight, spikes0, x.options(), f.B, f.N);
+    Launcher::dispatch(x.scalar_type(), op, [&](auto tag) {
+      using scalar_t = decltype(tag);
+      using acc_t = at::opmath_type<scalar_t>;
+      const auto c = make_config<acc_t>(op, threshold, ordering, reset, detach_reset, surrogate, surrogate_param,
+                                        present(alpha_syn));
+      if (f.B * f.T * f.N == 0) return;
+      const Tensor weight_t = weight.t();
+      Tensor running = f.state.to(opmath_type(x.scalar_type()), /*non_blocking=*/false, /*copy=*/true);
+      Tensor recurrent = at::empty({f.B, f.N}, x.options());
+      Launcher::for_batch_chunks(f.B, [&](int64_t b0, int64_t b1) {
+        auto rows = [&](const Tensor& t) { return t.narrow(0, b0, b1 - b0); };
+        Tensor recurrent_rows = rows(recurrent);
+        for (int64_t t = 0; t < f.T; ++t) {
+          at::mm_out(recurrent_rows, rows(t == 0 ? spikes0 : f.spikes.select(1, t - 1)), weight_t);
+          Launcher::run(RecurrentStepForward<scalar_t, acc_t>{c, f.lanes<scalar_t, acc_t>(),
+                                                              recurrent.data_ptr<scalar_t>(),
+                                                              running.data_ptr<acc_t>(), f.B, f.T, f.N, t},
+                        b0, b1, f.N, 1, x.device());
+        }
+      });
+      f.state_out.copy_(running);
+    });
+    return {f.spikes, f.membrane, f.state_out, f.pre_reset};
+  }
+
+  // Returns grad_x, grad_weight, grad_alpha, grad_alpha_syn (empty without alpha_syn),
+  // grad_state, grad_spikes0.
+  static std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> recurrent_lif_backward(
+      const OptTensor& grad_spikes, const OptTensor& grad_membrane, const OptTensor& grad_state,
+      const Tensor& pre_reset, const Tensor& spikes, const Tensor& weight, const Tensor& alpha,
+      const OptTensor& alpha_syn, const Tensor& state, const Tensor& spikes0, double threshold, int64_t ordering,
+      int64_t reset, bool detach_reset, int64_t surrogate, double surrogate_param) {
+    const char* op = "snnkern.recurrent_lif_backward";
+    auto g = prepare_backward(op, grad_spikes, grad_membrane, grad_state, pre_reset, spikes, alpha, alpha_syn,
+                              state, true);
+    check_recurrent_args(op, weight, spikes0, alpha.options().device(pre_reset.device()), g.B, g.N);
+    // Rows v, i, w of the state gradient, then the partial sums of the decays' gradients.
+    Tensor carry = at::zeros({kStateSize + 2, g.B, g.N}, pre_reset.options());
+    if (present(grad_state)) carry.narrow(0, 0, kStateSize).copy_(*grad_state);
+    Launcher::dispatch(alpha.scalar_type(), op, [&](auto tag) {
+      using scalar_t = decltype(tag);
+      using acc_t = at::opmath_type<scalar_t>;
+      const auto c = make_config<acc_t>(op, threshold, ordering, reset, detach_reset, surrogate, surrogate_param,
+                                        present(alpha_syn));
+      if (g.B * g.T * g.N == 0) return;
+      Tensor recurrent = at::empty({g.B, g.N}, alpha.options());
+      Launcher::for_batch_chunks(g.B, [&](int64_t b0, int64_t b1) {
+        auto rows = [&](const Tensor& t) { return t.narrow(0, b0, b1 - b0); };
+        Tensor recurrent_rows = rows(recurrent);
+        for (int64_t t = g.T - 1; t >= 0; --t) {
+          // dL/dz_t through the recurrent input of step t + 1: dL/dx_{t+1} W.
+          if (t + 1 < g.T) at::mm_out(recurrent_rows, rows(g.grad_x.select(1, t + 1)), weight);
+          Launcher::run(RecurrentStepBackward<scalar_t, acc_t>{c, g.lanes<scalar_t, acc_t>(),
+                                                               t + 1 < g.T ? recurrent.data_ptr<scalar_t>() : nullptr,
+                                                               carry.data_ptr<acc_t>(), g.B, g.T, g.N, t},
+                        b0, b1, g.N, 1, alpha.device());
+        }
+      });
+    });
+    const auto dtype = alpha.scalar_type();
+    Tensor grad_state0 = carry.narrow(0, 0, kStateSize).to(dtype);
+    Tensor grad_alpha = carry.select(0, kStateSize).sum(0).to(dtype);
+    Tensor grad_alpha_syn = present(alpha_syn) ? carry.select(0, kStateSize + 1).sum(0).to(dtype)
+                                               : at::empty({0}, alpha.options());
+    Tensor grad_weight = at::zeros({g.N, g.N}, alpha.options());
+    Tensor grad_spikes0 = at::zeros_like(spikes0);
+    if (g.B * g.T * g.N > 0) {
+      // dL/dW = sum over b, t of dL/dx_t^T z_{t-1}. Flattened to rows b * T + t, the pairs with
+      // t >= 1 are row k of dL/dx with row k - 1 of the spikes: one matmul over contiguous slices,
+      // once the rows t = 0 (whose partner is spikes0, not the previous batch element's last
+      // spikes) are zeroed for its duration; they are added with spikes0 after.
+      Tensor grad_first = g.grad_x.select(1, 0).clone();
+      g.grad_x.select(1, 0).zero_();
+      const int64_t rows = g.B * g.T - 1;
+      grad_weight.addmm_(g.grad_x.view({-1, g.N}).narrow(0, 1, rows).t(), spikes.reshape({-1, g.N}).narrow(0, 0, rows));
+      g.grad_x.select(1, 0).copy_(grad_first);
+      grad_weight.addmm_(grad_first.t(), spikes0);
+      grad_spikes0 = grad_first.mm(weight);
+    }
+    return {g.grad_x, grad_weight, grad_alpha, grad_alpha_syn, grad_state0, grad_spikes0};
   }
 };
 

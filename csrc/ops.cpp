@@ -18,6 +18,16 @@ TORCH_LIBRARY(snnkern, m) {
   m.def("leaky_forward(Tensor x, Tensor alpha, Tensor? alpha_syn, Tensor state) -> (Tensor, Tensor)");
   m.def("leaky_backward(Tensor? grad_membrane, Tensor? grad_state, Tensor membrane, Tensor alpha, "
         "Tensor? alpha_syn, Tensor state) -> (Tensor, Tensor, Tensor, Tensor)");
+  // Recurrent LIF layer: the input of step t is x_t + spikes_{t-1} weight^T (weight [N, N],
+  // [out, in]), with spikes_{-1} = spikes0 [B, N]. Outputs as lif_forward.
+  m.def("recurrent_lif_forward(Tensor x, Tensor weight, Tensor alpha, Tensor? alpha_syn, Tensor state, "
+        "Tensor spikes0, float threshold, int ordering, int reset, bool detach_reset, int surrogate, "
+        "float surrogate_param, bool record_membrane, bool save_for_backward) -> (Tensor, Tensor, Tensor, Tensor)");
+  // Returns grad_x, grad_weight, grad_alpha, grad_alpha_syn (empty without alpha_syn), grad_state, grad_spikes0.
+  m.def("recurrent_lif_backward(Tensor? grad_spikes, Tensor? grad_membrane, Tensor? grad_state, "
+        "Tensor pre_reset, Tensor spikes, Tensor weight, Tensor alpha, Tensor? alpha_syn, Tensor state, "
+        "Tensor spikes0, float threshold, int ordering, int reset, bool detach_reset, int surrogate, "
+        "float surrogate_param) -> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
 }
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {

@@ -126,3 +126,34 @@ def prepare_leaky_args(x, alpha, alpha_syn, state):
     return (x, _as_decay(alpha, "alpha", x),
             None if alpha_syn is None else _as_decay(alpha_syn, "alpha_syn", x),
             _as_state(state, x))
+
+
+class RecurrentArgs(NamedTuple):
+    lif: LIFArgs
+    weight: torch.Tensor         # [N, N]
+    spikes: torch.Tensor         # [B, N], the spikes of the step before the first
+
+
+def prepare_recurrent_args(x, weight, spikes, alpha, alpha_syn, state, threshold, ordering, reset, detach_reset,
+                           surrogate) -> RecurrentArgs:
+    a = prepare_lif_args(x, alpha, alpha_syn, state, threshold, ordering, reset, detach_reset, surrogate)
+    b, _, n = x.shape
+    if not isinstance(weight, torch.Tensor):
+        raise TypeError(f"weight must be a torch.Tensor of shape [neurons, neurons], got {type(weight).__name__}")
+    if tuple(weight.shape) != (n, n):
+        raise ValueError(f"weight must have shape [neurons, neurons] = [{n}, {n}] ([out, in], as "
+                         f"torch.nn.Linear), got shape {tuple(weight.shape)}")
+    if weight.device != x.device:
+        raise ValueError(f"weight is on {weight.device} but x is on {x.device}; put both on one device")
+    if weight.dtype != x.dtype:
+        raise ValueError(f"weight has dtype {weight.dtype}, expected the dtype of x, {x.dtype}")
+    if spikes is None:
+        spikes = x.new_zeros(b, n)
+    elif not isinstance(spikes, torch.Tensor):
+        raise TypeError(f"spikes must be a torch.Tensor of shape [batch, neurons], got {type(spikes).__name__}")
+    elif tuple(spikes.shape) != (b, n):
+        raise ValueError(f"spikes (those of the step before the first) must have shape [batch, neurons] = "
+                         f"[{b}, {n}], got shape {tuple(spikes.shape)}")
+    elif spikes.device != x.device:
+        raise ValueError(f"spikes is on {spikes.device} but x is on {x.device}; put both on one device")
+    return RecurrentArgs(a, weight, spikes.to(x.dtype))

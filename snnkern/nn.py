@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import ops
-from ._checks import STATE_SIZE, decay
+from ._checks import decay
 from .surrogate import Sigmoid, Surrogate
 
 __all__ = ["DaleLinear", "LIF", "RecurrentLIF", "LeakyReadout", "dale_signs", "seed_uniform_"]
@@ -177,7 +177,7 @@ class RecurrentLIF(LIF):
 
     The input current at step t is ``linear(x_t) + recurrent(s_{t-1})``, with
     ``recurrent_weight`` ``[out_features, out_features]`` (seed 004 ``v1`` is its transpose).
-    The fused op is stepped one time step at a time, carrying its state.
+    The whole time loop runs in the fused op :func:`snnkern.recurrent_lif`.
 
     ``forward(x, state=None)``: ``x`` ``[batch, time, in_features]`` -> spikes
     ``[batch, time, out_features]`` (and ``state`` with ``return_state=True``, a tuple
@@ -195,21 +195,19 @@ class RecurrentLIF(LIF):
 
     def forward(self, x: torch.Tensor, state: Optional[Tuple[torch.Tensor, torch.Tensor]] = None):
         current = self.linear(x)
-        b, steps, n = current.shape
-        if state is None:
-            neuron_state, spikes = None, current.new_zeros(b, n)
-        else:
-            neuron_state, spikes = state
-        outputs = []
-        for t in range(steps):
-            step_current = current[:, t] + F.linear(spikes, self.recurrent_weight)
-            result = self.scan(step_current.unsqueeze(1), neuron_state)
-            spikes, neuron_state = result.spikes[:, 0], result.state
-            outputs.append(spikes)
-        out = torch.stack(outputs, dim=1) if outputs else current.new_zeros(b, 0, n)
-        if neuron_state is None:
-            neuron_state = current.new_zeros(STATE_SIZE, b, n)
-        return (out, (neuron_state, spikes)) if self.return_state else out
+        neuron_state, last_spikes = (None, None) if state is None else state
+        a, a_syn = self._decays()
+        result = ops.recurrent_lif(current, self.recurrent_weight, a, alpha_syn=a_syn, threshold=self.threshold,
+                                   reset=self.reset, detach_reset=self.detach_reset, ordering=self.ordering,
+                                   surrogate=self.surrogate, state=neuron_state, spikes=last_spikes,
+                                   backend=self.backend)
+        if not self.return_state:
+            return result.spikes
+        if result.spikes.shape[1]:
+            last_spikes = result.spikes[:, -1]
+        elif last_spikes is None:
+            last_spikes = current.new_zeros(current.shape[0], current.shape[2])
+        return result.spikes, (result.state, last_spikes)
 
 
 class LeakyReadout(_ProjectedScan):

@@ -13,7 +13,7 @@ from typing import Optional
 import torch
 
 from . import reference
-from ._checks import Decay, prepare_leaky_args, prepare_lif_args
+from ._checks import Decay, prepare_leaky_args, prepare_lif_args, prepare_recurrent_args
 from ._types import LeakyResult, LIFResult
 from .surrogate import Sigmoid, Surrogate
 
@@ -110,6 +110,40 @@ def lif(x: torch.Tensor, alpha: Decay, *, alpha_syn: Optional[Decay] = None, thr
     return LIFResult(spikes, membrane if return_membrane else None, state_out)
 
 
+def recurrent_lif(x: torch.Tensor, weight: torch.Tensor, alpha: Decay, *, alpha_syn: Optional[Decay] = None,
+                  threshold: float = 1.0, reset: str = "zero", detach_reset: bool = False,
+                  ordering: str = "spike_first", surrogate: Surrogate = Sigmoid(),
+                  state: Optional[torch.Tensor] = None, spikes: Optional[torch.Tensor] = None,
+                  return_membrane: bool = False, backend: Optional[str] = None) -> LIFResult:
+    """A recurrently connected layer of LIF neurons, the whole time loop in one op.
+
+    The input of step t is ``x_t + z_{t-1} @ weight.T``: the external current plus the
+    recurrent input of the layer's own spikes one step earlier (seed 004). All other arguments
+    and the neuron step are those of :func:`lif`.
+
+    Args:
+        weight: recurrent weights [neurons, neurons], ``[out, in]`` as ``torch.nn.Linear``.
+        spikes: [batch, neurons], the spikes of the step before the first (zeros if None); to
+            continue a sequence pass ``result.spikes[:, -1]`` with ``state=result.state``.
+
+    Between steps the op runs the recurrent matmul with BLAS (cuBLAS on GPU) and keeps the
+    neuron state in memory; backward runs the same loop in reverse and computes the weight
+    gradient in one matmul over all steps.
+    """
+    if _resolve_backend(backend, x) == "reference":
+        return reference.recurrent_lif(x, weight, alpha, alpha_syn=alpha_syn, threshold=threshold, reset=reset,
+                                       detach_reset=detach_reset, ordering=ordering, surrogate=surrogate,
+                                       state=state, spikes=spikes, return_membrane=return_membrane)
+    r = prepare_recurrent_args(x, weight, spikes, alpha, alpha_syn, state, threshold, ordering, reset,
+                               detach_reset, surrogate)
+    a = r.lif
+    save = _requires_grad(a.x, r.weight, a.alpha, a.alpha_syn, a.state, r.spikes)
+    spikes_out, membrane, state_out, _ = torch.ops.snnkern.recurrent_lif_forward(
+        a.x, r.weight, a.alpha, a.alpha_syn, a.state, r.spikes, a.threshold, a.ordering, a.reset, a.detach_reset,
+        surrogate.code, float(surrogate.param), return_membrane, save)
+    return LIFResult(spikes_out, membrane if return_membrane else None, state_out)
+
+
 def leaky(x: torch.Tensor, alpha: Decay, *, alpha_syn: Optional[Decay] = None,
           state: Optional[torch.Tensor] = None, backend: Optional[str] = None) -> LeakyResult:
     """Non-spiking leaky integrator (readout): ``v_{t+1} = alpha v_t + x_t``.
@@ -155,6 +189,11 @@ if _C is not None:
         return membrane.new_empty(membrane.shape), alpha.new_empty(alpha.shape), grad_alpha_syn, \
             state.new_empty(state.shape)
 
+    def _check_saved(pre_reset, spikes, name):
+        if pre_reset.numel() == 0 and spikes.numel() != 0:
+            raise RuntimeError(f"{name}: backward called but the forward did not save its membrane; "
+                               "grad mode was off when it ran")
+
     def _lif_setup_context(ctx, inputs, output):
         x, alpha, alpha_syn, state, threshold, ordering, reset, detach_reset, surrogate, surrogate_param, _, _ = inputs
         spikes, _, _, pre_reset = output
@@ -164,9 +203,7 @@ if _C is not None:
 
     def _lif_backward(ctx, grad_spikes, grad_membrane, grad_state, _grad_pre_reset):
         pre_reset, spikes, alpha, alpha_syn, state = ctx.saved_tensors
-        if pre_reset.numel() == 0 and spikes.numel() != 0:
-            raise RuntimeError("snnkern.lif: backward called but the forward did not save its membrane; "
-                               "grad mode was off when it ran")
+        _check_saved(pre_reset, spikes, "snnkern.lif")
         if grad_membrane is not None and grad_membrane.numel() == 0:
             grad_membrane = None  # the membrane was not recorded
         grad_x, grad_alpha, grad_alpha_syn, grad_state0 = torch.ops.snnkern.lif_backward(
@@ -189,3 +226,41 @@ if _C is not None:
         return grad_x, grad_alpha, grad_alpha_syn if alpha_syn is not None else None, grad_state0
 
     torch.library.register_autograd("snnkern::leaky_forward", _leaky_backward, setup_context=_leaky_setup_context)
+
+    @torch.library.register_fake("snnkern::recurrent_lif_forward")
+    def _recurrent_lif_forward_fake(x, weight, alpha, alpha_syn, state, spikes0, threshold, ordering, reset,
+                                    detach_reset, surrogate, surrogate_param, record_membrane, save_for_backward):
+        return _lif_forward_fake(x, alpha, alpha_syn, state, threshold, ordering, reset, detach_reset, surrogate,
+                                 surrogate_param, record_membrane, save_for_backward)
+
+    @torch.library.register_fake("snnkern::recurrent_lif_backward")
+    def _recurrent_lif_backward_fake(grad_spikes, grad_membrane, grad_state, pre_reset, spikes, weight, alpha,
+                                     alpha_syn, state, spikes0, threshold, ordering, reset, detach_reset, surrogate,
+                                     surrogate_param):
+        grad_x, grad_alpha, grad_alpha_syn, grad_state0 = _lif_backward_fake(
+            grad_spikes, grad_membrane, grad_state, pre_reset, spikes, alpha, alpha_syn, state, threshold,
+            ordering, reset, detach_reset, surrogate, surrogate_param)
+        return grad_x, weight.new_empty(weight.shape), grad_alpha, grad_alpha_syn, grad_state0, \
+            spikes0.new_empty(spikes0.shape)
+
+    def _recurrent_lif_setup_context(ctx, inputs, output):
+        (x, weight, alpha, alpha_syn, state, spikes0, threshold, ordering, reset, detach_reset, surrogate,
+         surrogate_param, _, _) = inputs
+        spikes, _, _, pre_reset = output
+        ctx.save_for_backward(pre_reset, spikes, weight, alpha, alpha_syn, state, spikes0)
+        ctx.set_materialize_grads(False)
+        ctx.options = (threshold, ordering, reset, detach_reset, surrogate, surrogate_param)
+
+    def _recurrent_lif_backward(ctx, grad_spikes, grad_membrane, grad_state, _grad_pre_reset):
+        pre_reset, spikes, weight, alpha, alpha_syn, state, spikes0 = ctx.saved_tensors
+        _check_saved(pre_reset, spikes, "snnkern.recurrent_lif")
+        if grad_membrane is not None and grad_membrane.numel() == 0:
+            grad_membrane = None
+        grad_x, grad_weight, grad_alpha, grad_alpha_syn, grad_state0, grad_spikes0 = \
+            torch.ops.snnkern.recurrent_lif_backward(grad_spikes, grad_membrane, grad_state, pre_reset, spikes,
+                                                     weight, alpha, alpha_syn, state, spikes0, *ctx.options)
+        return (grad_x, grad_weight, grad_alpha, grad_alpha_syn if alpha_syn is not None else None, grad_state0,
+                grad_spikes0, None, None, None, None, None, None, None, None)
+
+    torch.library.register_autograd("snnkern::recurrent_lif_forward", _recurrent_lif_backward,
+                                    setup_context=_recurrent_lif_setup_context)

@@ -27,7 +27,8 @@ from typing import Optional
 
 import torch
 
-from ._checks import (STATE_I, STATE_V, STATE_W, Decay, prepare_leaky_args, prepare_lif_args)
+from ._checks import (STATE_I, STATE_V, STATE_W, Decay, prepare_leaky_args, prepare_lif_args,
+                      prepare_recurrent_args)
 from ._types import LeakyResult, LIFResult
 from .surrogate import Sigmoid, Surrogate, spike
 
@@ -72,6 +73,30 @@ def lif(x: torch.Tensor, alpha: Decay, *, alpha_syn: Optional[Decay] = None, thr
     b, _, n = x.shape
     stack = (lambda xs: torch.stack(xs, dim=1)) if spikes else (lambda xs: x.new_zeros(b, 0, n))
     return LIFResult(stack(spikes), stack(membranes) if return_membrane else None, torch.stack([v, i, w]))
+
+
+def recurrent_lif(x: torch.Tensor, weight: torch.Tensor, alpha: Decay, *, alpha_syn: Optional[Decay] = None,
+                  threshold: float = 1.0, reset: str = "zero", detach_reset: bool = False,
+                  ordering: str = "spike_first", surrogate: Surrogate = Sigmoid(),
+                  state: Optional[torch.Tensor] = None, spikes: Optional[torch.Tensor] = None,
+                  return_membrane: bool = False) -> LIFResult:
+    """Reference recurrent LIF layer; see :func:`snnkern.recurrent_lif`.
+
+    Each step runs :func:`lif` for one time step on ``x_t + z_{t-1} weight^T``.
+    """
+    a = prepare_recurrent_args(x, weight, spikes, alpha, alpha_syn, state, threshold, ordering, reset,
+                               detach_reset, surrogate)
+    options = dict(alpha_syn=alpha_syn, threshold=threshold, reset=reset, detach_reset=detach_reset,
+                   ordering=ordering, surrogate=surrogate, return_membrane=return_membrane)
+    z, state = a.spikes, a.lif.state
+    spike_steps, membrane_steps = [], []
+    for t in range(x.shape[1]):
+        step = lif(x[:, t:t + 1] + torch.nn.functional.linear(z, weight).unsqueeze(1), alpha, state=state, **options)
+        z, state = step.spikes[:, 0], step.state
+        spike_steps.append(step.spikes)
+        membrane_steps.append(step.membrane)
+    cat = (lambda xs: torch.cat(xs, dim=1)) if spike_steps else (lambda xs: x.new_zeros(x.shape))
+    return LIFResult(cat(spike_steps), cat(membrane_steps) if return_membrane else None, state)
 
 
 def leaky(x: torch.Tensor, alpha: Decay, *, alpha_syn: Optional[Decay] = None,

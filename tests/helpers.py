@@ -136,8 +136,13 @@ def upstream_like(t: Optional[torch.Tensor], seed: int, round_to: Optional[torch
     return u.to(dtype=t.dtype, device=t.device)
 
 
-def _grads(loss, case: Case) -> Dict[str, torch.Tensor]:
-    leaves = case.leaves()
+def _grads(loss, case: Case, extra: Optional[Dict[str, Optional[torch.Tensor]]] = None) -> Dict[str, torch.Tensor]:
+    """Gradients of ``loss`` w.r.t. the case's leaves and the tensors in ``extra`` that require grad."""
+    leaves, names = case.leaves(), case.names()
+    for name, t in (extra or {}).items():
+        if isinstance(t, torch.Tensor) and t.requires_grad:
+            leaves.append(t)
+            names.append(name)
     if not leaves:
         return {}
     if not loss.requires_grad:
@@ -145,7 +150,7 @@ def _grads(loss, case: Case) -> Dict[str, torch.Tensor]:
     else:
         grads = torch.autograd.grad(loss, leaves, allow_unused=True)
     return {name: (torch.zeros_like(leaf) if gr is None else gr)
-            for name, leaf, gr in zip(case.names(), leaves, grads)}
+            for name, leaf, gr in zip(names, leaves, grads)}
 
 
 def run_lif(case: Case, backend: str, seed: int = 123, round_to: Optional[torch.dtype] = None,
@@ -164,6 +169,62 @@ def run_lif(case: Case, backend: str, seed: int = 123, round_to: Optional[torch.
         assert res.membrane is None
     loss = sum((v * upstream_like(v, seed + k, round_to)).sum() for k, v in enumerate(out.values()))
     out.update({"grad_" + k: v for k, v in _grads(loss, case).items()})
+    return {k: v.detach() for k, v in out.items()}
+
+
+def make_recurrent_weight(n, dtype=torch.float64, device="cpu", seed=0, scale=1.0, requires_grad=True,
+                          quantum: Optional[float] = None) -> torch.Tensor:
+    """Random recurrent weight [n, n] ([out, in]): entries N(0, scale^2 / n) plus an inhibitory mean
+    -0.7 scale / n (a neuron whose inputs all spike gets -0.7 scale on average), so that with
+    make_recurrent_case's inputs the recurrent input visibly changes the spikes (each input spike
+    moves a neuron by ~scale / sqrt(n)) while the spike rate stays moderate, at any n.
+    ``quantum``: round the entries to multiples of it (with a power of two such as 1/8, the
+    entries and their sums over up to 32 binary spikes are exact in bfloat16 and float16)."""
+    g = torch.Generator().manual_seed(seed)
+    w = (torch.randn(n, n, generator=g, dtype=torch.float64) - 0.7 / max(n, 1) ** 0.5) * (scale / max(n, 1) ** 0.5)
+    if quantum is not None:
+        w = (w / quantum).round() * quantum
+    return w.to(dtype=dtype, device=device).requires_grad_(requires_grad)
+
+
+def make_initial_spikes(b, n, dtype=torch.float64, device="cpu", seed=0, p=0.3, requires_grad=True):
+    """Binary spikes [b, n] of the step before the first (the ``spikes=`` argument of recurrent_lif)."""
+    g = torch.Generator().manual_seed(seed)
+    z = (torch.rand(b, n, generator=g, dtype=torch.float64) < p).to(dtype=dtype, device=device)
+    return z.requires_grad_(requires_grad)
+
+
+def make_recurrent_case(b, t, n, dtype=torch.float64, device="cpu", *, syn=True, alpha_kind="tensor", seed=0,
+                        requires_grad=True, with_state=True, x_shift=0.0, scale=1.0, quantum=None):
+    """(case, weight, spikes0) for recurrent_lif: make_case's inputs with a lower mean drive (the
+    recurrent input adds to it), a make_recurrent_weight and binary initial spikes."""
+    case = make_case(b, t, n, dtype, device, syn=syn, alpha_kind=alpha_kind, with_state=with_state, seed=seed,
+                     requires_grad=requires_grad, x_shift=x_shift)
+    weight = make_recurrent_weight(n, dtype, device, seed + 1, scale, requires_grad=requires_grad, quantum=quantum)
+    return case, weight, make_initial_spikes(b, n, dtype, device, seed + 2, requires_grad=requires_grad)
+
+
+def clone_leaf(t: Optional[torch.Tensor], dtype=None, device=None) -> Optional[torch.Tensor]:
+    """A detached copy of ``t`` (optionally cast) as a new leaf with the same requires_grad."""
+    if t is None:
+        return None
+    return t.detach().to(dtype=dtype or t.dtype, device=device or t.device).clone().requires_grad_(t.requires_grad)
+
+
+def run_recurrent(case: Case, weight: torch.Tensor, spikes0: Optional[torch.Tensor], backend: str, seed: int = 123,
+                  round_to: Optional[torch.dtype] = None, **opts) -> Dict[str, torch.Tensor]:
+    """recurrent_lif forward, then backward of sum(out * random upstream) over spikes, membrane and
+    final state, as run_lif; the gradients include ``weight`` and ``spikes0`` when they require grad."""
+    res = snnkern.recurrent_lif(case.x, weight, case.alpha, alpha_syn=case.alpha_syn, state=case.state,
+                                spikes=spikes0, backend=backend, **opts)
+    out = {"spikes": res.spikes, "state": res.state}
+    if opts.get("return_membrane"):
+        assert res.membrane is not None
+        out["membrane"] = res.membrane
+    else:
+        assert res.membrane is None
+    loss = sum((v * upstream_like(v, seed + k, round_to)).sum() for k, v in enumerate(out.values()))
+    out.update({"grad_" + k: v for k, v in _grads(loss, case, {"weight": weight, "spikes0": spikes0}).items()})
     return {k: v.detach() for k, v in out.items()}
 
 
@@ -192,6 +253,31 @@ def assert_same(got: Dict[str, torch.Tensor], want: Dict[str, torch.Tensor], tol
             assert bad == 0, f"spikes differ at {bad} of {w.numel()} positions"
         else:
             torch.testing.assert_close(g, w, **tol, msg=lambda m, key=key: f"{key}: {m}")
+
+
+def assert_same_scaled(got: Dict[str, torch.Tensor], want: Dict[str, torch.Tensor], tol: dict,
+                       upcast_want: bool = False):
+    """assert_same, except that each gradient's atol is ``tol["atol"]`` times its largest magnitude.
+
+    The gradients of recurrent_lif are sums over many terms (grad_weight and grad_alpha over B*T
+    of them, and every gradient over the T steps of the backward recursion, through the
+    recurrent matmul) which the kernel adds in another order than autograd. Their rounding error
+    is of the order eps * (number of terms) * (size of the largest terms), whatever the size of
+    the sum itself: an element that is a small difference of large terms carries the absolute
+    error of the large terms, so a per-element rtol (or a fixed atol) is the wrong measure. The
+    largest |gradient| stands for the size of the terms, so the tolerance is relative to it
+    (never below ``tol["atol"]``). Spikes stay bitwise equal, the forward outputs within ``tol``."""
+    grads = [k for k in want if k.startswith("grad_")]
+    assert_same({k: v for k, v in got.items() if k not in grads},
+                {k: v for k, v in want.items() if k not in grads}, tol, upcast_want=upcast_want)
+    for key in grads:
+        g, w = got[key], want[key]
+        assert g.shape == w.shape, f"{key}: shape {tuple(g.shape)} != {tuple(w.shape)}"
+        g = g.to(w.dtype) if upcast_want else g
+        assert g.dtype == w.dtype, f"{key}: dtype {g.dtype} != {w.dtype}"
+        scale = max(1.0, w.abs().max().item()) if w.numel() else 1.0
+        torch.testing.assert_close(g, w, rtol=tol["rtol"], atol=tol["atol"] * scale,
+                                   msg=lambda m, key=key, scale=scale: f"{key} (atol scaled by {scale:.3g}): {m}")
 
 
 def spike_rate(spikes: torch.Tensor) -> float:

@@ -25,7 +25,17 @@ def _leaky(backend, x=None, alpha=0.9, **kw):
     return snnkern.leaky(_x() if x is None else x, alpha, backend=backend, **kw)
 
 
-FUNCS = [pytest.param(_lif, id="lif"), pytest.param(_leaky, id="leaky")]
+_DEFAULT = object()
+
+
+def _recurrent(backend, x=None, alpha=0.9, weight=_DEFAULT, **kw):
+    weight = torch.zeros(N, N) if weight is _DEFAULT else weight
+    return snnkern.recurrent_lif(_x() if x is None else x, weight, alpha, backend=backend, **kw)
+
+
+FUNCS = [pytest.param(_lif, id="lif"), pytest.param(_leaky, id="leaky"),
+         pytest.param(_recurrent, id="recurrent_lif")]
+SPIKING = [pytest.param(_lif, id="lif"), pytest.param(_recurrent, id="recurrent_lif")]
 
 
 # --------------------------------------------------------------------------------------------
@@ -129,6 +139,68 @@ def test_cuda_input_without_cuda_build():
 
 
 # --------------------------------------------------------------------------------------------
+# recurrent_lif: the recurrent weight and the initial spikes
+# --------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("shape", [(N, N + 1), (N + 1, N), (N,), (N * N,), (1, N, N), (), (0, 0)],
+                         ids=["Nx(N+1)", "(N+1)xN", "N", "NN", "1xNxN", "0d", "0x0"])
+def test_recurrent_weight_wrong_shape(backend, shape):
+    with pytest.raises(ERR, match="weight"):
+        _recurrent(backend, weight=torch.zeros(shape))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float16, torch.int64, torch.bool])
+def test_recurrent_weight_wrong_dtype(backend, dtype):
+    """x is float32: the weight must be float32 too (no silent cast of a parameter)."""
+    with pytest.raises(ERR, match="weight"):
+        _recurrent(backend, weight=torch.zeros(N, N, dtype=dtype))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("value", [None, [[0.0] * N] * N, 0.5], ids=["none", "list", "float"])
+def test_recurrent_weight_not_a_tensor(backend, value):
+    with pytest.raises(TypeError, match="weight"):
+        _recurrent(backend, weight=value)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("name", ["weight", "spikes"])
+def test_recurrent_mixed_devices_meta(backend, name):
+    """x on the CPU, the weight or the initial spikes on the meta device: rejected with the name."""
+    kw = {"weight": torch.zeros(N, N, device="meta")} if name == "weight" else \
+        {"spikes": torch.zeros(B, N, device="meta")}
+    with pytest.raises(ERR, match=name):
+        _recurrent(backend, **kw)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("shape", [(B, N + 1), (B + 1, N), (N, B), (B * N,), (B, 1, N), (1, N), ()],
+                         ids=["Bx(N+1)", "(B+1)xN", "NxB", "BN", "Bx1xN", "1xN", "0d"])
+def test_recurrent_spikes_wrong_shape(backend, shape):
+    with pytest.raises(ERR, match="spikes"):
+        _recurrent(backend, spikes=torch.zeros(shape))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("value", [[[0.0] * N] * B, 1.0, "0"], ids=["list", "float", "str"])
+def test_recurrent_spikes_not_a_tensor(backend, value):
+    with pytest.raises(TypeError, match="spikes"):
+        _recurrent(backend, spikes=value)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("name", ["weight", "spikes"])
+def test_recurrent_mixed_devices_cuda(backend, name):
+    kw = {"weight": torch.zeros(N, N, device="cuda")} if name == "weight" else \
+        {"spikes": torch.zeros(B, N, device="cuda")}
+    with pytest.raises(ERR, match=name):
+        _recurrent(backend, **kw)
+
+
+# --------------------------------------------------------------------------------------------
 # Values
 # --------------------------------------------------------------------------------------------
 
@@ -158,30 +230,34 @@ def test_bad_decay_types(fn, backend, value):
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("value", [0.0, -1.0, float("nan"), float("inf"), "1", None, True],
                          ids=["zero", "neg", "nan", "inf", "str", "none", "bool"])
-def test_bad_threshold(backend, value):
+@pytest.mark.parametrize("fn", SPIKING)
+def test_bad_threshold(fn, backend, value):
     with pytest.raises(ERR, match="threshold"):
-        _lif(backend, threshold=value)
+        fn(backend, threshold=value)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("value", ["delay", "Delayed", "", None, 0])
-def test_bad_ordering(backend, value):
+@pytest.mark.parametrize("fn", SPIKING)
+def test_bad_ordering(fn, backend, value):
     with pytest.raises(ERR, match="ordering"):
-        _lif(backend, ordering=value)
+        fn(backend, ordering=value)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("value", ["reset", "Zero", "", None, 1])
-def test_bad_reset(backend, value):
+@pytest.mark.parametrize("fn", SPIKING)
+def test_bad_reset(fn, backend, value):
     with pytest.raises(ERR, match="reset"):
-        _lif(backend, reset=value)
+        fn(backend, reset=value)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("value", ["sigmoid", Sigmoid, 5.0, None])
-def test_bad_surrogate_type(backend, value):
+@pytest.mark.parametrize("fn", SPIKING)
+def test_bad_surrogate_type(fn, backend, value):
     with pytest.raises(ERR, match="surrogate"):
-        _lif(backend, surrogate=value)
+        fn(backend, surrogate=value)
 
 
 @pytest.mark.parametrize("cls, name", [(Sigmoid, "beta"), (FastSigmoid, "scale"), (Triangle, "gamma"),
@@ -220,3 +296,9 @@ def test_good_input_still_runs(backend):
     assert r.spikes.shape == (B, T, N) and r.state.shape == (3, B, N)
     r = snnkern.leaky(x, 0.0, alpha_syn=torch.tensor(0.3), state=torch.zeros(3, B, N), backend=backend)
     assert r.membrane.shape == (B, T, N)
+    r = snnkern.recurrent_lif(x, torch.zeros(N, N), 0.9, spikes=torch.ones(B, N), state=torch.zeros(3, B, N),
+                              backend=backend)
+    assert r.spikes.shape == (B, T, N) and r.state.shape == (3, B, N)
+    # Integer or boolean initial spikes are accepted (converted to the dtype of x).
+    r = snnkern.recurrent_lif(x, torch.zeros(N, N), 0.9, spikes=torch.ones(B, N, dtype=torch.bool), backend=backend)
+    assert r.spikes.shape == (B, T, N)

@@ -5,11 +5,11 @@ import pytest
 import torch
 
 import snnkern
-from snnkern._checks import prepare_lif_args
+from snnkern._checks import prepare_lif_args, prepare_recurrent_args
 
 from helpers import (EMPTY_SHAPES, LOW_TOL, ORDERINGS, RESETS, SURROGATES, TOL,
-                     all_lif_options, assert_same, chunked_lif, clone_case, make_case, needs_cuda, run_leaky,
-                     run_lif, spike_rate, upstream_like)
+                     all_lif_options, assert_same, assert_same_scaled, chunked_lif, clone_case, clone_leaf, make_case,
+                     make_recurrent_case, needs_cuda, run_leaky, run_lif, run_recurrent, spike_rate, upstream_like)
 
 pytestmark = needs_cuda
 
@@ -207,3 +207,164 @@ def test_torch_compile_cuda():
     for a, b in zip(results[1][2], results[0][2]):
         torch.testing.assert_close(a, b, **TOL[torch.float32])
     torch._dynamo.reset()
+
+
+# --------------------------------------------------------------------------------------------
+# recurrent_lif on CUDA (the CPU checks of test_recurrent.py)
+# --------------------------------------------------------------------------------------------
+
+def _recurrent_on_cpu(case, weight, spikes0):
+    """The same inputs as new CPU leaves, for the CPU reference."""
+    return clone_case(case, device="cpu"), clone_leaf(weight, device="cpu"), clone_leaf(spikes0, device="cpu")
+
+
+def _to_cpu(result):
+    return {k: v.cpu() for k, v in result.items()}
+
+
+def _recurrent_parity_check(got, want, dtype):
+    """As test_recurrent._assert_parity: float32 gradients within TOL relative to their largest
+    magnitude (sums over B*T terms, added by cuBLAS and the kernel in another order)."""
+    if dtype == torch.float64:
+        assert_same(got, want, TOL[dtype])
+    else:
+        assert_same_scaled(got, want, TOL[dtype])
+
+
+# Every ordering x reset x detach x syn, with the surrogate, alpha kind and membrane cycling.
+RECURRENT_CUDA_OPTIONS = [p for i, p in enumerate(all_lif_options()) if i % 8 == (i // 16) % 8]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("opts, syn, alpha_kind", RECURRENT_CUDA_OPTIONS)
+def test_recurrent_parity_cuda(opts, syn, alpha_kind, dtype):
+    """CUDA kernels + cuBLAS against the CPU reference loop on the same values."""
+    case, weight, spikes0 = make_recurrent_case(3, 10, 7, dtype, CUDA, syn=syn, alpha_kind=alpha_kind, seed=7)
+    got = run_recurrent(case, weight, spikes0, "compiled", **opts)
+    assert got["spikes"].device.type == CUDA
+    want = run_recurrent(*_recurrent_on_cpu(case, weight, spikes0), "reference", **opts)
+    assert 0.0 < spike_rate(want["spikes"]) < 1.0
+    _recurrent_parity_check(_to_cpu(got), want, dtype)
+
+
+@pytest.mark.parametrize("ordering", ORDERINGS)
+@pytest.mark.parametrize("syn", [False, True], ids=["nosyn", "syn"])
+def test_recurrent_parity_cuda_larger(ordering, syn):
+    """B64 T50 N100: several thread blocks, a real matmul, a long loop. float64 only, for the
+    reason given in test_lif_parity_cuda_larger (float32 sums over B*T = 3200 terms)."""
+    dtype = torch.float64
+    case, weight, spikes0 = make_recurrent_case(64, 50, 100, dtype, CUDA, syn=syn, seed=8)
+    opts = dict(ordering=ordering, reset="subtract", surrogate=SURROGATES[0], return_membrane=True)
+    got = run_recurrent(case, weight, spikes0, "compiled", **opts)
+    want = run_recurrent(*_recurrent_on_cpu(case, weight, spikes0), "reference", **opts)
+    assert 0.0 < spike_rate(want["spikes"]) < 1.0
+    assert_same(_to_cpu(got), want, TOL[dtype])
+
+
+@pytest.mark.parametrize("low", LOW_DTYPES)
+@pytest.mark.parametrize("ordering", ORDERINGS)
+@pytest.mark.parametrize("reset", RESETS)
+@pytest.mark.parametrize("syn", [False, True], ids=["nosyn", "syn"])
+def test_recurrent_low_precision(low, ordering, reset, syn):
+    """bf16/fp16 inputs against the float32 reference on the (exactly) upcast inputs, as
+    test_lif_low_precision. The recurrent input is a low-precision matmul whose result is
+    rounded to the low dtype: the weight is quantised to multiples of 1/8 so that, with binary
+    spikes, every product and sum is exact in bf16/fp16 and float32 alike (see
+    make_recurrent_weight); the drive, hence the spikes, are then those of the float32
+    reference. Outputs and gradients differ by the rounding to the low dtype (the gradients,
+    sums over B*T terms and T steps through a low-precision matmul, relative to their size)."""
+    base, weight, spikes0 = make_recurrent_case(4, 16, 33, torch.float32, CUDA, syn=syn, seed=13, quantum=0.125)
+    lp = clone_case(base)
+    lp.x = base.x.detach().to(low).requires_grad_()
+    lp.state = base.state.detach().to(low).requires_grad_()
+    lp_weight, lp_spikes0 = clone_leaf(weight, dtype=low), clone_leaf(spikes0, dtype=low)
+    assert torch.equal(lp_weight.float(), weight)
+    ref = clone_case(lp, dtype=torch.float32, round_to=low)
+    opts = dict(ordering=ordering, reset=reset, surrogate=SURROGATES[0], return_membrane=True)
+    got = run_recurrent(lp, lp_weight, lp_spikes0, "compiled", **opts)
+    want = run_recurrent(ref, clone_leaf(lp_weight, dtype=torch.float32), clone_leaf(lp_spikes0, dtype=torch.float32),
+                         "reference", round_to=low, **opts)
+    assert got["spikes"].dtype == low and got["grad_x"].dtype == low and got["grad_weight"].dtype == low
+    assert 0.0 < spike_rate(want["spikes"]) < 1.0
+    assert_same_scaled(got, want, LOW_TOL[low], upcast_want=True)
+
+
+@pytest.mark.parametrize("shape", EMPTY_SHAPES, ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("ordering", ORDERINGS)
+def test_recurrent_empty_cuda(shape, ordering):
+    b, t, n = shape
+    case, weight, spikes0 = make_recurrent_case(b, t, n, torch.float64, CUDA, seed=1)
+    got = run_recurrent(case, weight, spikes0, "compiled", ordering=ordering, return_membrane=True)
+    assert got["spikes"].shape == (b, t, n) and got["state"].shape == (3, b, n)
+    assert got["grad_weight"].shape == (n, n) and got["grad_spikes0"].shape == (b, n)
+    want = run_recurrent(*_recurrent_on_cpu(case, weight, spikes0), "reference", ordering=ordering,
+                         return_membrane=True)
+    assert_same(_to_cpu(got), want, TOL[torch.float64])
+
+
+@pytest.mark.parametrize("ordering", ORDERINGS)
+def test_recurrent_chunked_equals_whole_cuda(ordering):
+    case, weight, spikes0 = make_recurrent_case(3, 12, 6, torch.float64, CUDA, seed=21)
+    opts = dict(ordering=ordering, reset="subtract", detach_reset=True, surrogate=SURROGATES[1],
+                return_membrane=True)
+
+    def run(chunks):
+        c, w, z = clone_case(case), clone_leaf(weight), clone_leaf(spikes0)
+        state, start, pieces = c.state, 0, []
+        z_prev = z
+        for length in chunks:
+            r = snnkern.recurrent_lif(c.x[:, start:start + length], w, c.alpha, alpha_syn=c.alpha_syn, state=state,
+                                      spikes=z_prev, backend="compiled", **opts)
+            pieces.append(r)
+            state, z_prev, start = r.state, r.spikes[:, -1], start + length
+        spikes = torch.cat([p.spikes for p in pieces], 1)
+        membrane = torch.cat([p.membrane for p in pieces], 1)
+        loss = (spikes * upstream_like(spikes, 1)).sum() + (membrane * upstream_like(membrane, 2)).sum() \
+            + (state * upstream_like(state, 3)).sum()
+        grads = torch.autograd.grad(loss, c.leaves() + [w, z])
+        return dict(spikes=spikes.detach(), membrane=membrane.detach(), state=state.detach(),
+                    **{f"grad_{i}": g for i, g in enumerate(grads)})
+
+    whole = run([12])
+    for chunks in ([5, 7], [1] * 12):
+        assert_same(run(chunks), whole, TOL[torch.float64])
+
+
+@pytest.mark.parametrize("ordering", ORDERINGS)
+def test_recurrent_gradcheck_no_spikes_cuda(ordering):
+    """As test_recurrent_gradcheck_no_spikes: with threshold 1e6 no spike occurs and the outputs
+    are smooth in all inputs, the weight and spikes0 included (through step 0)."""
+    case, weight, _ = make_recurrent_case(2, 5, 3, torch.float64, CUDA, syn=True, seed=31)
+    spikes0 = torch.randn(2, 3, dtype=torch.float64, device=CUDA, requires_grad=True)
+    names = case.names() + ["weight", "spikes0"]
+
+    def f(*tensors):
+        kw = dict(zip(names, tensors))
+        r = snnkern.recurrent_lif(kw["x"], kw["weight"], kw["alpha"], alpha_syn=kw["alpha_syn"], state=kw["state"],
+                                  spikes=kw["spikes0"], threshold=1e6, ordering=ordering, surrogate=SURROGATES[0],
+                                  return_membrane=True, backend="compiled")
+        return r.membrane, r.state
+
+    assert torch.autograd.gradcheck(f, tuple(case.leaves()) + (weight, spikes0), eps=1e-6, atol=1e-7, rtol=1e-6)
+
+
+@pytest.mark.parametrize("requires_grad", [False, True], ids=["nograd", "grad"])
+@pytest.mark.parametrize("record", [False, True], ids=["nomem", "mem"])
+@pytest.mark.parametrize("shape, ordering", [((2, 5, 3), "delayed"), ((3, 4, 5), "update_first"),
+                                             ((2, 0, 3), "spike_first")], ids=["T5", "T4", "T0"])
+def test_opcheck_recurrent_cuda(shape, ordering, requires_grad, record):
+    case, weight, spikes0 = make_recurrent_case(*shape, torch.float32, CUDA, syn=True, seed=3, requires_grad=False)
+    r = prepare_recurrent_args(case.x, weight, spikes0, case.alpha, case.alpha_syn, case.state, 1.0, ordering,
+                               "zero", False, SURROGATES[0])
+    a = r.lif
+    tensors = [t.detach().clone().requires_grad_(requires_grad)
+               for t in (a.x, r.weight, a.alpha, a.alpha_syn, a.state, r.spikes)]
+    args = (*tensors, a.threshold, a.ordering, a.reset, a.detach_reset, 0, 5.0, record, True)
+    result = torch.library.opcheck(torch.ops.snnkern.recurrent_lif_forward.default, args)
+    assert all(v == "SUCCESS" for v in result.values()), result
+    detached = [t.detach() for t in tensors]
+    spikes, membrane, state_out, pre_reset = torch.ops.snnkern.recurrent_lif_forward(*detached, *args[6:])
+    bargs = (upstream_like(spikes, 1), upstream_like(membrane, 2) if record else None, upstream_like(state_out, 3),
+             pre_reset, spikes, *detached[1:], *args[6:12])
+    result = torch.library.opcheck(torch.ops.snnkern.recurrent_lif_backward.default, bargs)
+    assert all(v == "SUCCESS" for v in result.values()), result

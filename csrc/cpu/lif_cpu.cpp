@@ -1,6 +1,6 @@
 // CPU kernels: one SIMD vector of neurons plays the role of one CUDA thread. Work is split
-// over (batch, vector of neurons) with at::parallel_for; each task runs the whole time loop
-// of lif.h with its state in registers, reading rows of the contiguous [B, T, N] sequences.
+// over (batch, vector of neurons) with at::parallel_for; each runs a lane task of lif.h
+// (the whole time loop with its state in registers, or one step of a recurrent scan).
 #include <ATen/Parallel.h>
 #include <ATen/cpu/vec/functional.h>
 #include <ATen/cpu/vec/vec.h>
@@ -33,37 +33,29 @@ struct VecIO {
 namespace {
 
 struct CpuLauncher {
-  // Calls f(B, n0, count, VecIO) for every (batch element, vector of neurons), in parallel.
-  template <class T, class F>
-  static void for_each_lane_group(int64_t B, int64_t steps, int64_t N, F&& f) {
-    constexpr int64_t L = at::vec::Vectorized<T>::size();
+  // Runs task for every (batch element in [b0, b1), vector of neurons), in parallel (inline
+  // when called inside for_batch_chunks); `steps`: the time steps each call covers, to size the grain.
+  template <class Task>
+  static void run(const Task& task, int64_t b0, int64_t b1, int64_t N, int64_t steps, at::Device) {
+    using T = typename Task::scalar_type;  // float or double: the arithmetic type too
+    using V = at::vec::Vectorized<T>;
+    constexpr int64_t L = V::size();
     const int64_t groups = (N + L - 1) / L;
     // Grain: about 32k element-steps per task amortises the scheduling.
     const int64_t grain = std::max<int64_t>(1, 32768 / std::max<int64_t>(1, steps * L));
-    at::parallel_for(0, B * groups, grain, [&](int64_t begin, int64_t end) {
+    at::parallel_for(b0 * groups, b1 * groups, grain, [&](int64_t begin, int64_t end) {
       for (int64_t k = begin; k < end; ++k) {
         const int64_t b = k / groups, n0 = (k % groups) * L;
-        f(b, n0, VecIO<T>{std::min(L, N - n0)});
+        task.template run<V, Math<V>>(b, n0, VecIO<T>{std::min(L, N - n0)});
       }
     });
   }
 
-  template <class T>
-  static void forward(const ForwardTensors& f, const LifConfig<T>& c) {
-    using V = at::vec::Vectorized<T>;
-    const auto base = f.lanes<T, T>();
-    for_each_lane_group<T>(f.B, f.T, f.N, [&](int64_t b, int64_t n0, const VecIO<T>& io) {
-      lif_forward_sequence<V, Math<V>>(c, io, f.T, f.N, f.B * f.N, base.at(b, n0, f.T, f.N));
-    });
-  }
-
-  template <class T>
-  static void backward(const BackwardTensors& g, const LifConfig<T>& c) {
-    using V = at::vec::Vectorized<T>;
-    const auto base = g.lanes<T, T>();
-    for_each_lane_group<T>(g.B, g.T, g.N, [&](int64_t b, int64_t n0, const VecIO<T>& io) {
-      lif_backward_sequence<V, Math<V>>(c, io, g.T, g.N, g.B * g.N, base.at(b, n0, g.T, g.N));
-    });
+  // One chunk of the batch per thread: each runs its whole time loop (its matmuls single-
+  // threaded) without waiting for the others between steps.
+  template <class F>
+  static void for_batch_chunks(int64_t B, F&& f) {
+    at::parallel_for(0, B, 1, [&](int64_t b0, int64_t b1) { f(b0, b1); });
   }
 
   template <class F>
@@ -87,6 +79,8 @@ TORCH_LIBRARY_IMPL(snnkern, CPU, m) {
   m.impl("lif_backward", &CpuOps::lif_backward);
   m.impl("leaky_forward", &CpuOps::leaky_forward);
   m.impl("leaky_backward", &CpuOps::leaky_backward);
+  m.impl("recurrent_lif_forward", &CpuOps::recurrent_lif_forward);
+  m.impl("recurrent_lif_backward", &CpuOps::recurrent_lif_backward);
 }
 
 }  // namespace snnkern

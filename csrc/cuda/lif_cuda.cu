@@ -1,6 +1,7 @@
-// CUDA kernels: one thread per (batch, neuron); consecutive threads take consecutive neurons,
-// so every load and store of a time step is coalesced. State stays in registers for the whole
-// time loop of lif.h; arithmetic in float (double for float64) whatever the storage dtype.
+// CUDA kernels: one thread per (batch, neuron) runs a lane task of lif.h; consecutive threads
+// take consecutive neurons, so every load and store of a time step is coalesced. The scans keep
+// the state in registers for the whole time loop; arithmetic in float (double for float64)
+// whatever the storage dtype.
 #include <c10/cuda/CUDAStream.h>
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
@@ -22,40 +23,28 @@ struct ThreadIO {
 
 constexpr int kThreads = 128;
 
-template <class scalar_t, class acc_t>
-__global__ void __launch_bounds__(kThreads) lif_forward_kernel(LifConfig<acc_t> c, ForwardLanes<scalar_t, acc_t> base,
-                                                               int64_t B, int64_t T, int64_t N) {
+// Runs a lane task of lif.h for neuron k % N of batch element b0 + k / N.
+template <class Task>
+__global__ void __launch_bounds__(kThreads) lane_kernel(Task task, int64_t b0, int64_t rows, int64_t N) {
+  using acc_t = typename Task::acc_type;
   const int64_t k = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (k >= B * N) return;
-  lif_forward_sequence<acc_t, Math<acc_t>>(c, ThreadIO<acc_t>{}, T, N, B * N, base.at(k / N, k % N, T, N));
+  if (k >= rows * N) return;
+  task.template run<acc_t, Math<acc_t>>(b0 + k / N, k % N, ThreadIO<acc_t>{});
 }
-
-template <class scalar_t, class acc_t>
-__global__ void __launch_bounds__(kThreads) lif_backward_kernel(LifConfig<acc_t> c, BackwardLanes<scalar_t, acc_t> base,
-                                                                int64_t B, int64_t T, int64_t N) {
-  const int64_t k = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (k >= B * N) return;
-  lif_backward_sequence<acc_t, Math<acc_t>>(c, ThreadIO<acc_t>{}, T, N, B * N, base.at(k / N, k % N, T, N));
-}
-
-inline dim3 blocks_for(int64_t threads) { return dim3(static_cast<unsigned>((threads + kThreads - 1) / kThreads)); }
 
 struct CudaLauncher {
-  template <class scalar_t, class acc_t>
-  static void forward(const ForwardTensors& f, const LifConfig<acc_t>& c) {
-    const c10::cuda::CUDAGuard guard(f.x.device());
-    lif_forward_kernel<scalar_t, acc_t><<<blocks_for(f.B * f.N), kThreads, 0, c10::cuda::getCurrentCUDAStream()>>>(
-        c, f.lanes<scalar_t, acc_t>(), f.B, f.T, f.N);
+  template <class Task>
+  static void run(const Task& task, int64_t b0, int64_t b1, int64_t N, int64_t /*steps*/, at::Device device) {
+    const c10::cuda::CUDAGuard guard(device);
+    const int64_t threads = (b1 - b0) * N;
+    const dim3 blocks(static_cast<unsigned>((threads + kThreads - 1) / kThreads));
+    lane_kernel<<<blocks, kThreads, 0, c10::cuda::getCurrentCUDAStream()>>>(task, b0, b1 - b0, N);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   }
 
-  template <class scalar_t, class acc_t>
-  static void backward(const BackwardTensors& g, const LifConfig<acc_t>& c) {
-    const c10::cuda::CUDAGuard guard(g.alpha.device());
-    lif_backward_kernel<scalar_t, acc_t><<<blocks_for(g.B * g.N), kThreads, 0, c10::cuda::getCurrentCUDAStream()>>>(
-        c, g.lanes<scalar_t, acc_t>(), g.B, g.T, g.N);
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
-  }
+  // The whole batch at once: each step's launch and matmul are parallel over it already.
+  template <class F>
+  static void for_batch_chunks(int64_t B, F&& f) { f(0, B); }
 
   template <class F>
   static void dispatch(at::ScalarType type, const char* op, F&& f) {
@@ -79,6 +68,8 @@ TORCH_LIBRARY_IMPL(snnkern, CUDA, m) {
   m.impl("lif_backward", &CudaOps::lif_backward);
   m.impl("leaky_forward", &CudaOps::leaky_forward);
   m.impl("leaky_backward", &CudaOps::leaky_backward);
+  m.impl("recurrent_lif_forward", &CudaOps::recurrent_lif_forward);
+  m.impl("recurrent_lif_backward", &CudaOps::recurrent_lif_backward);
 }
 
 }  // namespace snnkern
