@@ -58,15 +58,23 @@ def cpu_flags() -> list:
     return flags
 
 
+def openmp_flags() -> list:
+    # at::parallel_for is a header template: without -fopenmp its `#pragma omp parallel` is
+    # dropped and the CPU kernels run on one thread. Use OpenMP when torch itself does.
+    if "parallel backend: OpenMP" in torch.__config__.parallel_info() and platform.system() != "Darwin":
+        return ["-fopenmp"]
+    return []
+
+
 def extension():
     sources = ["csrc/ops.cpp"] + sorted(glob.glob("csrc/cpu/*.cpp"))
-    args = {"cxx": cpu_flags()}
+    args = {"cxx": cpu_flags() + openmp_flags()}
     if want_cuda():
         sources += sorted(glob.glob("csrc/cuda/*.cu"))
         args["cxx"].append("-DSNNKERN_WITH_CUDA")
         args["nvcc"] = ["-O3", "-std=c++20", "--fmad=false", "-DSNNKERN_WITH_CUDA"]
-        return CUDAExtension("snnkern._C", sources, extra_compile_args=args)
-    return CppExtension("snnkern._C", sources, extra_compile_args=args)
+        return CUDAExtension("snnkern._C", sources, extra_compile_args=args, extra_link_args=openmp_flags())
+    return CppExtension("snnkern._C", sources, extra_compile_args=args, extra_link_args=openmp_flags())
 
 
 setup(

@@ -194,6 +194,11 @@ inline BackwardTensors prepare_backward(const char* op, const OptTensor& grad_sp
 //       calls f(b0, b1) over chunks covering [0, B): the recurrent layer's time loop runs once per
 //       chunk (CPU: one chunk per thread, no synchronisation between steps; CUDA: one chunk);
 //   template <class F> static void dispatch(at::ScalarType, const char* op, F&& f)  // f(scalar_t{})
+//   static void spike_matmul_out(Tensor& out, const Tensor& spikes, const Tensor& other)
+//       out = spikes @ other: rows of spikes strided (unit column stride), other contiguous, the
+//       rows of out contiguous; single-threaded when called inside for_batch_chunks;
+//   static void spike_matmul_t_out(Tensor& out, const Tensor& spikes, const Tensor& other)
+//       out = spikes^T @ other, all contiguous.
 template <class Launcher>
 struct Ops {
   template <class scalar_t, class acc_t>
@@ -269,9 +274,45 @@ struct Ops {
     return g.results();
   }
 
+  // Checks of the spike products: spikes [M, K] and `other` with `rows` rows, beside spikes.
+  static void check_spike_operands(const char* op, const Tensor& spikes, const Tensor& other, int64_t rows,
+                                   const char* rows_meaning) {
+    TORCH_CHECK(spikes.dim() == 2, op, ": spikes must be a matrix [rows, columns], got shape ", spikes.sizes());
+    TORCH_CHECK(at::isFloatingType(spikes.scalar_type()), op, ": spikes must be floating point, got ",
+                spikes.scalar_type());
+    TORCH_CHECK(other.dim() == 2 && other.size(0) == rows, op, ": other must have shape [", rows, ", *] (", rows_meaning,
+                "), got ", other.sizes());
+    TORCH_CHECK(other.device() == spikes.device(), op, ": other is on ", other.device(), " but spikes is on ",
+                spikes.device());
+    TORCH_CHECK(other.scalar_type() == spikes.scalar_type(), op, ": other has dtype ", other.scalar_type(),
+                ", expected the dtype of spikes, ", spikes.scalar_type());
+  }
+
+  // spikes [M, K] @ other [K, N], the work following the nonzeros of spikes.
+  static Tensor spike_matmul(const Tensor& spikes, const Tensor& other) {
+    const char* op = "snnkern.spike_matmul";
+    check_spike_operands(op, spikes, other, spikes.dim() == 2 ? spikes.size(1) : -1, "its rows match the columns of spikes");
+    Tensor out = at::empty({spikes.size(0), other.size(1)}, spikes.options());
+    if (out.numel() == 0) return out;
+    if (spikes.size(1) == 0) return out.zero_();
+    Launcher::spike_matmul_out(out, spikes.contiguous(), other.contiguous());
+    return out;
+  }
+
+  // spikes [M, K]^T @ other [M, N]: the weight gradient of a projection of spikes.
+  static Tensor spike_matmul_t(const Tensor& spikes, const Tensor& other) {
+    const char* op = "snnkern.spike_matmul_t";
+    check_spike_operands(op, spikes, other, spikes.dim() == 2 ? spikes.size(0) : -1, "its rows match the rows of spikes");
+    Tensor out = at::empty({spikes.size(1), other.size(1)}, spikes.options());
+    if (out.numel() == 0) return out;
+    if (spikes.size(0) == 0) return out.zero_();
+    Launcher::spike_matmul_t_out(out, spikes.contiguous(), other.contiguous());
+    return out;
+  }
+
   // The recurrent layer: the input of step t is x_t + z_{t-1} W^T, with z_{-1} = spikes0. Between
-  // the one-step lane tasks the host runs that matmul (BLAS / cuBLAS); the neuron state waits
-  // in memory, in the accumulate type.
+  // the one-step lane tasks the host adds that product (event-driven on the CPU, cuBLAS on
+  // CUDA); the neuron state waits in memory, in the accumulate type.
   static std::tuple<Tensor, Tensor, Tensor, Tensor> recurrent_lif_forward(
       const Tensor& x, const Tensor& weight, const Tensor& alpha, const OptTensor& alpha_syn, const Tensor& state,
       const Tensor& spikes0, double threshold, int64_t ordering, int64_t reset, bool detach_reset,
@@ -285,14 +326,16 @@ struct Ops {
       const auto c = make_config<acc_t>(op, threshold, ordering, reset, detach_reset, surrogate, surrogate_param,
                                         present(alpha_syn));
       if (f.B * f.T * f.N == 0) return;
-      const Tensor weight_t = weight.t();
+      const Tensor weight_t = weight.t().contiguous();  // [in, out]: the rows the spikes select
+      const Tensor first_spikes = spikes0.contiguous();
       Tensor running = f.state.to(opmath_type(x.scalar_type()), /*non_blocking=*/false, /*copy=*/true);
       Tensor recurrent = at::empty({f.B, f.N}, x.options());
       Launcher::for_batch_chunks(f.B, [&](int64_t b0, int64_t b1) {
         auto rows = [&](const Tensor& t) { return t.narrow(0, b0, b1 - b0); };
         Tensor recurrent_rows = rows(recurrent);
         for (int64_t t = 0; t < f.T; ++t) {
-          at::mm_out(recurrent_rows, rows(t == 0 ? spikes0 : f.spikes.select(1, t - 1)), weight_t);
+          Launcher::spike_matmul_out(recurrent_rows, rows(t == 0 ? first_spikes : f.spikes.select(1, t - 1)),
+                                     weight_t);
           Launcher::run(RecurrentStepForward<scalar_t, acc_t>{c, f.lanes<scalar_t, acc_t>(),
                                                               recurrent.data_ptr<scalar_t>(),
                                                               running.data_ptr<acc_t>(), f.B, f.T, f.N, t},
@@ -346,16 +389,21 @@ struct Ops {
     Tensor grad_weight = at::zeros({g.N, g.N}, alpha.options());
     Tensor grad_spikes0 = at::zeros_like(spikes0);
     if (g.B * g.T * g.N > 0) {
-      // dL/dW = sum over b, t of dL/dx_t^T z_{t-1}. Flattened to rows b * T + t, the pairs with
-      // t >= 1 are row k of dL/dx with row k - 1 of the spikes: one matmul over contiguous slices,
-      // once the rows t = 0 (whose partner is spikes0, not the previous batch element's last
-      // spikes) are zeroed for its duration; they are added with spikes0 after.
-      Tensor grad_first = g.grad_x.select(1, 0).clone();
+      // dL/dW = sum over b, t of dL/dx_t^T z_{t-1}; its transpose is an event-driven product
+      // with the spikes. Flattened to rows b * T + t, the pairs with t >= 1 are row k of dL/dx
+      // with row k - 1 of the spikes: one product over contiguous slices, once the rows t = 0
+      // (whose partner is spikes0, not the previous batch element's last spikes) are zeroed for
+      // its duration; they pair with spikes0 in a second product.
+      Tensor grad_first = g.grad_x.select(1, 0).clone(at::MemoryFormat::Contiguous);
       g.grad_x.select(1, 0).zero_();
       const int64_t rows = g.B * g.T - 1;
-      grad_weight.addmm_(g.grad_x.view({-1, g.N}).narrow(0, 1, rows).t(), spikes.reshape({-1, g.N}).narrow(0, 0, rows));
+      Tensor weight_grad_t = at::empty({g.N, g.N}, alpha.options());
+      Launcher::spike_matmul_t_out(weight_grad_t, g.spikes.view({-1, g.N}).narrow(0, 0, rows),
+                                   g.grad_x.view({-1, g.N}).narrow(0, 1, rows));
       g.grad_x.select(1, 0).copy_(grad_first);
-      grad_weight.addmm_(grad_first.t(), spikes0);
+      Tensor first_t = at::empty({g.N, g.N}, alpha.options());
+      Launcher::spike_matmul_t_out(first_t, spikes0.contiguous(), grad_first);
+      grad_weight = weight_grad_t.add_(first_t).t().contiguous();
       grad_spikes0 = grad_first.mm(weight);
     }
     return {g.grad_x, grad_weight, grad_alpha, grad_alpha_syn, grad_state0, grad_spikes0};

@@ -28,6 +28,10 @@ TORCH_LIBRARY(snnkern, m) {
         "Tensor pre_reset, Tensor spikes, Tensor weight, Tensor alpha, Tensor? alpha_syn, Tensor state, "
         "Tensor spikes0, float threshold, int ordering, int reset, bool detach_reset, int surrogate, "
         "float surrogate_param) -> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
+  // Products with a mostly-zero spikes [M, K], in which only its nonzeros do work (event-driven
+  // on the CPU; cuBLAS on CUDA): spikes @ other (other [K, N]) and spikes^T @ other (other [M, N]).
+  m.def("spike_matmul(Tensor spikes, Tensor other) -> Tensor");
+  m.def("spike_matmul_t(Tensor spikes, Tensor other) -> Tensor");
 }
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {

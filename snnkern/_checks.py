@@ -157,3 +157,28 @@ def prepare_recurrent_args(x, weight, spikes, alpha, alpha_syn, state, threshold
     elif spikes.device != x.device:
         raise ValueError(f"spikes is on {spikes.device} but x is on {x.device}; put both on one device")
     return RecurrentArgs(a, weight, spikes.to(x.dtype))
+
+
+def prepare_spike_linear_args(x, weight, bias):
+    """Checks of :func:`snnkern.spike_linear`; returns (x as [rows, in_features], weight, bias)."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"x must be a torch.Tensor [..., in_features], got {type(x).__name__}")
+    if not isinstance(weight, torch.Tensor):
+        raise TypeError(f"weight must be a torch.Tensor [out_features, in_features], got {type(weight).__name__}")
+    if x.dim() < 1:
+        raise ValueError("x must have at least one dimension [..., in_features], got a scalar")
+    if not x.is_floating_point():
+        raise ValueError(f"x must be floating point (spikes as 0/1 values), got dtype {x.dtype}")
+    if weight.dim() != 2 or weight.shape[1] != x.shape[-1]:
+        raise ValueError(f"weight must have shape [out_features, in_features] = [*, {x.shape[-1]}] to match the "
+                         f"last dimension of x, got shape {tuple(weight.shape)}")
+    for name, t in (("weight", weight), ("bias", bias)):
+        if t is None:
+            continue
+        if t.device != x.device:
+            raise ValueError(f"{name} is on {t.device} but x is on {x.device}; put both on one device")
+        if t.dtype != x.dtype:
+            raise ValueError(f"{name} has dtype {t.dtype}, expected the dtype of x, {x.dtype}")
+    if bias is not None and tuple(bias.shape) != (weight.shape[0],):
+        raise ValueError(f"bias must have shape [out_features] = [{weight.shape[0]}], got {tuple(bias.shape)}")
+    return x.reshape(-1, x.shape[-1]), weight, bias

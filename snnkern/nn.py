@@ -22,7 +22,7 @@ from . import ops
 from ._checks import decay
 from .surrogate import Sigmoid, Surrogate
 
-__all__ = ["DaleLinear", "LIF", "RecurrentLIF", "LeakyReadout", "dale_signs", "seed_uniform_"]
+__all__ = ["DaleLinear", "LIF", "RecurrentLIF", "LeakyReadout", "dale_signs", "effective_weight", "seed_uniform_"]
 
 
 def seed_uniform_(weight: torch.Tensor, generator: Optional[torch.Generator] = None) -> torch.Tensor:
@@ -92,11 +92,21 @@ def _make_projection(in_features, out_features, bias, dale_ie_ratio, device, dty
     return DaleLinear(in_features, out_features, ie_ratio=dale_ie_ratio, bias=bias, device=device, dtype=dtype)
 
 
-class _ProjectedScan(nn.Module):
-    """Base of the layers: an input projection followed by a scan with membrane (and synaptic) decays."""
+def effective_weight(linear: nn.Module) -> torch.Tensor:
+    """The weight a projection applies: ``|w| * sign`` for :class:`DaleLinear`, else ``weight``."""
+    return linear.effective_weight() if isinstance(linear, DaleLinear) else linear.weight
 
-    def _setup_projection(self, in_features, out_features, bias, dale_ie_ratio, init, device, dtype):
+
+class _ProjectedScan(nn.Module):
+    """Base of the layers: an input projection followed by a scan with membrane (and synaptic) decays.
+
+    ``sparse_input=True`` runs the projection with :func:`snnkern.spike_linear`, which skips the
+    zeros of the input: much faster on the CPU when the input is a spike train.
+    """
+
+    def _setup_projection(self, in_features, out_features, bias, dale_ie_ratio, init, sparse_input, device, dtype):
         self.in_features, self.out_features = in_features, out_features
+        self.sparse_input = bool(sparse_input)
         self.linear = _make_projection(in_features, out_features, bias, dale_ie_ratio, device, dtype)
         if init == "seed":
             seed_uniform_(self.linear.weight)
@@ -106,6 +116,12 @@ class _ProjectedScan(nn.Module):
     @property
     def weight(self) -> torch.Tensor:
         return self.linear.weight
+
+    def project(self, x: torch.Tensor) -> torch.Tensor:
+        """The input current ``[batch, time, out_features]`` of the input ``x``."""
+        if not self.sparse_input:
+            return self.linear(x)
+        return ops.spike_linear(x, effective_weight(self.linear), self.linear.bias, backend=self.backend)
 
     def _setup_decays(self, n, alpha, tau, alpha_syn, tau_syn, dt, learn_alpha, device, dtype):
         a = _resolve_decay(alpha, tau, dt, "alpha")
@@ -140,6 +156,8 @@ class LIF(_ProjectedScan):
     The options (``threshold``, ``reset``, ``detach_reset``, ``ordering``, ``surrogate``,
     ``alpha_syn``) are those of :func:`snnkern.lif`. ``dale_ie_ratio`` replaces the projection
     by a :class:`DaleLinear`. ``init="seed"`` initialises the weight as seeds 000/001.
+    ``sparse_input=True``: the input is a spike train, projected event-driven (see
+    :func:`snnkern.spike_linear`).
     """
 
     def __init__(self, in_features: int, out_features: int, *, alpha: Optional[float] = None,
@@ -147,14 +165,15 @@ class LIF(_ProjectedScan):
                  tau_syn: Optional[float] = None, learn_alpha: bool = False, threshold: float = 1.0,
                  reset: str = "zero", detach_reset: bool = False, ordering: str = "spike_first",
                  surrogate: Surrogate = Sigmoid(), bias: bool = False, dale_ie_ratio: Optional[float] = None,
-                 init: str = "default", return_state: bool = False, backend: Optional[str] = None,
-                 device=None, dtype=None):
+                 init: str = "default", sparse_input: bool = False, return_state: bool = False,
+                 backend: Optional[str] = None, device=None, dtype=None):
         super().__init__()
-        self._setup_projection(in_features, out_features, bias, dale_ie_ratio, init, device, dtype)
+        self.backend = backend
+        self._setup_projection(in_features, out_features, bias, dale_ie_ratio, init, sparse_input, device, dtype)
         self._setup_decays(out_features, alpha, tau, alpha_syn, tau_syn, dt, learn_alpha, device, dtype)
         self.threshold, self.reset, self.detach_reset = threshold, reset, detach_reset
         self.ordering, self.surrogate = ordering, surrogate
-        self.return_state, self.backend = return_state, backend
+        self.return_state = return_state
 
     def scan(self, current: torch.Tensor, state: Optional[torch.Tensor] = None):
         """Run the LIF scan on an already projected current [batch, time, out_features]."""
@@ -164,7 +183,7 @@ class LIF(_ProjectedScan):
                        state=state, backend=self.backend)
 
     def forward(self, x: torch.Tensor, state: Optional[torch.Tensor] = None):
-        result = self.scan(self.linear(x), state)
+        result = self.scan(self.project(x), state)
         return (result.spikes, result.state) if self.return_state else result.spikes
 
     def extra_repr(self) -> str:
@@ -194,7 +213,7 @@ class RecurrentLIF(LIF):
         nn.init.normal_(self.recurrent_weight, 0.0, 1.0 / math.sqrt(out_features))
 
     def forward(self, x: torch.Tensor, state: Optional[Tuple[torch.Tensor, torch.Tensor]] = None):
-        current = self.linear(x)
+        current = self.project(x)
         neuron_state, last_spikes = (None, None) if state is None else state
         a, a_syn = self._decays()
         result = ops.recurrent_lif(current, self.recurrent_weight, a, alpha_syn=a_syn, threshold=self.threshold,
@@ -221,16 +240,17 @@ class LeakyReadout(_ProjectedScan):
     def __init__(self, in_features: int, out_features: int, *, alpha: Optional[float] = None,
                  tau: Optional[float] = None, dt: float = 1e-3, alpha_syn: Optional[float] = None,
                  tau_syn: Optional[float] = None, learn_alpha: bool = False, bias: bool = False,
-                 dale_ie_ratio: Optional[float] = None, init: str = "default", return_state: bool = False,
-                 backend: Optional[str] = None, device=None, dtype=None):
+                 dale_ie_ratio: Optional[float] = None, init: str = "default", sparse_input: bool = False,
+                 return_state: bool = False, backend: Optional[str] = None, device=None, dtype=None):
         super().__init__()
-        self._setup_projection(in_features, out_features, bias, dale_ie_ratio, init, device, dtype)
+        self.backend = backend
+        self._setup_projection(in_features, out_features, bias, dale_ie_ratio, init, sparse_input, device, dtype)
         self._setup_decays(out_features, alpha, tau, alpha_syn, tau_syn, dt, learn_alpha, device, dtype)
-        self.return_state, self.backend = return_state, backend
+        self.return_state = return_state
 
     def forward(self, x: torch.Tensor, state: Optional[torch.Tensor] = None):
         a, a_syn = self._decays()
-        result = ops.leaky(self.linear(x), a, alpha_syn=a_syn, state=state, backend=self.backend)
+        result = ops.leaky(self.project(x), a, alpha_syn=a_syn, state=state, backend=self.backend)
         return (result.membrane, result.state) if self.return_state else result.membrane
 
     def extra_repr(self) -> str:

@@ -13,7 +13,7 @@ from typing import Optional
 import torch
 
 from . import reference
-from ._checks import Decay, prepare_leaky_args, prepare_lif_args, prepare_recurrent_args
+from ._checks import Decay, prepare_leaky_args, prepare_lif_args, prepare_recurrent_args, prepare_spike_linear_args
 from ._types import LeakyResult, LIFResult
 from .surrogate import Sigmoid, Surrogate
 
@@ -144,6 +144,27 @@ def recurrent_lif(x: torch.Tensor, weight: torch.Tensor, alpha: Decay, *, alpha_
     return LIFResult(spikes_out, membrane if return_membrane else None, state_out)
 
 
+def spike_linear(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor] = None, *,
+                 backend: Optional[str] = None) -> torch.Tensor:
+    """``x @ weight.T + bias`` for a mostly-zero input such as spike trains.
+
+    On the CPU only the nonzero entries of ``x`` touch the weights, in the forward and in the
+    weight gradient, so the cost follows the number of spikes rather than the size of ``x``:
+    use it where the input is sparse (a few tens of percent nonzero or less). The result equals
+    ``torch.nn.functional.linear`` up to float rounding, for any input. On CUDA it runs cuBLAS.
+
+    Args:
+        x: [..., in_features], any values (spike counts too); zeros are skipped.
+        weight: [out_features, in_features], as ``torch.nn.Linear``.
+        bias: [out_features] or None.
+    """
+    if _resolve_backend(backend, x) == "reference":
+        return reference.spike_linear(x, weight, bias)
+    x2d, weight, bias = prepare_spike_linear_args(x, weight, bias)
+    out = torch.ops.snnkern.spike_matmul(x2d, weight.t()).view(*x.shape[:-1], weight.shape[0])
+    return out if bias is None else out + bias
+
+
 def leaky(x: torch.Tensor, alpha: Decay, *, alpha_syn: Optional[Decay] = None,
           state: Optional[torch.Tensor] = None, backend: Optional[str] = None) -> LeakyResult:
     """Non-spiking leaky integrator (readout): ``v_{t+1} = alpha v_t + x_t``.
@@ -264,3 +285,24 @@ if _C is not None:
 
     torch.library.register_autograd("snnkern::recurrent_lif_forward", _recurrent_lif_backward,
                                     setup_context=_recurrent_lif_setup_context)
+
+    @torch.library.register_fake("snnkern::spike_matmul")
+    def _spike_matmul_fake(spikes, other):
+        return spikes.new_empty(spikes.shape[0], other.shape[1])
+
+    @torch.library.register_fake("snnkern::spike_matmul_t")
+    def _spike_matmul_t_fake(spikes, other):
+        return spikes.new_empty(spikes.shape[1], other.shape[1])
+
+    def _spike_matmul_setup_context(ctx, inputs, output):
+        ctx.save_for_backward(*inputs)
+
+    def _spike_matmul_backward(ctx, grad):
+        spikes, other = ctx.saved_tensors
+        grad_spikes = grad @ other.t() if ctx.needs_input_grad[0] else None
+        # d(spikes @ other)/d other = spikes^T grad, event-driven too.
+        grad_other = torch.ops.snnkern.spike_matmul_t(spikes, grad) if ctx.needs_input_grad[1] else None
+        return grad_spikes, grad_other
+
+    torch.library.register_autograd("snnkern::spike_matmul", _spike_matmul_backward,
+                                    setup_context=_spike_matmul_setup_context)

@@ -28,7 +28,7 @@ from typing import Optional
 import torch
 
 from ._checks import (STATE_I, STATE_V, STATE_W, Decay, prepare_leaky_args, prepare_lif_args,
-                      prepare_recurrent_args)
+                      prepare_recurrent_args, prepare_spike_linear_args)
 from ._types import LeakyResult, LIFResult
 from .surrogate import Sigmoid, Surrogate, spike
 
@@ -97,6 +97,12 @@ def recurrent_lif(x: torch.Tensor, weight: torch.Tensor, alpha: Decay, *, alpha_
         membrane_steps.append(step.membrane)
     cat = (lambda xs: torch.cat(xs, dim=1)) if spike_steps else (lambda xs: x.new_zeros(x.shape))
     return LIFResult(cat(spike_steps), cat(membrane_steps) if return_membrane else None, state)
+
+
+def spike_linear(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """Reference of :func:`snnkern.spike_linear`: the dense ``torch.nn.functional.linear``."""
+    prepare_spike_linear_args(x, weight, bias)
+    return torch.nn.functional.linear(x, weight, bias)
 
 
 def leaky(x: torch.Tensor, alpha: Decay, *, alpha_syn: Optional[Decay] = None,

@@ -1,7 +1,9 @@
 // CPU kernels: one SIMD vector of neurons plays the role of one CUDA thread. Work is split
 // over (batch, vector of neurons) with at::parallel_for; each runs a lane task of lif.h
-// (the whole time loop with its state in registers, or one step of a recurrent scan).
+// (the whole time loop with its state in registers, or one step of a recurrent scan). Products
+// with spike trains skip the zeros (spike_matmul.h).
 #include <ATen/Parallel.h>
+#include <ATen/ThreadLocalState.h>
 #include <ATen/cpu/vec/functional.h>
 #include <ATen/cpu/vec/vec.h>
 #include <torch/library.h>
@@ -9,6 +11,7 @@
 #include <algorithm>
 
 #include "../lif_host.h"
+#include "spike_matmul.h"
 
 namespace snnkern {
 
@@ -52,10 +55,31 @@ struct CpuLauncher {
   }
 
   // One chunk of the batch per thread: each runs its whole time loop (its matmuls single-
-  // threaded) without waiting for the others between steps.
+  // threaded) without waiting for the others between steps. The workers take the caller's
+  // thread-local state (grad mode, dispatch keys), as the ops they call must see it.
   template <class F>
   static void for_batch_chunks(int64_t B, F&& f) {
-    at::parallel_for(0, B, 1, [&](int64_t b0, int64_t b1) { f(b0, b1); });
+    const at::ThreadLocalState caller;
+    at::parallel_for(0, B, 1, [&](int64_t b0, int64_t b1) {
+      const at::ThreadLocalStateGuard guard(caller);
+      f(b0, b1);
+    });
+  }
+
+  static void spike_matmul_out(Tensor& out, const Tensor& spikes, const Tensor& other) {
+    dispatch(spikes.scalar_type(), "snnkern.spike_matmul", [&](auto tag) {
+      using T = decltype(tag);
+      cpu::spike_matmul(spikes.data_ptr<T>(), spikes.stride(0), spikes.size(0), spikes.size(1), other.data_ptr<T>(),
+                        other.size(1), out.data_ptr<T>());
+    });
+  }
+
+  static void spike_matmul_t_out(Tensor& out, const Tensor& spikes, const Tensor& other) {
+    dispatch(spikes.scalar_type(), "snnkern.spike_matmul_t", [&](auto tag) {
+      using T = decltype(tag);
+      cpu::spike_matmul_t(spikes.data_ptr<T>(), spikes.size(0), spikes.size(1), other.data_ptr<T>(), other.size(1),
+                          out.data_ptr<T>());
+    });
   }
 
   template <class F>
@@ -81,6 +105,8 @@ TORCH_LIBRARY_IMPL(snnkern, CPU, m) {
   m.impl("leaky_backward", &CpuOps::leaky_backward);
   m.impl("recurrent_lif_forward", &CpuOps::recurrent_lif_forward);
   m.impl("recurrent_lif_backward", &CpuOps::recurrent_lif_backward);
+  m.impl("spike_matmul", &CpuOps::spike_matmul);
+  m.impl("spike_matmul_t", &CpuOps::spike_matmul_t);
 }
 
 }  // namespace snnkern

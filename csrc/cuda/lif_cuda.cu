@@ -46,6 +46,14 @@ struct CudaLauncher {
   template <class F>
   static void for_batch_chunks(int64_t B, F&& f) { f(0, B); }
 
+  // cuBLAS (no event-driven CUDA kernel yet: the GPU runs the dense product).
+  static void spike_matmul_out(Tensor& out, const Tensor& spikes, const Tensor& other) {
+    at::mm_out(out, spikes, other);
+  }
+  static void spike_matmul_t_out(Tensor& out, const Tensor& spikes, const Tensor& other) {
+    at::mm_out(out, spikes.t(), other);
+  }
+
   template <class F>
   static void dispatch(at::ScalarType type, const char* op, F&& f) {
     switch (type) {
@@ -70,6 +78,8 @@ TORCH_LIBRARY_IMPL(snnkern, CUDA, m) {
   m.impl("leaky_backward", &CudaOps::leaky_backward);
   m.impl("recurrent_lif_forward", &CudaOps::recurrent_lif_forward);
   m.impl("recurrent_lif_backward", &CudaOps::recurrent_lif_backward);
+  m.impl("spike_matmul", &CudaOps::spike_matmul);
+  m.impl("spike_matmul_t", &CudaOps::spike_matmul_t);
 }
 
 }  // namespace snnkern

@@ -31,8 +31,9 @@ class SHDRecurrentSNN(nn.Module):
         beta, alpha = decay(tau_mem, dt), decay(tau_syn, dt)
         self.hidden = RecurrentLIF(input_size, hidden, alpha=beta, alpha_syn=alpha, ordering="spike_first",
                                    reset="zero", detach_reset=True, surrogate=FastSigmoid(surrogate_scale),
-                                   backend=backend)
-        self.readout = LeakyReadout(hidden, num_classes, alpha=beta, alpha_syn=alpha, backend=backend)
+                                   sparse_input=True, backend=backend)
+        self.readout = LeakyReadout(hidden, num_classes, alpha=beta, alpha_syn=alpha, sparse_input=True,
+                                    backend=backend)
         with torch.no_grad():
             nn.init.normal_(self.hidden.linear.weight, 0.0, 1.0 / math.sqrt(input_size))
             nn.init.normal_(self.hidden.recurrent_weight, 0.0, 1.0 / math.sqrt(hidden))

@@ -1,0 +1,159 @@
+// Event-driven products for spike trains on the CPU, where most entries of spikes [M, K] are
+// zero. Only the nonzeros do work: nnz(spikes) * N multiply-adds plus one pass over spikes,
+// instead of the M * K * N of a dense matmul. Zeros of spikes contribute exactly nothing, also
+// where the other operand is not finite.
+//
+//   spike_matmul    out [M, N] = spikes @ other [K, N]: row m gathers the rows other[k] of its
+//                   nonzeros (forward of a projection; other, the weights, stays in cache).
+//   spike_matmul_t  out [K, N] = spikes^T @ other [M, N]: row m of other is scattered into the
+//                   rows out[k] of its nonzeros (weight gradient; other is streamed once and
+//                   out, the size of the weights, stays in cache).
+#pragma once
+
+#include <ATen/Parallel.h>
+#include <ATen/cpu/vec/functional.h>
+#include <ATen/cpu/vec/vec.h>
+
+#include <algorithm>
+#include <vector>
+
+namespace snnkern::cpu {
+
+// The nonzeros of row[0:K]: column indices and values; returns their number. Branch-free
+// within a vector (spike positions are unpredictable); vectors of zeros are skipped.
+template <class T>
+int64_t find_nonzeros(const T* row, int64_t K, int64_t* index, T* value) {
+  using V = at::vec::Vectorized<T>;
+  constexpr int64_t L = V::size();
+  constexpr int kAllZero = (1 << L) - 1;
+  int64_t count = 0, k = 0;
+  for (; k + L <= K; k += L) {
+    const int zeros = V::loadu(row + k).zero_mask();  // bit l set: lane l is zero
+    if (zeros == kAllZero) continue;
+    for (int64_t l = 0; l < L; ++l) {  // write every lane, advance past the nonzero ones
+      index[count] = k + l;
+      value[count] = row[k + l];
+      count += 1 - (zeros >> l & 1);
+    }
+  }
+  for (; k < K; ++k) {
+    index[count] = k;
+    value[count] = row[k];
+    count += row[k] != T(0);
+  }
+  return count;
+}
+
+// A block of columns [n0, n0 + width) of a row, at most kVectors SIMD vectors wide. The
+// full-width instance (kFull) has compile-time loop bounds, so its vectors live in registers.
+template <class T, bool kFull>
+struct ColumnBlock {
+  using V = at::vec::Vectorized<T>;
+  static constexpr int64_t L = V::size(), kVectors = 8, kWidth = kVectors * L;
+  int64_t width;
+
+  int64_t vectors() const { return kFull ? kVectors : (width + L - 1) / L; }
+  int64_t lanes(int64_t u) const { return std::min(L, width - u * L); }
+  V load(const T* p, int64_t u) const { return kFull ? V::loadu(p + u * L) : V::loadu(p + u * L, lanes(u)); }
+  void store(T* p, int64_t u, const V& v) const {
+    if (kFull) v.store(p + u * L);
+    else v.store(p + u * L, lanes(u));
+  }
+};
+
+// Calls f(block, n0) for the column blocks of a row of N columns.
+template <class T, class F>
+void for_each_column_block(int64_t N, F&& f) {
+  constexpr int64_t kWidth = ColumnBlock<T, true>::kWidth;
+  int64_t n0 = 0;
+  for (; n0 + kWidth <= N; n0 += kWidth) f(ColumnBlock<T, true>{kWidth}, n0);
+  if (n0 < N) f(ColumnBlock<T, false>{N - n0}, n0);
+}
+
+// out[0:N] = sum over c of value[c] * other[index[c], 0:N] (other has row stride N). Per block
+// of columns the sums stay in registers over all the selected rows.
+template <class T>
+void gather_rows(const T* other, const int64_t* index, const T* value, int64_t count, int64_t N, T* out) {
+  for_each_column_block<T>(N, [&](auto block, int64_t n0) {
+    using V = typename decltype(block)::V;
+    V sum[decltype(block)::kVectors];
+    for (int64_t u = 0; u < block.vectors(); ++u) sum[u] = V(T(0));
+    for (int64_t c = 0; c < count; ++c) {
+      const V scale(value[c]);
+      const T* row = other + index[c] * N + n0;
+      for (int64_t u = 0; u < block.vectors(); ++u) sum[u] = at::vec::fmadd(scale, block.load(row, u), sum[u]);
+    }
+    for (int64_t u = 0; u < block.vectors(); ++u) block.store(out + n0, u, sum[u]);
+  });
+}
+
+// out[index[c], 0:N] += value[c] * row[0:N] for every c (out has row stride N). Per block of
+// columns the row stays in registers.
+template <class T>
+void scatter_row(const T* row, const int64_t* index, const T* value, int64_t count, int64_t N, T* out) {
+  for_each_column_block<T>(N, [&](auto block, int64_t n0) {
+    using V = typename decltype(block)::V;
+    V source[decltype(block)::kVectors];
+    for (int64_t u = 0; u < block.vectors(); ++u) source[u] = block.load(row + n0, u);
+    for (int64_t c = 0; c < count; ++c) {
+      const V scale(value[c]);
+      T* target = out + index[c] * N + n0;
+      for (int64_t u = 0; u < block.vectors(); ++u) {
+        block.store(target, u, at::vec::fmadd(scale, source[u], block.load(target, u)));
+      }
+    }
+  });
+}
+
+// Rows [m0, m1) of spikes [*, K] (row stride ld), each passed to f(m, index, value, count)
+// with its nonzeros.
+template <class T, class F>
+void for_each_sparse_row(const T* spikes, int64_t ld, int64_t m0, int64_t m1, int64_t K, F&& f) {
+  std::vector<int64_t> index(K);
+  std::vector<T> value(K);
+  for (int64_t m = m0; m < m1; ++m) {
+    f(m, index.data(), value.data(), find_nonzeros(spikes + m * ld, K, index.data(), value.data()));
+  }
+}
+
+inline int64_t rows_grain(int64_t K, int64_t N) { return std::max<int64_t>(1, 16384 / std::max<int64_t>(1, K + N)); }
+
+// out [M, N] = spikes [M, K] @ other [K, N]: rows of spikes ld apart, other and the rows of out
+// contiguous. Parallel over rows (inline inside another parallel region).
+template <class T>
+void spike_matmul(const T* spikes, int64_t ld, int64_t M, int64_t K, const T* other, int64_t N, T* out) {
+  at::parallel_for(0, M, rows_grain(K, N), [&](int64_t m0, int64_t m1) {
+    for_each_sparse_row(spikes, ld, m0, m1, K, [&](int64_t m, const int64_t* index, const T* value, int64_t count) {
+      gather_rows(other, index, value, count, N, out + m * N);
+    });
+  });
+}
+
+// out [K, N] = spikes [M, K]^T @ other [M, N], all contiguous. The rows are split into parts
+// that scatter into partial sums of their own, added up at the end; the number of parts is
+// capped so that the partial sums stay small (one part writes straight into out).
+template <class T>
+void spike_matmul_t(const T* spikes, int64_t M, int64_t K, const T* other, int64_t N, T* out) {
+  constexpr int64_t kPartialBytes = int64_t(32) << 20;
+  const int64_t size = K * N;
+  const int64_t parts = std::clamp<int64_t>(
+      std::min<int64_t>(at::get_num_threads(), M / rows_grain(K, N)), 1,
+      std::max<int64_t>(1, kPartialBytes / std::max<int64_t>(1, size * int64_t(sizeof(T)))));
+  std::vector<T> partial((parts - 1) * size, T(0));
+  std::fill(out, out + size, T(0));
+  at::parallel_for(0, parts, 1, [&](int64_t p0, int64_t p1) {
+    for (int64_t p = p0; p < p1; ++p) {
+      T* sums = p == 0 ? out : partial.data() + (p - 1) * size;
+      for_each_sparse_row(spikes, K, M * p / parts, M * (p + 1) / parts, K,
+                          [&](int64_t m, const int64_t* index, const T* value, int64_t count) {
+                            scatter_row(other + m * N, index, value, count, N, sums);
+                          });
+    }
+  });
+  for (int64_t p = 1; p < parts; ++p) {
+    const T* sums = partial.data() + (p - 1) * size;
+    at::vec::map2([](auto a, auto b) { return a + b; }, out, out, sums, size);
+  }
+}
+
+}  // namespace snnkern::cpu
