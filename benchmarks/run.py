@@ -429,13 +429,20 @@ def select(items, filters, key):
     return [i for i in items if any(f.lower() in key(i).lower() for f in filters)]
 
 
-def environment(device, name, bandwidth, bw_source, args) -> Dict[str, object]:
-    peers = {p: impls.peer_version(p) for p in ("snntorch", "spikingjelly", "norse")}
+def environment_basics(device, name) -> Dict[str, object]:
+    """Date, device and versions: the header of every result file."""
     return {
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "device": name, "device_type": device.type, "torch": torch.__version__, "snnkern": snnkern.__version__,
         "snnkern_compiled": snnkern.ops._C is not None, "python": platform.python_version(),
         "threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
+    }
+
+
+def environment(device, name, bandwidth, bw_source, args) -> Dict[str, object]:
+    peers = {p: impls.peer_version(p) for p in ("snntorch", "spikingjelly", "norse")}
+    return {
+        **environment_basics(device, name),
         "bandwidth_gbs": bandwidth, "bandwidth_source": bw_source, "peers": peers, "quick": bool(args.quick),
         "timing": ("CUDA events" if device.type == "cuda" else "time.perf_counter")
         + f", median of {args.repeats} after {args.warmup} warm-up",

@@ -158,9 +158,9 @@ def spike_linear(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Ten
         weight: [out_features, in_features], as ``torch.nn.Linear``.
         bias: [out_features] or None.
     """
+    x2d, weight, bias = prepare_spike_linear_args(x, weight, bias)
     if _resolve_backend(backend, x) == "reference":
         return reference.spike_linear(x, weight, bias)
-    x2d, weight, bias = prepare_spike_linear_args(x, weight, bias)
     out = torch.ops.snnkern.spike_matmul(x2d, weight.t()).view(*x.shape[:-1], weight.shape[0])
     return out if bias is None else out + bias
 

@@ -368,3 +368,212 @@ def test_opcheck_recurrent_cuda(shape, ordering, requires_grad, record):
              pre_reset, spikes, *detached[1:], *args[6:12])
     result = torch.library.opcheck(torch.ops.snnkern.recurrent_lif_backward.default, bargs)
     assert all(v == "SUCCESS" for v in result.values()), result
+
+
+# --------------------------------------------------------------------------------------------
+# Spike products on CUDA: spike_matmul, spike_matmul_t, spike_linear, sparse_input layers
+# (the CPU checks of test_spike_linear.py; on CUDA the ops run cuBLAS)
+# --------------------------------------------------------------------------------------------
+
+import torch.nn.functional as F  # noqa: E402
+
+import copy  # noqa: E402
+
+from snnkern.nn import RecurrentLIF  # noqa: E402
+
+SPIKE_SHAPES = [(1, 1, 1), (1, 13, 7), (3, 13, 100), (5, 700, 130), (17, 64, 200), (9, 130, 1), (64, 300, 513)]
+SPIKE_MATMUL_OPS = [pytest.param(False, id="spike_matmul"), pytest.param(True, id="spike_matmul_t")]
+# Relative to the size of the terms, |spikes| @ |other| (see test_spike_linear.assert_product).
+SPIKE_RTOL = {torch.float32: 1e-5, torch.float64: 1e-12, torch.bfloat16: 2e-2, torch.float16: 5e-3}
+
+
+def _spike_operands(m, k, n, density, dtype, transpose, seed=0, kind="binary"):
+    """CPU (spikes [m, k] with about ``density`` nonzeros, other [k or m, n]) in ``dtype``."""
+    g = torch.Generator().manual_seed(seed)
+    mask = torch.rand(m, k, generator=g, dtype=torch.float64) < density
+    if kind == "counts":
+        values = torch.randint(1, 4, (m, k), generator=g).to(torch.float64)
+    else:
+        values = torch.ones(m, k, dtype=torch.float64)
+    other = torch.randn(m if transpose else k, n, generator=g, dtype=torch.float64)
+    return (values * mask).to(dtype), other.to(dtype)
+
+
+def _spike_op(transpose):
+    return torch.ops.snnkern.spike_matmul_t if transpose else torch.ops.snnkern.spike_matmul
+
+
+def _assert_spike_product(got, spikes, other, transpose, rtol):
+    """``got`` (any device, any float dtype) within ``rtol`` of |spikes| @ |other| of the exact
+    float64 product of ``spikes`` and ``other``."""
+    s = spikes.detach().cpu().double()
+    s = s.t() if transpose else s
+    o = other.detach().cpu().double()
+    assert got.shape == (s.shape[0], o.shape[1])
+    err = (got.detach().cpu().double() - s @ o).abs()
+    limit = rtol * (s.abs() @ o.abs()) + torch.finfo(got.dtype).tiny
+    bad = err > limit
+    assert not bad.any(), (f"{int(bad.sum())} of {got.numel()} entries off; largest error {err.max().item():.3g}, "
+                           f"bound {limit.max().item():.3g}")
+
+
+@pytest.mark.parametrize("transpose", SPIKE_MATMUL_OPS)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("density", [0.0, 0.02, 0.3, 1.0])
+@pytest.mark.parametrize("shape", SPIKE_SHAPES, ids=lambda s: "x".join(map(str, s)))
+def test_spike_matmul_cuda(shape, density, dtype, transpose):
+    """CUDA against the CPU compiled (event-driven) op and the exact product of the same values."""
+    spikes, other = _spike_operands(*shape, density, dtype, transpose, seed=sum(shape), kind="counts")
+    got = _spike_op(transpose)(spikes.to(CUDA), other.to(CUDA))
+    assert got.device.type == CUDA and got.dtype == dtype
+    cpu = _spike_op(transpose)(spikes, other)
+    _assert_spike_product(got, spikes, other, transpose, SPIKE_RTOL[dtype])
+    _assert_spike_product(cpu, spikes, other, transpose, SPIKE_RTOL[dtype])
+    dense = (spikes.t() if transpose else spikes).to(CUDA) @ other.to(CUDA)
+    bound = ((spikes.t() if transpose else spikes).abs() @ other.abs()).max().item() if cpu.numel() else 1.0
+    torch.testing.assert_close(got.cpu(), cpu, rtol=SPIKE_RTOL[dtype], atol=SPIKE_RTOL[dtype] * max(bound, 1.0))
+    torch.testing.assert_close(got, dense, rtol=SPIKE_RTOL[dtype], atol=SPIKE_RTOL[dtype] * max(bound, 1.0))
+
+
+@pytest.mark.parametrize("transpose", SPIKE_MATMUL_OPS)
+@pytest.mark.parametrize("low", LOW_DTYPES)
+@pytest.mark.parametrize("shape", [(1, 13, 7), (17, 64, 200), (33, 40, 513)], ids=lambda s: "x".join(map(str, s)))
+def test_spike_matmul_low_precision_cuda(shape, low, transpose):
+    """bf16/fp16 against the float32 CPU op on the same (exactly upcast) values, loose tolerance:
+    the result is rounded to the low dtype."""
+    spikes, other = _spike_operands(*shape, 0.3, torch.float32, transpose, seed=5, kind="counts")
+    spikes, other = spikes.to(low), other.to(low)  # spike counts are exact in both
+    got = _spike_op(transpose)(spikes.to(CUDA), other.to(CUDA))
+    assert got.device.type == CUDA and got.dtype == low
+    want = _spike_op(transpose)(spikes.float(), other.float())
+    _assert_spike_product(got, spikes, other, transpose, SPIKE_RTOL[low])
+    _assert_spike_product(want, spikes, other, transpose, SPIKE_RTOL[torch.float32])
+
+
+@pytest.mark.parametrize("transpose", SPIKE_MATMUL_OPS)
+@pytest.mark.parametrize("dtype", DTYPES + LOW_DTYPES)
+@pytest.mark.parametrize("shape", [(0, 5, 3), (4, 0, 3), (4, 5, 0), (0, 0, 0), (300, 0, 257)],
+                         ids=lambda s: "x".join(map(str, s)))
+def test_spike_matmul_empty_cuda(shape, dtype, transpose):
+    m, k, n = shape
+    if transpose:  # the summed-over dimension is M: swap so that the same shapes cover it
+        m, k = k, m
+    spikes, other = _spike_operands(m, k, n, 0.5, dtype, transpose)
+    got = _spike_op(transpose)(spikes.to(CUDA), other.to(CUDA))
+    want = torch.zeros((k, n) if transpose else (m, n), dtype=dtype)
+    assert got.device.type == CUDA and got.dtype == dtype and got.shape == want.shape
+    assert torch.equal(got.cpu(), want)
+
+
+@pytest.mark.parametrize("transpose", SPIKE_MATMUL_OPS)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_spike_matmul_noncontiguous_cuda(dtype, transpose):
+    spikes, other = _spike_operands(11, 37, 70, 0.3, dtype, transpose, seed=6, kind="counts")
+    s = spikes.t().contiguous().t().to(CUDA)
+    wide = torch.full((other.shape[0], 2 * other.shape[1]), float("nan"), dtype=dtype, device=CUDA)
+    wide[:, ::2] = other.to(CUDA)
+    o = wide[:, ::2]
+    assert not s.is_contiguous() and not o.is_contiguous()
+    got = _spike_op(transpose)(s, o)
+    torch.testing.assert_close(got, _spike_op(transpose)(s.contiguous(), o.contiguous()), rtol=0, atol=0)
+    _assert_spike_product(got, spikes, other, transpose, SPIKE_RTOL[dtype])
+
+
+def _spike_linear_inputs(x_shape, dtype, bias, device, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    k, n_out = x_shape[-1], 10
+    x = (torch.rand(x_shape, generator=g, dtype=torch.float64) < 0.3).to(dtype)
+    weight = torch.randn(n_out, k, generator=g, dtype=torch.float64).to(dtype)
+    b = torch.randn(n_out, generator=g, dtype=torch.float64).to(dtype) if bias else None
+    return [None if t is None else t.to(device).requires_grad_() for t in (x, weight, b)]
+
+
+def _spike_linear_run(fn, tensors, round_to=None):
+    out = fn(*tensors)
+    leaves = [t for t in tensors if t is not None]
+    grads = torch.autograd.grad((out * upstream_like(out, 3, round_to)).sum(), leaves)
+    result = {"out": out.detach()}
+    result.update({f"grad_{name}": g for name, g in zip(("x", "weight", "bias"), grads)})
+    return result
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("bias", [False, True], ids=["nobias", "bias"])
+@pytest.mark.parametrize("x_shape", [(3, 5, 13), (7, 13), (13,)], ids=["BTK", "MK", "K"])
+def test_spike_linear_cuda(x_shape, bias, dtype):
+    """Forward and gradients on CUDA against the CPU compiled op and F.linear on CUDA."""
+    tensors = _spike_linear_inputs(x_shape, dtype, bias, CUDA, seed=1)
+    got = _spike_linear_run(lambda *a: snnkern.spike_linear(*a, backend="compiled"), tensors)
+    assert got["out"].device.type == CUDA and got["out"].shape == (*x_shape[:-1], 10)
+    on_cpu = [clone_leaf(t, device="cpu") for t in tensors]
+    cpu = _spike_linear_run(lambda *a: snnkern.spike_linear(*a, backend="compiled"), on_cpu)
+    dense = _spike_linear_run(F.linear, [clone_leaf(t) for t in tensors])
+    assert got.keys() == cpu.keys() == dense.keys()
+    assert_same(_to_cpu(got), cpu, TOL[dtype])
+    assert_same(got, dense, TOL[dtype])
+
+
+@pytest.mark.parametrize("low", LOW_DTYPES)
+@pytest.mark.parametrize("bias", [False, True], ids=["nobias", "bias"])
+def test_spike_linear_low_precision_cuda(low, bias):
+    """bf16/fp16 forward and gradients against F.linear in float32 on the same (upcast) values and
+    upstream gradient; the gradients within LOW_TOL relative to their largest magnitude."""
+    base = _spike_linear_inputs((4, 16, 40), torch.float32, bias, CUDA, seed=2)
+    lp = [None if t is None else t.detach().to(low).requires_grad_() for t in base]
+    ref = [clone_leaf(t, dtype=torch.float32) for t in lp]
+    got = _spike_linear_run(lambda *a: snnkern.spike_linear(*a, backend="compiled"), lp)
+    want = _spike_linear_run(F.linear, ref, round_to=low)
+    assert got["out"].dtype == low and got["grad_weight"].dtype == low
+    assert_same_scaled(got, want, LOW_TOL[low], upcast_want=True)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_spike_linear_empty_cuda(dtype):
+    for x_shape, n_out in (((0, 13), 10), ((2, 0, 13), 10), ((4, 13), 0)):
+        x = torch.zeros(x_shape, dtype=dtype, device=CUDA, requires_grad=True)
+        weight = torch.randn(n_out, x_shape[-1], dtype=dtype, device=CUDA, requires_grad=True)
+        out = snnkern.spike_linear(x, weight, backend="compiled")
+        assert out.shape == (*x_shape[:-1], n_out) and out.device.type == CUDA
+        gx, gw = torch.autograd.grad(out.sum(), (x, weight), allow_unused=True, materialize_grads=True)
+        assert gx.shape == x.shape and gw.shape == weight.shape
+        assert torch.equal(gw, torch.zeros_like(gw)) and torch.equal(gx, torch.zeros_like(gx))
+
+
+@pytest.mark.parametrize("requires_grad", [False, True], ids=["nograd", "grad"])
+@pytest.mark.parametrize("shape", [(3, 13, 7), (1, 1, 1), (6, 40, 70), (0, 4, 3), (3, 0, 2)],
+                         ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("dtype", [pytest.param(torch.float32, id="f32"), pytest.param(torch.float64, id="f64")])
+def test_opcheck_spike_matmul_cuda(shape, requires_grad, dtype):
+    spikes, other = _spike_operands(*shape, 0.4, dtype, False, seed=1, kind="counts")
+    args = (spikes.to(CUDA).requires_grad_(requires_grad), other.to(CUDA).requires_grad_(requires_grad))
+    result = torch.library.opcheck(torch.ops.snnkern.spike_matmul.default, args)
+    assert all(v == "SUCCESS" for v in result.values()), result
+    spikes, other = _spike_operands(*shape, 0.4, dtype, True, seed=2, kind="counts")
+    result = torch.library.opcheck(torch.ops.snnkern.spike_matmul_t.default, (spikes.to(CUDA), other.to(CUDA)))
+    assert all(v == "SUCCESS" for v in result.values()), result
+
+
+@pytest.mark.parametrize("bias", [False, True], ids=["nobias", "bias"])
+def test_recurrent_layer_sparse_input_cuda(bias):
+    """RecurrentLIF(sparse_input=True), float64: CUDA (cuBLAS projection) against the same layer on
+    the CPU (event-driven projection) on a 0/1 spike train; spikes bitwise, gradients within TOL
+    relative to their size."""
+    torch.manual_seed(5)
+    n_in, n_out = 40, 24
+    layer = RecurrentLIF(n_in, n_out, alpha=0.9, alpha_syn=0.8, bias=bias, sparse_input=True, backend="compiled",
+                         dtype=torch.float64)
+    with torch.no_grad():
+        layer.linear.weight.mul_(4.0)
+    layer_cuda = copy.deepcopy(layer).to(CUDA)
+    g = torch.Generator().manual_seed(6)
+    x = (torch.rand(3, 30, n_in, generator=g, dtype=torch.float64) < 0.2).to(torch.float64)
+    results = []
+    for model, inp in ((layer, x), (layer_cuda, x.to(CUDA))):
+        out = model(inp)
+        params = dict(model.named_parameters())
+        grads = torch.autograd.grad((out * upstream_like(out, 7)).sum(), list(params.values()))
+        results.append({"spikes": out.detach().cpu(), **{f"grad_{k}": v.cpu() for k, v in zip(params, grads)}})
+    cpu, cuda = results
+    assert 0.0 < spike_rate(cpu["spikes"]) < 1.0
+    assert "grad_linear.weight" in cpu and "grad_recurrent_weight" in cpu
+    assert_same_scaled(cuda, cpu, TOL[torch.float64])

@@ -1,0 +1,700 @@
+"""The event-driven spike products, CPU: ``torch.ops.snnkern.spike_matmul`` (spikes @ other),
+``torch.ops.snnkern.spike_matmul_t`` (spikes^T @ other), :func:`snnkern.spike_linear` on top of
+them, and the layers' ``sparse_input=True`` projection.
+
+The CPU kernels (csrc/cpu/spike_matmul.h) visit only the nonzero entries of ``spikes``, in SIMD
+vectors of K (with a scalar tail) and in column blocks of N (with a partial last block), so the
+shapes below put K and N on and off those vector and block widths. The products are checked
+against the exact float64 product of the same inputs, with a tolerance relative to the size of
+the terms (``|spikes| @ |other|``), and against the dense ``@`` of the same dtype.
+"""
+import pytest
+import torch
+import torch.nn.functional as F
+
+import snnkern
+from snnkern import ops
+from snnkern.nn import LIF, LeakyReadout, RecurrentLIF
+
+from helpers import BACKENDS, TOL, needs_compiled, spike_rate, upstream_like
+
+DTYPES = [pytest.param(torch.float32, id="f32"), pytest.param(torch.float64, id="f64")]
+# Relative to the size of the terms |spikes| @ |other|: float64 sums of up to 700 terms are good
+# to ~1e-14 of it, float32 ones to ~1e-6.
+PRODUCT_RTOL = {torch.float32: 1e-5, torch.float64: 1e-12}
+DENSITIES = [0.0, 0.02, 0.3, 1.0]
+# (M, K, N): K on and off the SIMD width (8 floats / 4 doubles with AVX2, 16 / 8 with AVX-512),
+# N on and off the column block (8 vectors: 64 floats / 32 doubles with AVX2), M = 1.
+SHAPES = [(1, 1, 1), (1, 13, 7), (3, 13, 100), (5, 700, 130), (17, 64, 200), (4, 8, 64), (2, 16, 128),
+          (9, 130, 1), (1, 700, 200), (6, 33, 513)]
+SHAPE_IDS = ["x".join(map(str, s)) for s in SHAPES]
+MATMUL_OPS = [pytest.param(False, id="spike_matmul"), pytest.param(True, id="spike_matmul_t")]
+
+
+def make_spikes(m, k, density, dtype=torch.float64, seed=0, kind="binary"):
+    """[m, k] with about ``density`` nonzeros: 0/1 spikes ("binary"), spike counts 1..3
+    ("counts") or signed normal values ("signed") where nonzero."""
+    g = torch.Generator().manual_seed(seed)
+    mask = torch.rand(m, k, generator=g, dtype=torch.float64) < density
+    if kind == "binary":
+        values = torch.ones(m, k, dtype=torch.float64)
+    elif kind == "counts":
+        values = torch.randint(1, 4, (m, k), generator=g).to(torch.float64)
+    elif kind == "signed":
+        values = torch.randn(m, k, generator=g, dtype=torch.float64)
+        values = torch.where(values == 0, torch.ones_like(values), values)
+    else:
+        raise ValueError(kind)
+    return (values * mask).to(dtype)
+
+
+def make_dense(*shape, dtype=torch.float64, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(*shape, generator=g, dtype=torch.float64).to(dtype)
+
+
+def run_op(transpose, spikes, other):
+    op = torch.ops.snnkern.spike_matmul_t if transpose else torch.ops.snnkern.spike_matmul
+    return op(spikes, other)
+
+
+def assert_product(got, spikes, other, transpose=False, rtol=None):
+    """``got`` equals spikes @ other (spikes^T @ other with ``transpose``): same shape and dtype,
+    within ``rtol`` of |spikes| @ |other| of the exact float64 product, and of the dense ``@`` in
+    the same dtype."""
+    dtype = spikes.dtype
+    rtol = PRODUCT_RTOL[dtype] if rtol is None else rtol
+    s = spikes.t() if transpose else spikes
+    assert got.dtype == dtype
+    assert got.shape == (s.shape[0], other.shape[1])
+    want = s.double() @ other.double()
+    bound = s.double().abs() @ other.double().abs()
+    tiny = torch.finfo(dtype).tiny
+    for name, ref in (("exact float64 product", want), ("dense @", (s @ other).double())):
+        err = (got.double() - ref).abs()
+        limit = rtol * bound + tiny
+        bad = err > limit
+        assert not bad.any(), (f"differs from the {name} at {int(bad.sum())} of {got.numel()} entries; "
+                               f"largest error {err.max().item():.3g} (bound {limit.max().item():.3g})")
+
+
+# --------------------------------------------------------------------------------------------
+# The raw ops against dense products
+# --------------------------------------------------------------------------------------------
+
+@needs_compiled
+@pytest.mark.parametrize("transpose", MATMUL_OPS)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("density", DENSITIES)
+@pytest.mark.parametrize("shape", SHAPES, ids=SHAPE_IDS)
+def test_spike_matmul_binary(shape, density, dtype, transpose):
+    m, k, n = shape
+    spikes = make_spikes(m, k, density, dtype, seed=m * 1000 + k)
+    other = make_dense(m if transpose else k, n, dtype=dtype, seed=n)
+    got = run_op(transpose, spikes, other)
+    assert_product(got, spikes, other, transpose)
+    if density == 0.0:
+        assert torch.equal(got, torch.zeros_like(got))
+
+
+@needs_compiled
+@pytest.mark.parametrize("transpose", MATMUL_OPS)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("kind", ["counts", "signed"])
+@pytest.mark.parametrize("density", [0.02, 0.3, 1.0])
+@pytest.mark.parametrize("shape", [(1, 13, 7), (5, 700, 130), (17, 64, 200), (9, 130, 1), (6, 33, 513)],
+                         ids=lambda s: "x".join(map(str, s)))
+def test_spike_matmul_values(shape, density, kind, dtype, transpose):
+    """Not only 0/1: spike counts 0..3 and signed (also negative) values are multiplied in."""
+    m, k, n = shape
+    spikes = make_spikes(m, k, density, dtype, seed=k + 7, kind=kind)
+    if kind == "signed" and density == 1.0:
+        assert (spikes < 0).any()
+    other = make_dense(m if transpose else k, n, dtype=dtype, seed=3)
+    assert_product(run_op(transpose, spikes, other), spikes, other, transpose)
+
+
+@needs_compiled
+@pytest.mark.parametrize("transpose", MATMUL_OPS)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(7, 13, 100), (40, 700, 130), (3, 33, 513)], ids=lambda s: "x".join(map(str, s)))
+def test_spike_matmul_exact_on_integers(shape, dtype, transpose):
+    """With spike counts and integer-valued ``other`` every partial sum is an exact integer, so the
+    result must equal the dense product bit for bit: a dropped or doubled term shows."""
+    m, k, n = shape
+    spikes = make_spikes(m, k, 0.3, dtype, seed=11, kind="counts")
+    g = torch.Generator().manual_seed(12)
+    other = torch.randint(-8, 9, (m if transpose else k, n), generator=g).to(dtype)
+    got = run_op(transpose, spikes, other)
+    want = (spikes.t() if transpose else spikes).double() @ other.double()
+    assert torch.equal(got.double(), want)
+
+
+@needs_compiled
+@pytest.mark.parametrize("transpose", MATMUL_OPS)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(0, 5, 3), (4, 0, 3), (4, 5, 0), (0, 0, 0), (0, 5, 0), (0, 0, 3), (4, 0, 0)],
+                         ids=lambda s: "x".join(map(str, s)))
+def test_spike_matmul_empty(shape, dtype, transpose):
+    """M, K or N zero: the right shape, and zeros where the summed-over dimension is empty (K for
+    spike_matmul, M for spike_matmul_t), whatever memory torch.empty hands out."""
+    m, k, n = shape
+    spikes = make_spikes(m, k, 0.5, dtype)
+    other = make_dense(m if transpose else k, n, dtype=dtype)
+    got = run_op(transpose, spikes, other)
+    want = torch.zeros((k, n) if transpose else (m, n), dtype=dtype)
+    assert got.shape == want.shape and got.dtype == dtype
+    assert torch.equal(got, want)
+
+
+@needs_compiled
+@pytest.mark.parametrize("transpose", MATMUL_OPS)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_spike_matmul_empty_sum_after_garbage(dtype, transpose):
+    """The summed-over dimension empty for an output that is large enough for the allocator to
+    hand back memory a previous result (all nonzero) has just freed: still all zeros."""
+    for _ in range(3):
+        junk = torch.full((300, 257), 7.0, dtype=dtype)
+        del junk
+        if transpose:
+            got = torch.ops.snnkern.spike_matmul_t(torch.zeros(0, 300, dtype=dtype), torch.zeros(0, 257, dtype=dtype))
+        else:
+            got = torch.ops.snnkern.spike_matmul(torch.zeros(300, 0, dtype=dtype), torch.zeros(0, 257, dtype=dtype))
+        assert got.shape == (300, 257)
+        assert torch.equal(got, torch.zeros(300, 257, dtype=dtype))
+
+
+LAYOUTS = ["transposed", "sliced", "strided", "expanded"]
+
+
+def _layout(t: torch.Tensor, layout: str) -> torch.Tensor:
+    """The values of ``t`` [r, c] as a non-contiguous view."""
+    r, c = t.shape
+    if layout == "transposed":
+        out = t.t().contiguous().t()
+    elif layout == "sliced":
+        big = torch.full((r + 3, c + 5), float("nan"), dtype=t.dtype)
+        big[2:2 + r, 3:3 + c] = t
+        out = big[2:2 + r, 3:3 + c]
+    elif layout == "strided":
+        big = torch.full((r, 2 * c), float("nan"), dtype=t.dtype)
+        big[:, ::2] = t
+        out = big[:, ::2]
+    elif layout == "expanded":
+        return t[:1].expand(r, c)
+    else:
+        raise ValueError(layout)
+    assert torch.equal(out, t)
+    return out
+
+
+@needs_compiled
+@pytest.mark.parametrize("transpose", MATMUL_OPS)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("which", ["spikes", "other", "both"])
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_spike_matmul_noncontiguous(layout, which, dtype, transpose):
+    m, k, n = 11, 37, 70
+    spikes = make_spikes(m, k, 0.3, dtype, seed=5, kind="counts")
+    other = make_dense(m if transpose else k, n, dtype=dtype, seed=6)
+    s = _layout(spikes, layout) if which in ("spikes", "both") else spikes
+    o = _layout(other, layout) if which in ("other", "both") else other
+    assert not (s.is_contiguous() and o.is_contiguous())
+    got = run_op(transpose, s, o)
+    assert got.is_contiguous()
+    # The same values, contiguous.
+    want = run_op(transpose, s.contiguous(), o.contiguous())
+    torch.testing.assert_close(got, want, rtol=0, atol=0)
+    assert_product(got, s.contiguous(), o.contiguous(), transpose)
+
+
+@needs_compiled
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("bad", [float("inf"), float("-inf"), float("nan")], ids=["inf", "-inf", "nan"])
+@pytest.mark.parametrize("k", [13, 37, 300])
+def test_spike_matmul_zeros_skip_nonfinite(k, bad, dtype):
+    """Zeros of spikes contribute exactly nothing, also where ``other`` is not finite (documented
+    in csrc/cpu/spike_matmul.h): a row of ``other`` holding inf/NaN, selected only by zero
+    entries of spikes (including -0.0), leaves those output rows finite and equal to the product
+    without it. A dense matmul would give 0 * inf = NaN there. Rows with a nonzero entry at that
+    position do become non-finite."""
+    m, n = 12, 70
+    spikes = make_spikes(m, k, 0.3, dtype, seed=k, kind="counts")
+    other = make_dense(k, n, dtype=dtype, seed=2)
+    for k0 in (0, k // 2, k - 1):  # in a SIMD vector and in the scalar tail
+        spikes[:, k0] = 0.0
+        spikes[1::3, k0] = -0.0
+        spikes[0, k0] = 1.0
+        spikes[5, k0] = 2.0
+        other[k0] = bad
+    hit = torch.zeros(m, dtype=torch.bool)
+    hit[[0, 5]] = True
+    got = torch.ops.snnkern.spike_matmul(spikes, other)
+    assert not torch.isfinite(got[hit]).any(), "rows with a spike at the non-finite row must be non-finite"
+    assert torch.isfinite(got[~hit]).all(), "zeros of spikes picked up a non-finite row of other"
+    clean = other.clone()
+    for k0 in (0, k // 2, k - 1):
+        clean[k0] = 0.0
+    assert_product(got[~hit], spikes[~hit], clean)
+
+
+@needs_compiled
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("bad", [float("inf"), float("nan")], ids=["inf", "nan"])
+def test_spike_matmul_t_zeros_skip_nonfinite(bad, dtype):
+    """spike_matmul_t: a non-finite row m0 of ``other`` only reaches the output rows k where
+    spikes[m0, k] is nonzero; the other rows stay finite (zeros contribute nothing)."""
+    m, k, n = 20, 37, 70
+    spikes = make_spikes(m, k, 0.3, dtype, seed=9, kind="counts")
+    other = make_dense(m, n, dtype=dtype, seed=10)
+    m0 = 7
+    spikes[m0] = 0.0
+    spikes[m0, [0, 8, 36]] = torch.tensor([1.0, -0.0, 3.0], dtype=dtype)
+    other[m0] = bad
+    got = torch.ops.snnkern.spike_matmul_t(spikes, other)
+    hit = torch.zeros(k, dtype=torch.bool)
+    hit[[0, 36]] = True
+    assert not torch.isfinite(got[hit]).any()
+    assert torch.isfinite(got[~hit]).all()
+    clean = other.clone()
+    clean[m0] = 0.0
+    assert_product(got[~hit], spikes[:, ~hit], clean, transpose=True)
+
+
+@needs_compiled
+@pytest.mark.parametrize("transpose", MATMUL_OPS)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("k0", [0, 9, 36], ids=["first", "middle", "tail"])
+def test_spike_matmul_nan_spike_propagates(k0, dtype, transpose):
+    """A NaN in spikes is not zero (NaN != 0): it makes its output row all NaN (spike_matmul_t:
+    output row k0); the other rows are unaffected."""
+    m, k, n = 6, 37, 70
+    spikes = make_spikes(m, k, 0.3, dtype, seed=4)
+    other = make_dense(m if transpose else k, n, dtype=dtype, seed=5)
+    m0 = 2
+    spikes[m0, k0] = float("nan")
+    got = run_op(transpose, spikes, other)
+    row = k0 if transpose else m0
+    assert torch.isnan(got[row]).all()
+    rest = torch.ones(got.shape[0], dtype=torch.bool)
+    rest[row] = False
+    assert torch.isfinite(got[rest]).all()
+    clean = spikes.clone()
+    clean[m0, k0] = 0.0
+    torch.testing.assert_close(got[rest], run_op(transpose, clean, other)[rest], rtol=0, atol=0)
+
+
+@needs_compiled
+@pytest.mark.parametrize("transpose", MATMUL_OPS)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(600, 300, 100), (2000, 13, 7), (64, 130, 513)],
+                         ids=lambda s: "x".join(map(str, s)))
+def test_spike_matmul_threads(shape, dtype, transpose):
+    """1 thread and 2 threads give the same result up to rounding (large M, so that the rows are
+    split between threads and spike_matmul_t adds up per-thread partial sums)."""
+    m, k, n = shape
+    spikes = make_spikes(m, k, 0.1, dtype, seed=21, kind="signed")
+    other = make_dense(m if transpose else k, n, dtype=dtype, seed=22)
+    original = torch.get_num_threads()
+    try:
+        results = {}
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            assert torch.get_num_threads() == threads
+            results[threads] = run_op(transpose, spikes, other)
+    finally:
+        torch.set_num_threads(original)
+    assert torch.get_num_threads() == original
+    for got in results.values():
+        assert_product(got, spikes, other, transpose)
+    rtol = PRODUCT_RTOL[dtype]
+    bound = ((spikes.t() if transpose else spikes).abs() @ other.abs()).max().item()
+    torch.testing.assert_close(results[2], results[1], rtol=rtol, atol=rtol * bound)
+
+
+# --------------------------------------------------------------------------------------------
+# snnkern.spike_linear: forward and gradients against F.linear
+# --------------------------------------------------------------------------------------------
+
+X_SHAPES = [pytest.param((3, 5, 13), id="BTK"), pytest.param((7, 13), id="MK"), pytest.param((13,), id="K")]
+OUT_FEATURES = 10
+
+
+def _linear_inputs(x_shape, dtype, bias, requires=("x", "weight", "bias"), seed=0, kind="binary"):
+    k = x_shape[-1]
+    x = make_spikes(int(torch.Size(x_shape[:-1]).numel()), k, 0.3, dtype, seed=seed, kind=kind).reshape(x_shape)
+    weight = make_dense(OUT_FEATURES, k, dtype=dtype, seed=seed + 1)
+    b = make_dense(OUT_FEATURES, dtype=dtype, seed=seed + 2) if bias else None
+    tensors = {"x": x, "weight": weight, "bias": b}
+    for name, t in tensors.items():
+        if t is not None:
+            t.requires_grad_(name in requires)
+    return tensors
+
+
+def _clone_inputs(tensors):
+    return {k: None if t is None else t.detach().clone().requires_grad_(t.requires_grad) for k, t in tensors.items()}
+
+
+def _forward_backward(fn, tensors, seed=3):
+    """fn(x, weight, bias), then the gradients of sum(out * upstream) w.r.t. the inputs that
+    require grad (only those: the others must not get a .grad)."""
+    out = fn(tensors["x"], tensors["weight"], tensors["bias"])
+    result = {"out": out.detach()}
+    if out.requires_grad:
+        (out * upstream_like(out, seed)).sum().backward()
+    for name, t in tensors.items():
+        if t is None:
+            continue
+        if t.requires_grad:
+            assert t.grad is not None, f"{name} requires grad but got none"
+            result["grad_" + name] = t.grad
+        else:
+            assert t.grad is None, f"{name} does not require grad but got one"
+    return result
+
+
+@needs_compiled
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("bias", [False, True], ids=["nobias", "bias"])
+@pytest.mark.parametrize("x_shape", X_SHAPES)
+@pytest.mark.parametrize("kind", ["binary", "signed"])
+def test_spike_linear_matches_linear(x_shape, bias, dtype, kind):
+    tensors = _linear_inputs(x_shape, dtype, bias, kind=kind)
+    got = _forward_backward(lambda x, w, b: snnkern.spike_linear(x, w, b, backend="compiled"), _clone_inputs(tensors))
+    want = _forward_backward(F.linear, tensors)
+    assert got.keys() == want.keys()
+    assert set(got) == {"out", "grad_x", "grad_weight"} | ({"grad_bias"} if bias else set())
+    assert got["out"].shape == (*x_shape[:-1], OUT_FEATURES)
+    for key in want:
+        assert got[key].shape == want[key].shape and got[key].dtype == want[key].dtype, key
+        torch.testing.assert_close(got[key], want[key], **TOL[dtype], msg=lambda m, key=key: f"{key}: {m}")
+
+
+@needs_compiled
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("requires", [("weight",), ("x",), ("bias",), ("x", "bias"), ("weight", "bias"), ()],
+                         ids=["weight", "x", "bias", "x+bias", "weight+bias", "none"])
+def test_spike_linear_partial_requires_grad(requires, dtype):
+    tensors = _linear_inputs((3, 5, 13), dtype, True, requires=requires, seed=4)
+    got = _forward_backward(lambda x, w, b: snnkern.spike_linear(x, w, b, backend="compiled"), _clone_inputs(tensors))
+    want = _forward_backward(F.linear, tensors)
+    assert set(got) == {"out"} | {"grad_" + r for r in requires}
+    assert got.keys() == want.keys()
+    for key in want:
+        torch.testing.assert_close(got[key], want[key], **TOL[dtype], msg=lambda m, key=key: f"{key}: {m}")
+
+
+@needs_compiled
+def test_spike_linear_no_grad_mode():
+    tensors = _linear_inputs((3, 5, 13), torch.float64, True, seed=5)
+    with torch.no_grad():
+        out = snnkern.spike_linear(tensors["x"], tensors["weight"], tensors["bias"], backend="compiled")
+    assert not out.requires_grad
+    torch.testing.assert_close(out, F.linear(*tensors.values()).detach(), **TOL[torch.float64])
+
+
+@needs_compiled
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("x_shape, out_features", [((0, 13), 10), ((2, 0, 13), 10), ((4, 13), 0), ((0, 13), 0),
+                                                   ((13,), 0)],
+                         ids=["M0", "T0", "out0", "M0-out0", "1d-out0"])
+def test_spike_linear_empty(x_shape, out_features, dtype):
+    x = torch.zeros(x_shape, dtype=dtype, requires_grad=True)
+    weight = make_dense(out_features, x_shape[-1], dtype=dtype).requires_grad_()
+    bias = make_dense(out_features, dtype=dtype).requires_grad_()
+    got = snnkern.spike_linear(x, weight, bias, backend="compiled")
+    want = F.linear(x, weight, bias)
+    assert got.shape == want.shape
+    torch.testing.assert_close(got, want, rtol=0, atol=0)
+    grads = torch.autograd.grad((got * 2.0).sum(), (x, weight, bias), allow_unused=True)
+    want_grads = torch.autograd.grad((want * 2.0).sum(), (x, weight, bias), allow_unused=True)
+    for g, w in zip(grads, want_grads):
+        torch.testing.assert_close(torch.zeros(0) if g is None else g, torch.zeros(0) if w is None else w,
+                                   rtol=0, atol=0, check_dtype=False)
+
+
+@needs_compiled
+@pytest.mark.parametrize("backend", ["compiled", "reference"])
+@pytest.mark.parametrize("x_shape", [(4, 0), (2, 3, 0), (0,)], ids=["MK0", "BTK0", "K0"])
+def test_spike_linear_no_in_features(x_shape, backend):
+    """in_features = 0 (x [..., 0], weight [out, 0]): F.linear gives the bias broadcast (zeros
+    plus bias); spike_linear, documented to equal F.linear for any input, must too."""
+    x = torch.zeros(x_shape, dtype=torch.float64)
+    weight = torch.zeros(5, 0, dtype=torch.float64)
+    bias = make_dense(5)
+    want = F.linear(x, weight, bias)
+    got = snnkern.spike_linear(x, weight, bias, backend=backend)
+    torch.testing.assert_close(got, want, rtol=0, atol=0)
+
+
+@needs_compiled
+@pytest.mark.parametrize("bias", [False, True], ids=["nobias", "bias"])
+@pytest.mark.parametrize("x_shape", [(2, 3, 6), (4, 6), (6,)], ids=["BTK", "MK", "K"])
+def test_spike_linear_gradcheck(x_shape, bias):
+    tensors = _linear_inputs(x_shape, torch.float64, bias, seed=6, kind="counts")
+    tensors["weight"] = tensors["weight"][:4].detach().requires_grad_()
+    if bias:
+        tensors["bias"] = tensors["bias"][:4].detach().requires_grad_()
+    inputs = tuple(t for t in tensors.values() if t is not None)
+
+    def f(*args):
+        return snnkern.spike_linear(*args, backend="compiled")
+
+    assert torch.autograd.gradcheck(f, inputs, eps=1e-6, atol=1e-8, rtol=1e-7)
+
+
+@needs_compiled
+@pytest.mark.parametrize("shape", [(3, 6, 4), (1, 9, 1), (5, 1, 3)], ids=lambda s: "x".join(map(str, s)))
+def test_spike_matmul_gradcheck(shape):
+    m, k, n = shape
+    spikes = make_spikes(m, k, 0.5, torch.float64, seed=8, kind="signed").requires_grad_()
+    other = make_dense(k, n, seed=9).requires_grad_()
+    assert torch.autograd.gradcheck(torch.ops.snnkern.spike_matmul, (spikes, other), eps=1e-6, atol=1e-8, rtol=1e-7)
+
+
+@needs_compiled
+def test_spike_linear_reference_backend_is_linear():
+    tensors = _linear_inputs((3, 5, 13), torch.float64, True, seed=10, kind="signed")
+    got = snnkern.spike_linear(tensors["x"], tensors["weight"], tensors["bias"], backend="reference")
+    assert torch.equal(got, F.linear(tensors["x"], tensors["weight"], tensors["bias"]))
+    # The compiled backend agrees with it to rounding.
+    compiled = snnkern.spike_linear(tensors["x"], tensors["weight"], tensors["bias"], backend="compiled")
+    torch.testing.assert_close(compiled, got, **TOL[torch.float64])
+
+
+# --------------------------------------------------------------------------------------------
+# torch.library.opcheck and torch.compile
+# --------------------------------------------------------------------------------------------
+
+OPCHECK_SHAPES = [(3, 13, 7), (2, 5, 3), (1, 1, 1), (6, 40, 70), (0, 4, 3), (3, 0, 2), (3, 4, 0)]
+
+
+def _opcheck(op, args):
+    result = torch.library.opcheck(op, args)
+    assert all(v == "SUCCESS" for v in result.values()), result
+
+
+@needs_compiled
+@pytest.mark.parametrize("requires_grad", [False, True], ids=["nograd", "grad"])
+@pytest.mark.parametrize("shape", OPCHECK_SHAPES, ids=lambda s: "x".join(map(str, s)))
+def test_opcheck_spike_matmul(shape, requires_grad):
+    m, k, n = shape
+    spikes = make_spikes(m, k, 0.4, torch.float64, seed=1, kind="counts").requires_grad_(requires_grad)
+    other = make_dense(k, n, seed=2).requires_grad_(requires_grad)
+    _opcheck(torch.ops.snnkern.spike_matmul.default, (spikes, other))
+
+
+@needs_compiled
+@pytest.mark.parametrize("shape", OPCHECK_SHAPES, ids=lambda s: "x".join(map(str, s)))
+def test_opcheck_spike_matmul_t(shape):
+    m, k, n = shape
+    spikes = make_spikes(m, k, 0.4, torch.float64, seed=3, kind="counts")
+    other = make_dense(m, n, seed=4)
+    _opcheck(torch.ops.snnkern.spike_matmul_t.default, (spikes, other))
+
+
+def _small_projection(x, weight, bias):
+    return torch.tanh(snnkern.spike_linear(x, weight, bias)) * 2.0
+
+
+@needs_compiled
+@pytest.mark.parametrize("compile_backend", ["aot_eager", "inductor"])
+def test_spike_linear_torch_compile_fullgraph(compile_backend):
+    torch._dynamo.reset()
+    try:
+        tensors = _linear_inputs((3, 5, 13), torch.float64, True, seed=12)
+        compiled_fn = torch.compile(_small_projection, fullgraph=True, backend=compile_backend)
+        got = _forward_backward(compiled_fn, _clone_inputs(tensors), seed=13)
+        want = _forward_backward(_small_projection, tensors, seed=13)
+        assert set(got) == {"out", "grad_x", "grad_weight", "grad_bias"}
+        for key in want:
+            torch.testing.assert_close(got[key], want[key], **TOL[torch.float64], msg=lambda m, key=key: f"{key}: {m}")
+        # And eager is F.linear's.
+        ref = _forward_backward(lambda x, w, b: torch.tanh(F.linear(x, w, b)) * 2.0, _clone_inputs(tensors), seed=13)
+        for key in ref:
+            torch.testing.assert_close(want[key], ref[key], **TOL[torch.float64], msg=lambda m, key=key: f"{key}: {m}")
+    finally:
+        torch._dynamo.reset()
+
+
+# --------------------------------------------------------------------------------------------
+# Layers with sparse_input=True
+# --------------------------------------------------------------------------------------------
+
+IN, OUT, B, T = 40, 24, 3, 30
+
+LAYERS = {
+    "lif": lambda **kw: LIF(IN, OUT, alpha=0.9, **kw),
+    "lif_dale": lambda **kw: LIF(IN, OUT, alpha=0.9, dale_ie_ratio=0.5, **kw),
+    "lif_syn_bias": lambda **kw: LIF(IN, OUT, alpha=0.9, alpha_syn=0.8, bias=True, reset="subtract", **kw),
+    "recurrent": lambda **kw: RecurrentLIF(IN, OUT, alpha=0.9, alpha_syn=0.8, **kw),
+    "recurrent_dale": lambda **kw: RecurrentLIF(IN, OUT, alpha=0.9, dale_ie_ratio=0.5, bias=True, **kw),
+    "readout": lambda **kw: LeakyReadout(IN, OUT, alpha=0.9, **kw),
+    "readout_syn_bias": lambda **kw: LeakyReadout(IN, OUT, alpha=0.9, alpha_syn=0.8, bias=True, **kw),
+}
+
+
+def _counting_spike_linear(monkeypatch):
+    calls = []
+    original = ops.spike_linear
+
+    def wrapper(*args, **kwargs):
+        calls.append(kwargs.get("backend"))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(ops, "spike_linear", wrapper)
+    return calls
+
+
+@needs_compiled
+@pytest.mark.parametrize("name", list(LAYERS))
+def test_layer_sparse_input_matches_dense(name, monkeypatch):
+    """Same layer, same state_dict, float64, a 0/1 spike train as input: sparse_input=True (the
+    projection through snnkern.spike_linear) gives the spikes / membrane and parameter gradients
+    of sparse_input=False (nn.Linear / DaleLinear)."""
+    torch.manual_seed(3)
+    dense = LAYERS[name](sparse_input=False, backend="compiled", dtype=torch.float64)
+    with torch.no_grad():
+        dense.linear.weight.mul_(4.0)  # a livelier spike rate
+    sparse = LAYERS[name](sparse_input=True, backend="compiled", dtype=torch.float64)
+    sparse.load_state_dict(dense.state_dict())
+    x = make_spikes(B * T, IN, 0.2, torch.float64, seed=14).reshape(B, T, IN)
+    calls = _counting_spike_linear(monkeypatch)
+
+    results = {}
+    for label, layer in (("dense", dense), ("sparse", sparse)):
+        del calls[:]
+        out = layer(x)
+        assert calls == (["compiled"] if label == "sparse" else []), f"{label}: spike_linear calls {calls}"
+        params = dict(layer.named_parameters())
+        grads = torch.autograd.grad((out * upstream_like(out, 15)).sum(), list(params.values()))
+        results[label] = (out.detach(), dict(zip(params, grads)))
+    (out_d, grads_d), (out_s, grads_s) = results["dense"], results["sparse"]
+    assert out_s.shape == (B, T, OUT) and out_s.dtype == torch.float64
+    if name.startswith("readout"):
+        torch.testing.assert_close(out_s, out_d, **TOL[torch.float64])
+    else:
+        rate = spike_rate(out_d)
+        assert 0.0 < rate < 1.0, f"degenerate spike rate {rate}"
+        assert torch.equal(out_s, out_d)
+    assert grads_s.keys() == grads_d.keys() and "linear.weight" in grads_d
+    for key in grads_d:
+        assert grads_d[key].abs().max() > 0, f"{key}: zero gradient, the test checks nothing"
+        torch.testing.assert_close(grads_s[key], grads_d[key], **TOL[torch.float64],
+                                   msg=lambda m, key=key: f"{key}: {m}")
+
+
+@needs_compiled
+@pytest.mark.parametrize("name", ["lif", "recurrent", "readout"])
+def test_layer_sparse_input_reference_backend(name, monkeypatch):
+    """backend="reference" with sparse_input=True: spike_linear's reference (F.linear), the same
+    outputs as the compiled sparse layer."""
+    torch.manual_seed(4)
+    ref = LAYERS[name](sparse_input=True, backend="reference", dtype=torch.float64)
+    with torch.no_grad():
+        ref.linear.weight.mul_(4.0)
+    comp = LAYERS[name](sparse_input=True, backend="compiled", dtype=torch.float64)
+    comp.load_state_dict(ref.state_dict())
+    x = make_spikes(2 * 10, IN, 0.2, torch.float64, seed=16).reshape(2, 10, IN)
+    calls = _counting_spike_linear(monkeypatch)
+    out_r = ref(x)
+    assert calls == ["reference"]
+    out_c = comp(x)
+    if name == "readout":
+        torch.testing.assert_close(out_c, out_r, **TOL[torch.float64])
+    else:
+        assert 0.0 < spike_rate(out_r) < 1.0
+        assert torch.equal(out_c, out_r)
+
+
+# --------------------------------------------------------------------------------------------
+# Bad input
+# --------------------------------------------------------------------------------------------
+
+ERR = (ValueError, TypeError)
+K_IN = 5
+
+
+def _good():
+    return torch.zeros(2, 3, K_IN), torch.zeros(4, K_IN), torch.zeros(4)
+
+
+BAD_LINEAR = {
+    "x_not_tensor": (lambda x, w, b: ([[0.0] * K_IN], w, b), r"\bx\b.*torch\.Tensor"),
+    "weight_not_tensor": (lambda x, w, b: (x, [[0.0] * K_IN] * 4, b), r"\bweight\b.*torch\.Tensor"),
+    "bias_not_tensor": (lambda x, w, b: (x, w, [0.0] * 4), r"\bbias\b"),
+    "integer_x": (lambda x, w, b: (x.long(), w, b), r"\bx\b.*floating"),
+    "bool_x": (lambda x, w, b: (x.bool(), w, b), r"\bx\b.*floating"),
+    "weight_in_features": (lambda x, w, b: (x, torch.zeros(4, K_IN + 1), b), r"\bweight\b.*shape"),
+    "weight_transposed": (lambda x, w, b: (x, torch.zeros(K_IN, 4), b), r"\bweight\b.*shape"),
+    "weight_1d": (lambda x, w, b: (x, torch.zeros(K_IN), b), r"\bweight\b.*shape"),
+    "weight_3d": (lambda x, w, b: (x, torch.zeros(1, 4, K_IN), b), r"\bweight\b.*shape"),
+    "weight_dtype": (lambda x, w, b: (x, w.double(), b), r"\bweight\b.*dtype"),
+    "weight_meta": (lambda x, w, b: (x, w.to("meta"), b), r"\bweight\b.*meta"),
+    "bias_shape": (lambda x, w, b: (x, w, torch.zeros(5)), r"\bbias\b.*shape"),
+    "bias_2d": (lambda x, w, b: (x, w, torch.zeros(1, 4)), r"\bbias\b.*shape"),
+    "bias_dtype": (lambda x, w, b: (x, w, b.double()), r"\bbias\b.*dtype"),
+    "x_0d": (lambda x, w, b: (torch.tensor(1.0), w, b), r"\bx\b.*dimension"),
+}
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("case", list(BAD_LINEAR))
+def test_spike_linear_bad_input(case, backend):
+    make, pattern = BAD_LINEAR[case]
+    x, w, b = make(*_good())
+    with pytest.raises(ERR, match=pattern):
+        snnkern.spike_linear(x, w, b, backend=backend)
+
+
+def test_spike_linear_bad_backend():
+    x, w, b = _good()
+    with pytest.raises(ValueError, match="backend"):
+        snnkern.spike_linear(x, w, b, backend="dense")
+
+
+def _f(*shape, dtype=torch.float32):
+    return torch.zeros(shape, dtype=dtype)
+
+
+# (spikes, other) for spike_matmul; spike_matmul_t swaps the meaning of other's rows.
+BAD_OPS = {
+    "spikes_1d": (lambda t: (_f(4), _f(4, 3)), r"spikes must be a matrix"),
+    "spikes_3d": (lambda t: (_f(2, 4, 3), _f(3, 3)), r"spikes must be a matrix"),
+    "other_1d": (lambda t: (_f(2, 4), _f(4)), r"other must have shape"),
+    "inner_mismatch": (lambda t: (_f(2, 4), _f(2 + 1 if t else 4 + 1, 3)), r"other must have shape \[\d+, \*\]"),
+    "dtype_mismatch": (lambda t: (_f(2, 4), _f(2 if t else 4, 3, dtype=torch.float64)), r"other has dtype.*spikes"),
+    "integer_spikes": (lambda t: (_f(2, 4, dtype=torch.int64), _f(2 if t else 4, 3, dtype=torch.int64)),
+                       r"spikes must be floating point"),
+    "bool_spikes": (lambda t: (_f(2, 4, dtype=torch.bool), _f(2 if t else 4, 3, dtype=torch.bool)),
+                    r"spikes must be floating point"),
+    "float16_cpu": (lambda t: (_f(2, 4, dtype=torch.float16), _f(2 if t else 4, 3, dtype=torch.float16)),
+                    r"float32 and float64"),
+    "bfloat16_cpu": (lambda t: (_f(2, 4, dtype=torch.bfloat16), _f(2 if t else 4, 3, dtype=torch.bfloat16)),
+                     r"float32 and float64"),
+}
+
+
+@needs_compiled
+@pytest.mark.parametrize("transpose", MATMUL_OPS)
+@pytest.mark.parametrize("case", list(BAD_OPS))
+def test_spike_matmul_bad_input(case, transpose):
+    make, pattern = BAD_OPS[case]
+    name = "spike_matmul_t" if transpose else "spike_matmul"
+    with pytest.raises(RuntimeError, match=rf"snnkern\.{name}\b.*{pattern}"):
+        run_op(transpose, *make(transpose))
+
+
+@needs_compiled
+def test_spike_matmul_inner_mismatch_transposed_meaning():
+    """spike_matmul needs other [K, *] (K = columns of spikes), spike_matmul_t other [M, *]
+    (M = rows of spikes): an operand valid for one is rejected by the other."""
+    spikes = make_spikes(2, 4, 0.5, torch.float32)
+    for_matmul, for_t = make_dense(4, 3, dtype=torch.float32), make_dense(2, 3, dtype=torch.float32)
+    assert torch.ops.snnkern.spike_matmul(spikes, for_matmul).shape == (2, 3)
+    assert torch.ops.snnkern.spike_matmul_t(spikes, for_t).shape == (4, 3)
+    with pytest.raises(RuntimeError, match=r"other must have shape \[4, \*\]"):
+        torch.ops.snnkern.spike_matmul(spikes, for_t)
+    with pytest.raises(RuntimeError, match=r"other must have shape \[2, \*\]"):
+        torch.ops.snnkern.spike_matmul_t(spikes, for_matmul)
