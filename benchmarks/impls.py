@@ -235,14 +235,16 @@ def recurrent_impl(impl: str, x: torch.Tensor, hidden: int, seed: int = 0) -> Wo
             from snnkern.nn import RecurrentLIF
         except Exception as error:  # noqa: BLE001
             raise Skip(f"snnkern.nn.RecurrentLIF not available ({error})") from None
+        # The input is a spike train: the fused layer projects it event-driven (sparse_input).
         layer = RecurrentLIF(n_in, hidden, alpha=beta, alpha_syn=alpha, ordering="spike_first", reset="zero",
-                             detach_reset=True, surrogate=FastSigmoid(100.0),
+                             detach_reset=True, surrogate=FastSigmoid(100.0), sparse_input=impl == "fused",
                              backend="compiled" if impl == "fused" else "reference").to(x.device)
         with torch.no_grad():
             layer.linear.weight.copy_(w1.T)
             layer.recurrent_weight.copy_(v1.T)
         return Workload(lambda: layer(x), [x] + list(layer.parameters()), None,
-                        note="snnkern.nn.RecurrentLIF (" + ("compiled" if impl == "fused" else "reference") + ")",
+                        note="snnkern.nn.RecurrentLIF (" + ("compiled, sparse_input=True" if impl == "fused"
+                                                             else "reference") + ")",
                         extra={"grads": lambda: [layer.linear.weight.grad.T, layer.recurrent_weight.grad.T]})
     raise Skip("no peer model of seed 004's recurrent two-state layer is configured in this benchmark")
 
