@@ -7,5 +7,6 @@ from .surrogate import ATan, FastSigmoid, Sigmoid, Surrogate, Triangle
 
 __version__ = "0.1.0"
 
-__all__ = ["lif", "recurrent_lif", "leaky", "spike_linear", "decay", "LIFResult", "LeakyResult", "STATE_SIZE", "compiled_with_cuda", "tune_cpu_allocator",
-           "Surrogate", "Sigmoid", "FastSigmoid", "Triangle", "ATan", "__version__"]
+__all__ = ["lif", "recurrent_lif", "leaky", "spike_linear", "decay", "LIFResult", "LeakyResult", "STATE_SIZE",
+           "compiled_with_cuda", "tune_cpu_allocator", "Surrogate", "Sigmoid", "FastSigmoid", "Triangle", "ATan",
+           "__version__"]

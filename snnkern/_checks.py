@@ -54,6 +54,14 @@ def _check_input(x: torch.Tensor, name: str = "x") -> None:
         raise ValueError(f"{name} must be a floating-point tensor, got dtype {x.dtype}")
 
 
+def _check_beside(t: torch.Tensor, name: str, x: torch.Tensor, same_dtype: bool = True) -> None:
+    """``t`` must be on the device of ``x`` (and, with same_dtype, have its dtype)."""
+    if t.device != x.device:
+        raise ValueError(f"{name} is on {t.device} but x is on {x.device}; put both on one device")
+    if same_dtype and t.dtype != x.dtype:
+        raise ValueError(f"{name} has dtype {t.dtype}, expected the dtype of x, {x.dtype}")
+
+
 def _values_checkable(t: torch.Tensor) -> bool:
     # Value checks need the data on the host: skip them while torch.compile traces.
     return not torch.compiler.is_compiling() and t.device.type != "meta"
@@ -62,8 +70,7 @@ def _values_checkable(t: torch.Tensor) -> bool:
 def _as_decay(value: Decay, name: str, x: torch.Tensor) -> torch.Tensor:
     n = x.shape[2]
     if isinstance(value, torch.Tensor):
-        if value.device != x.device:
-            raise ValueError(f"{name} is on {value.device} but x is on {x.device}; put both on one device")
+        _check_beside(value, name, x, same_dtype=False)
         if not value.is_floating_point():
             raise ValueError(f"{name} must be a floating-point tensor, got dtype {value.dtype}")
         if value.dim() > 1 or (value.dim() == 1 and value.shape[0] not in (1, n)):
@@ -87,8 +94,7 @@ def _as_state(state: Optional[torch.Tensor], x: torch.Tensor) -> torch.Tensor:
     if tuple(state.shape) != (STATE_SIZE, b, n):
         raise ValueError(f"state must have shape [{STATE_SIZE}, batch, neurons] = [{STATE_SIZE}, {b}, {n}] "
                          f"(as returned by a previous call), got shape {tuple(state.shape)}")
-    if state.device != x.device:
-        raise ValueError(f"state is on {state.device} but x is on {x.device}; put both on one device")
+    _check_beside(state, "state", x, same_dtype=False)
     if not state.is_floating_point():
         raise ValueError(f"state must be a floating-point tensor, got dtype {state.dtype}")
     return state.to(x.dtype)
@@ -143,10 +149,7 @@ def prepare_recurrent_args(x, weight, spikes, alpha, alpha_syn, state, threshold
     if tuple(weight.shape) != (n, n):
         raise ValueError(f"weight must have shape [neurons, neurons] = [{n}, {n}] ([out, in], as "
                          f"torch.nn.Linear), got shape {tuple(weight.shape)}")
-    if weight.device != x.device:
-        raise ValueError(f"weight is on {weight.device} but x is on {x.device}; put both on one device")
-    if weight.dtype != x.dtype:
-        raise ValueError(f"weight has dtype {weight.dtype}, expected the dtype of x, {x.dtype}")
+    _check_beside(weight, "weight", x)
     if spikes is None:
         spikes = x.new_zeros(b, n)
     elif not isinstance(spikes, torch.Tensor):
@@ -154,8 +157,8 @@ def prepare_recurrent_args(x, weight, spikes, alpha, alpha_syn, state, threshold
     elif tuple(spikes.shape) != (b, n):
         raise ValueError(f"spikes (those of the step before the first) must have shape [batch, neurons] = "
                          f"[{b}, {n}], got shape {tuple(spikes.shape)}")
-    elif spikes.device != x.device:
-        raise ValueError(f"spikes is on {spikes.device} but x is on {x.device}; put both on one device")
+    else:
+        _check_beside(spikes, "spikes", x, same_dtype=False)
     return RecurrentArgs(a, weight, spikes.to(x.dtype))
 
 
@@ -174,13 +177,9 @@ def prepare_spike_linear_args(x, weight, bias):
                          f"last dimension of x, got shape {tuple(weight.shape)}")
     if bias is not None and not isinstance(bias, torch.Tensor):
         raise TypeError(f"bias must be a torch.Tensor [out_features] or None, got {type(bias).__name__}")
-    for name, t in (("weight", weight), ("bias", bias)):
-        if t is None:
-            continue
-        if t.device != x.device:
-            raise ValueError(f"{name} is on {t.device} but x is on {x.device}; put both on one device")
-        if t.dtype != x.dtype:
-            raise ValueError(f"{name} has dtype {t.dtype}, expected the dtype of x, {x.dtype}")
+    _check_beside(weight, "weight", x)
+    if bias is not None:
+        _check_beside(bias, "bias", x)
     if bias is not None and tuple(bias.shape) != (weight.shape[0],):
         raise ValueError(f"bias must have shape [out_features] = [{weight.shape[0]}], got {tuple(bias.shape)}")
     return x.reshape(math.prod(x.shape[:-1]), x.shape[-1]), weight, bias

@@ -311,3 +311,9 @@ def chunked_lif(case, backend, chunks, seed=77, **opts):
     out = {"spikes": spikes.detach(), "membrane": membrane.detach(), "state": final.detach()}
     out.update({"grad_" + k: g for k, g in zip(case.names(), grads)})
     return out
+
+
+def assert_opcheck(op, args) -> None:
+    """torch.library.opcheck passes every one of its checks on ``op(*args)``."""
+    result = torch.library.opcheck(op, args)
+    assert all(v == "SUCCESS" for v in result.values()), result

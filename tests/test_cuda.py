@@ -8,7 +8,8 @@ import snnkern
 from snnkern._checks import prepare_lif_args, prepare_recurrent_args
 
 from helpers import (EMPTY_SHAPES, LOW_TOL, ORDERINGS, RESETS, SURROGATES, TOL,
-                     all_lif_options, assert_same, assert_same_scaled, chunked_lif, clone_case, clone_leaf, make_case,
+                     all_lif_options, assert_opcheck, assert_same, assert_same_scaled, chunked_lif, clone_case,
+                     clone_leaf, make_case,
                      make_recurrent_case, needs_cuda, run_leaky, run_lif, run_recurrent, spike_rate, upstream_like)
 
 pytestmark = needs_cuda
@@ -172,17 +173,14 @@ def test_opcheck_cuda(requires_grad, ordering):
     a = prepare_lif_args(case.x, case.alpha, case.alpha_syn, case.state, 1.0, ordering, "zero", False, SURROGATES[0])
     tensors = [t.detach().clone().requires_grad_(requires_grad) for t in (a.x, a.alpha, a.alpha_syn, a.state)]
     args = (*tensors, a.threshold, a.ordering, a.reset, a.detach_reset, 0, 5.0, True, True)
-    result = torch.library.opcheck(torch.ops.snnkern.lif_forward.default, args)
-    assert all(v == "SUCCESS" for v in result.values()), result
+    assert_opcheck(torch.ops.snnkern.lif_forward.default, args)
     spikes, membrane, state_out, pre_reset = torch.ops.snnkern.lif_forward(*[
         t.detach() if isinstance(t, torch.Tensor) else t for t in args])
     bargs = (torch.randn_like(spikes), torch.randn_like(membrane), torch.randn_like(state_out), pre_reset, spikes,
              *[t.detach() for t in tensors[1:]], *args[4:10])
-    result = torch.library.opcheck(torch.ops.snnkern.lif_backward.default, bargs)
-    assert all(v == "SUCCESS" for v in result.values()), result
+    assert_opcheck(torch.ops.snnkern.lif_backward.default, bargs)
     lf = (tensors[0], tensors[1], tensors[2], tensors[3])
-    result = torch.library.opcheck(torch.ops.snnkern.leaky_forward.default, lf)
-    assert all(v == "SUCCESS" for v in result.values()), result
+    assert_opcheck(torch.ops.snnkern.leaky_forward.default, lf)
 
 
 def test_torch_compile_cuda():
@@ -360,14 +358,12 @@ def test_opcheck_recurrent_cuda(shape, ordering, requires_grad, record):
     tensors = [t.detach().clone().requires_grad_(requires_grad)
                for t in (a.x, r.weight, a.alpha, a.alpha_syn, a.state, r.spikes)]
     args = (*tensors, a.threshold, a.ordering, a.reset, a.detach_reset, 0, 5.0, record, True)
-    result = torch.library.opcheck(torch.ops.snnkern.recurrent_lif_forward.default, args)
-    assert all(v == "SUCCESS" for v in result.values()), result
+    assert_opcheck(torch.ops.snnkern.recurrent_lif_forward.default, args)
     detached = [t.detach() for t in tensors]
     spikes, membrane, state_out, pre_reset = torch.ops.snnkern.recurrent_lif_forward(*detached, *args[6:])
     bargs = (upstream_like(spikes, 1), upstream_like(membrane, 2) if record else None, upstream_like(state_out, 3),
              pre_reset, spikes, *detached[1:], *args[6:12])
-    result = torch.library.opcheck(torch.ops.snnkern.recurrent_lif_backward.default, bargs)
-    assert all(v == "SUCCESS" for v in result.values()), result
+    assert_opcheck(torch.ops.snnkern.recurrent_lif_backward.default, bargs)
 
 
 # --------------------------------------------------------------------------------------------
@@ -546,11 +542,9 @@ def test_spike_linear_empty_cuda(dtype):
 def test_opcheck_spike_matmul_cuda(shape, requires_grad, dtype):
     spikes, other = _spike_operands(*shape, 0.4, dtype, False, seed=1, kind="counts")
     args = (spikes.to(CUDA).requires_grad_(requires_grad), other.to(CUDA).requires_grad_(requires_grad))
-    result = torch.library.opcheck(torch.ops.snnkern.spike_matmul.default, args)
-    assert all(v == "SUCCESS" for v in result.values()), result
+    assert_opcheck(torch.ops.snnkern.spike_matmul.default, args)
     spikes, other = _spike_operands(*shape, 0.4, dtype, True, seed=2, kind="counts")
-    result = torch.library.opcheck(torch.ops.snnkern.spike_matmul_t.default, (spikes.to(CUDA), other.to(CUDA)))
-    assert all(v == "SUCCESS" for v in result.values()), result
+    assert_opcheck(torch.ops.snnkern.spike_matmul_t.default, (spikes.to(CUDA), other.to(CUDA)))
 
 
 @pytest.mark.parametrize("bias", [False, True], ids=["nobias", "bias"])

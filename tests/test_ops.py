@@ -14,8 +14,9 @@ import snnkern
 from snnkern import reference
 from snnkern._checks import ORDERINGS as ORDERING_CODES, RESETS as RESET_CODES, prepare_lif_args
 
-from helpers import (BACKENDS, EMPTY_SHAPES, chunked_lif, ORDERINGS, RESETS, SURROGATES, TOL, all_lif_options, assert_same,
-                     clone_case, make_case, needs_compiled, run_leaky, run_lif, spike_rate, upstream_like)
+from helpers import (BACKENDS, EMPTY_SHAPES, chunked_lif, ORDERINGS, RESETS, SURROGATES, TOL, all_lif_options,
+                     assert_opcheck, assert_same, clone_case, make_case, needs_compiled, run_leaky, run_lif, spike_rate,
+                     upstream_like)
 
 DTYPES = [pytest.param(torch.float32, id="f32"), pytest.param(torch.float64, id="f64")]
 
@@ -323,10 +324,6 @@ def _lif_op_args(shape, ordering, reset, detach, syn, s, requires_grad, save, re
             float(a.surrogate.param), record, save)
 
 
-def _opcheck(op, args):
-    result = torch.library.opcheck(op, args)
-    assert all(v == "SUCCESS" for v in result.values()), result
-
 
 @needs_compiled
 @pytest.mark.parametrize("sample", OPCHECK_SAMPLES, ids=lambda s: f"{s[1]}-{s[2]}-T{s[0][1]}")
@@ -334,7 +331,7 @@ def _opcheck(op, args):
 @pytest.mark.parametrize("record", [False, True], ids=["nomem", "mem"])
 def test_opcheck_lif_forward(sample, requires_grad, record):
     args = _lif_op_args(*sample, requires_grad=requires_grad, save=requires_grad, record=record)
-    _opcheck(torch.ops.snnkern.lif_forward.default, args)
+    assert_opcheck(torch.ops.snnkern.lif_forward.default, args)
 
 
 @needs_compiled
@@ -348,7 +345,7 @@ def test_opcheck_lif_backward(sample, grads):
     g_state = upstream_like(state_out, 3) if grads in ("all", "state_only") else None
     x, alpha, alpha_syn, state = fwd[:4]
     args = (g_spikes, g_mem, g_state, pre_reset, spikes, alpha, alpha_syn, state, *fwd[4:10])
-    _opcheck(torch.ops.snnkern.lif_backward.default, args)
+    assert_opcheck(torch.ops.snnkern.lif_backward.default, args)
     # And the gradient it returns matches the reference autograd (same upstream gradients).
     gx, galpha, galpha_syn, gstate = torch.ops.snnkern.lif_backward(*args)
     shape, ordering, reset, detach, syn, s = sample
@@ -373,7 +370,7 @@ LEAKY_SAMPLES = [((2, 5, 3), False), ((2, 5, 3), True), ((1, 1, 4), True), ((2, 
 def test_opcheck_leaky_forward(sample, requires_grad):
     shape, syn = sample
     case = make_case(*shape, torch.float64, syn=syn, alpha_kind="tensor", seed=3, requires_grad=requires_grad)
-    _opcheck(torch.ops.snnkern.leaky_forward.default, (case.x, case.alpha, case.alpha_syn, case.state))
+    assert_opcheck(torch.ops.snnkern.leaky_forward.default, (case.x, case.alpha, case.alpha_syn, case.state))
 
 
 @needs_compiled
@@ -385,7 +382,7 @@ def test_opcheck_leaky_backward(sample, grads):
     membrane, state_out = torch.ops.snnkern.leaky_forward(case.x, case.alpha, case.alpha_syn, case.state)
     g_mem = upstream_like(membrane, 1) if grads != "state_only" else None
     g_state = upstream_like(state_out, 2) if grads != "membrane_only" else None
-    _opcheck(torch.ops.snnkern.leaky_backward.default,
+    assert_opcheck(torch.ops.snnkern.leaky_backward.default,
              (g_mem, g_state, membrane, case.alpha, case.alpha_syn, case.state))
 
 

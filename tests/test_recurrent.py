@@ -16,8 +16,8 @@ from snnkern._checks import prepare_recurrent_args
 from snnkern.nn import LeakyReadout, RecurrentLIF
 from snnkern.surrogate import FastSigmoid, Sigmoid
 
-from helpers import (BACKENDS, EMPTY_SHAPES, ORDERINGS, RESETS, SURROGATES, TOL, all_lif_options, assert_same,
-                     assert_same_scaled, clone_case, clone_leaf, make_recurrent_case, needs_compiled, run_lif,
+from helpers import (BACKENDS, EMPTY_SHAPES, ORDERINGS, RESETS, SURROGATES, TOL, all_lif_options, assert_opcheck,
+                     assert_same, assert_same_scaled, clone_case, clone_leaf, make_recurrent_case, needs_compiled, run_lif,
                      run_recurrent, spike_rate, upstream_like)
 
 DTYPES = [pytest.param(torch.float32, id="f32"), pytest.param(torch.float64, id="f64")]
@@ -371,10 +371,6 @@ def _recurrent_op_args(shape, ordering, reset, detach, syn, s, requires_grad, sa
             float(a.surrogate.param), record, save)
 
 
-def _opcheck(op, args):
-    result = torch.library.opcheck(op, args)
-    assert all(v == "SUCCESS" for v in result.values()), result
-
 
 @needs_compiled
 @pytest.mark.parametrize("index, requires_grad, record", OPCHECK_FORWARD,
@@ -383,7 +379,7 @@ def _opcheck(op, args):
 def test_opcheck_recurrent_forward(index, requires_grad, record):
     args = _recurrent_op_args(*OPCHECK_SAMPLES[index], requires_grad=requires_grad, save=requires_grad,
                               record=record)
-    _opcheck(torch.ops.snnkern.recurrent_lif_forward.default, args)
+    assert_opcheck(torch.ops.snnkern.recurrent_lif_forward.default, args)
 
 
 @needs_compiled
@@ -398,7 +394,7 @@ def test_opcheck_recurrent_backward(index, grads):
     g_state = upstream_like(state_out, 3) if grads in ("all", "state_only") else None
     x, weight, alpha, alpha_syn, state, spikes0 = fwd[:6]
     args = (g_spikes, g_mem, g_state, pre_reset, spikes, weight, alpha, alpha_syn, state, spikes0, *fwd[6:12])
-    _opcheck(torch.ops.snnkern.recurrent_lif_backward.default, args)
+    assert_opcheck(torch.ops.snnkern.recurrent_lif_backward.default, args)
     # And the gradients it returns match the reference autograd (same upstream gradients).
     gx, gweight, galpha, galpha_syn, gstate, gspikes0 = torch.ops.snnkern.recurrent_lif_backward(*args)
     shape, ordering, reset, detach, syn, s = sample

@@ -16,7 +16,7 @@ import snnkern
 from snnkern import ops
 from snnkern.nn import LIF, LeakyReadout, RecurrentLIF
 
-from helpers import BACKENDS, TOL, needs_compiled, spike_rate, upstream_like
+from helpers import BACKENDS, TOL, assert_opcheck, needs_compiled, spike_rate, upstream_like
 
 DTYPES = [pytest.param(torch.float32, id="f32"), pytest.param(torch.float64, id="f64")]
 # Relative to the size of the terms |spikes| @ |other|: float64 sums of up to 700 terms are good
@@ -470,10 +470,6 @@ def test_spike_linear_reference_backend_is_linear():
 OPCHECK_SHAPES = [(3, 13, 7), (2, 5, 3), (1, 1, 1), (6, 40, 70), (0, 4, 3), (3, 0, 2), (3, 4, 0)]
 
 
-def _opcheck(op, args):
-    result = torch.library.opcheck(op, args)
-    assert all(v == "SUCCESS" for v in result.values()), result
-
 
 @needs_compiled
 @pytest.mark.parametrize("requires_grad", [False, True], ids=["nograd", "grad"])
@@ -482,7 +478,7 @@ def test_opcheck_spike_matmul(shape, requires_grad):
     m, k, n = shape
     spikes = make_spikes(m, k, 0.4, torch.float64, seed=1, kind="counts").requires_grad_(requires_grad)
     other = make_dense(k, n, seed=2).requires_grad_(requires_grad)
-    _opcheck(torch.ops.snnkern.spike_matmul.default, (spikes, other))
+    assert_opcheck(torch.ops.snnkern.spike_matmul.default, (spikes, other))
 
 
 @needs_compiled
@@ -491,7 +487,7 @@ def test_opcheck_spike_matmul_t(shape):
     m, k, n = shape
     spikes = make_spikes(m, k, 0.4, torch.float64, seed=3, kind="counts")
     other = make_dense(m, n, seed=4)
-    _opcheck(torch.ops.snnkern.spike_matmul_t.default, (spikes, other))
+    assert_opcheck(torch.ops.snnkern.spike_matmul_t.default, (spikes, other))
 
 
 def _small_projection(x, weight, bias):
