@@ -19,6 +19,7 @@ import os
 import statistics
 import sys
 import tempfile
+from dataclasses import replace
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -36,8 +37,8 @@ from snnkern.train import MODELS, TrainConfig, make_task  # noqa: E402
 def time_model(model: str, args, workdir: str) -> dict:
     cfg = TrainConfig(model=model, device=args.device, out=os.path.join(workdir, model), progress=False, plots=False)
     if args.quick:
-        cfg = TrainConfig(**{**cfg.__dict__, "train_batches": 2, "test_batches": 1, "shd_train_samples": 64,
-                             "shd_test_samples": 32, "batch_size": 32 if model == "shd" else None})
+        cfg = replace(cfg, train_batches=2, test_batches=1, shd_train_samples=64, shd_test_samples=32,
+                      batch_size=32 if model == "shd" else None)
     cfg = cfg.resolved()
     os.makedirs(cfg.out, exist_ok=True)
     task = make_task(cfg)

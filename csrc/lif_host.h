@@ -274,40 +274,35 @@ struct Ops {
     return g.results();
   }
 
-  // Checks of the spike products: spikes [M, K] and `other` with `rows` rows, beside spikes.
-  static void check_spike_operands(const char* op, const Tensor& spikes, const Tensor& other, int64_t rows,
-                                   const char* rows_meaning) {
+  // The event-driven products with a mostly-zero spikes [M, K]: spikes @ other (other [K, N])
+  // or, `transposed`, spikes^T @ other (other [M, N], the weight gradient of a projection).
+  static Tensor spike_product(const char* op, const Tensor& spikes, const Tensor& other, bool transposed) {
     TORCH_CHECK(spikes.dim() == 2, op, ": spikes must be a matrix [rows, columns], got shape ", spikes.sizes());
     TORCH_CHECK(at::isFloatingType(spikes.scalar_type()), op, ": spikes must be floating point, got ",
                 spikes.scalar_type());
-    TORCH_CHECK(other.dim() == 2 && other.size(0) == rows, op, ": other must have shape [", rows, ", *] (", rows_meaning,
-                "), got ", other.sizes());
+    const int64_t inner = spikes.size(transposed ? 0 : 1), outer = spikes.size(transposed ? 1 : 0);
+    TORCH_CHECK(other.dim() == 2 && other.size(0) == inner, op, ": other must have shape [", inner, ", *] (",
+                transposed ? "its rows match the rows of spikes" : "its rows match the columns of spikes", "), got ",
+                other.sizes());
     TORCH_CHECK(other.device() == spikes.device(), op, ": other is on ", other.device(), " but spikes is on ",
                 spikes.device());
     TORCH_CHECK(other.scalar_type() == spikes.scalar_type(), op, ": other has dtype ", other.scalar_type(),
                 ", expected the dtype of spikes, ", spikes.scalar_type());
+    Tensor out = at::empty({outer, other.size(1)}, spikes.options());
+    if (out.numel() == 0) return out;
+    if (inner == 0) return out.zero_();
+    if (transposed) {
+      Launcher::spike_matmul_t_out(out, spikes.contiguous(), other.contiguous());
+    } else {
+      Launcher::spike_matmul_out(out, spikes.contiguous(), other.contiguous());
+    }
+    return out;
   }
-
-  // spikes [M, K] @ other [K, N], the work following the nonzeros of spikes.
   static Tensor spike_matmul(const Tensor& spikes, const Tensor& other) {
-    const char* op = "snnkern.spike_matmul";
-    check_spike_operands(op, spikes, other, spikes.dim() == 2 ? spikes.size(1) : -1, "its rows match the columns of spikes");
-    Tensor out = at::empty({spikes.size(0), other.size(1)}, spikes.options());
-    if (out.numel() == 0) return out;
-    if (spikes.size(1) == 0) return out.zero_();
-    Launcher::spike_matmul_out(out, spikes.contiguous(), other.contiguous());
-    return out;
+    return spike_product("snnkern.spike_matmul", spikes, other, false);
   }
-
-  // spikes [M, K]^T @ other [M, N]: the weight gradient of a projection of spikes.
   static Tensor spike_matmul_t(const Tensor& spikes, const Tensor& other) {
-    const char* op = "snnkern.spike_matmul_t";
-    check_spike_operands(op, spikes, other, spikes.dim() == 2 ? spikes.size(0) : -1, "its rows match the rows of spikes");
-    Tensor out = at::empty({spikes.size(1), other.size(1)}, spikes.options());
-    if (out.numel() == 0) return out;
-    if (spikes.size(0) == 0) return out.zero_();
-    Launcher::spike_matmul_t_out(out, spikes.contiguous(), other.contiguous());
-    return out;
+    return spike_product("snnkern.spike_matmul_t", spikes, other, true);
   }
 
   // The recurrent layer: the input of step t is x_t + z_{t-1} W^T, with z_{-1} = spikes0. Between
@@ -389,22 +384,13 @@ struct Ops {
     Tensor grad_weight = at::zeros({g.N, g.N}, alpha.options());
     Tensor grad_spikes0 = at::zeros_like(spikes0);
     if (g.B * g.T * g.N > 0) {
-      // dL/dW = sum over b, t of dL/dx_t^T z_{t-1}; its transpose is an event-driven product
-      // with the spikes. Flattened to rows b * T + t, the pairs with t >= 1 are row k of dL/dx
-      // with row k - 1 of the spikes: one product over contiguous slices, once the rows t = 0
-      // (whose partner is spikes0, not the previous batch element's last spikes) are zeroed for
-      // its duration; they pair with spikes0 in a second product.
-      Tensor grad_first = g.grad_x.select(1, 0).clone(at::MemoryFormat::Contiguous);
-      g.grad_x.select(1, 0).zero_();
-      const int64_t rows = g.B * g.T - 1;
+      // dL/dW = sum over b, t of dL/dx_t^T z_{t-1}: its transpose is one event-driven product of
+      // the spikes one step back (spikes0 first) with dL/dx, over all B * T rows.
+      const Tensor previous = at::cat({spikes0.unsqueeze(1), g.spikes.narrow(1, 0, g.T - 1)}, 1);
       Tensor weight_grad_t = at::empty({g.N, g.N}, alpha.options());
-      Launcher::spike_matmul_t_out(weight_grad_t, g.spikes.view({-1, g.N}).narrow(0, 0, rows),
-                                   g.grad_x.view({-1, g.N}).narrow(0, 1, rows));
-      g.grad_x.select(1, 0).copy_(grad_first);
-      Tensor first_t = at::empty({g.N, g.N}, alpha.options());
-      Launcher::spike_matmul_t_out(first_t, spikes0.contiguous(), grad_first);
-      grad_weight = weight_grad_t.add_(first_t).t().contiguous();
-      grad_spikes0 = grad_first.mm(weight);
+      Launcher::spike_matmul_t_out(weight_grad_t, previous.view({-1, g.N}), g.grad_x.view({-1, g.N}));
+      grad_weight = weight_grad_t.t().contiguous();
+      grad_spikes0 = g.grad_x.select(1, 0).mm(weight);
     }
     return {g.grad_x, grad_weight, grad_alpha, grad_alpha_syn, grad_state0, grad_spikes0};
   }

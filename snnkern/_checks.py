@@ -175,11 +175,11 @@ def prepare_spike_linear_args(x, weight, bias):
     if weight.dim() != 2 or weight.shape[1] != x.shape[-1]:
         raise ValueError(f"weight must have shape [out_features, in_features] = [*, {x.shape[-1]}] to match the "
                          f"last dimension of x, got shape {tuple(weight.shape)}")
-    if bias is not None and not isinstance(bias, torch.Tensor):
-        raise TypeError(f"bias must be a torch.Tensor [out_features] or None, got {type(bias).__name__}")
     _check_beside(weight, "weight", x)
     if bias is not None:
+        if not isinstance(bias, torch.Tensor):
+            raise TypeError(f"bias must be a torch.Tensor [out_features] or None, got {type(bias).__name__}")
         _check_beside(bias, "bias", x)
-    if bias is not None and tuple(bias.shape) != (weight.shape[0],):
-        raise ValueError(f"bias must have shape [out_features] = [{weight.shape[0]}], got {tuple(bias.shape)}")
+        if tuple(bias.shape) != (weight.shape[0],):
+            raise ValueError(f"bias must have shape [out_features] = [{weight.shape[0]}], got {tuple(bias.shape)}")
     return x.reshape(math.prod(x.shape[:-1]), x.shape[-1]), weight, bias

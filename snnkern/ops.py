@@ -126,9 +126,10 @@ def recurrent_lif(x: torch.Tensor, weight: torch.Tensor, alpha: Decay, *, alpha_
         spikes: [batch, neurons], the spikes of the step before the first (zeros if None); to
             continue a sequence pass ``result.spikes[:, -1]`` with ``state=result.state``.
 
-    Between steps the op runs the recurrent matmul with BLAS (cuBLAS on GPU) and keeps the
-    neuron state in memory; backward runs the same loop in reverse and computes the weight
-    gradient in one matmul over all steps.
+    Between steps the op gathers the recurrent input from the rows of ``weight`` of the neurons
+    that fired (event-driven on the CPU, cuBLAS on GPU) and keeps the neuron state in memory;
+    backward runs the same loop in reverse and forms the weight gradient in one event-driven
+    product over all steps.
     """
     if _resolve_backend(backend, x) == "reference":
         return reference.recurrent_lif(x, weight, alpha, alpha_syn=alpha_syn, threshold=threshold, reset=reset,

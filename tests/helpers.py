@@ -161,14 +161,20 @@ def run_lif(case: Case, backend: str, seed: int = 123, round_to: Optional[torch.
     the same ones.
     """
     res = snnkern.lif(case.x, case.alpha, alpha_syn=case.alpha_syn, state=case.state, backend=backend, **opts)
+    return _outputs_and_grads(res, case, seed, round_to, opts.get("return_membrane"))
+
+
+def _outputs_and_grads(res, case: Case, seed: int, round_to: Optional[torch.dtype], return_membrane,
+                       extra: Optional[Dict[str, Optional[torch.Tensor]]] = None) -> Dict[str, torch.Tensor]:
+    """The outputs of a LIFResult and the gradients of sum(out * random upstream) over them."""
     out = {"spikes": res.spikes, "state": res.state}
-    if opts.get("return_membrane"):
+    if return_membrane:
         assert res.membrane is not None
         out["membrane"] = res.membrane
     else:
         assert res.membrane is None
     loss = sum((v * upstream_like(v, seed + k, round_to)).sum() for k, v in enumerate(out.values()))
-    out.update({"grad_" + k: v for k, v in _grads(loss, case).items()})
+    out.update({"grad_" + k: v for k, v in _grads(loss, case, extra).items()})
     return {k: v.detach() for k, v in out.items()}
 
 
@@ -217,15 +223,8 @@ def run_recurrent(case: Case, weight: torch.Tensor, spikes0: Optional[torch.Tens
     final state, as run_lif; the gradients include ``weight`` and ``spikes0`` when they require grad."""
     res = snnkern.recurrent_lif(case.x, weight, case.alpha, alpha_syn=case.alpha_syn, state=case.state,
                                 spikes=spikes0, backend=backend, **opts)
-    out = {"spikes": res.spikes, "state": res.state}
-    if opts.get("return_membrane"):
-        assert res.membrane is not None
-        out["membrane"] = res.membrane
-    else:
-        assert res.membrane is None
-    loss = sum((v * upstream_like(v, seed + k, round_to)).sum() for k, v in enumerate(out.values()))
-    out.update({"grad_" + k: v for k, v in _grads(loss, case, {"weight": weight, "spikes0": spikes0}).items()})
-    return {k: v.detach() for k, v in out.items()}
+    return _outputs_and_grads(res, case, seed, round_to, opts.get("return_membrane"),
+                              {"weight": weight, "spikes0": spikes0})
 
 
 def run_leaky(case: Case, backend: str, seed: int = 321, round_to: Optional[torch.dtype] = None
