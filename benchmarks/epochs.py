@@ -6,7 +6,7 @@
 
 For each model the training task of ``python -m snnkern train`` is built with its seed defaults
 (synthetic SHD-format data for ``shd``), then snnkern epochs and epochs of the seed's loop
-(:mod:`snnkern.naive`, same batches, same initial weights, its own Adam) alternate, so both see
+(:mod:`snnkern.seed_loops`, same batches, same initial weights, its own Adam) alternate, so both see
 the same machine state. An epoch is the training pass (forward, loss, backward, Adam step over
 every training batch, data generation included); validation and evaluation are not timed.
 Writes epochs.json and epochs.md under benchmarks/results/<device-slug>/ (or next to --json).

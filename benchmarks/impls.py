@@ -3,7 +3,7 @@
 Every builder returns a ``Workload``: tensors that need gradients, a ``forward()`` returning the
 output the loss is taken from, and a ``config``: the snnkern neuron the implementation computes
 (exactly, or the closest match with the difference in ``note``). ``check.py`` runs the same
-inputs through ``snnkern.reference`` configured with ``config`` and compares.
+inputs through ``snnkern.reference_ops`` configured with ``config`` and compares.
 
 Peers (snnTorch, SpikingJelly, Norse) are optional: a missing one raises ``Skip``.
 """
@@ -19,7 +19,7 @@ from typing import Callable, Dict, List, Optional
 import torch
 
 import snnkern
-from snnkern import naive
+from snnkern import seed_loops
 from snnkern.surrogate import ATan, FastSigmoid, Sigmoid
 
 
@@ -81,7 +81,7 @@ def _import_peer(name: str):
 # --------------------------------------------------------------------------------------------
 
 def _naive_seed000(x, alpha):
-    return naive.seed000_hidden(x, alpha, 5.0)
+    return seed_loops.seed000_hidden(x, alpha, 5.0)
 
 
 def _snntorch_loop(x, alpha, surrogate_name):
@@ -172,7 +172,7 @@ def scan_impl(impl: str, x: torch.Tensor, alpha: float, linear: Optional[torch.n
 
     if impl == "naive":
         return Workload(wrap(lambda h: _naive_seed000(h, alpha)), params, SEED000,
-                        note="seed 000's python loop (snnkern.naive.seed000_hidden)")
+                        note="seed 000's python loop (snnkern.seed_loops.seed000_hidden)")
     if impl in ("reference", "fused"):
         backend = "reference" if impl == "reference" else "compiled"
         return Workload(wrap(lambda h: snnkern.lif(h, alpha, backend=backend, **SEED000.kwargs()).spikes),
@@ -225,7 +225,7 @@ def recurrent_impl(impl: str, x: torch.Tensor, hidden: int, seed: int = 0) -> Wo
         w1p, v1p = w1.clone().requires_grad_(), v1.clone().requires_grad_()
 
         def fwd(inp):
-            return naive.seed004_hidden(torch.einsum("btc,cd->btd", inp, w1p), v1p, alpha, beta)[1]
+            return seed_loops.seed004_hidden(torch.einsum("btc,cd->btd", inp, w1p), v1p, alpha, beta)[1]
         if impl == "torch.compile":
             fwd = torch.compile(fwd)
         return Workload(lambda: fwd(x), [x, w1p, v1p], None, note=note + ("; torch.compile" if impl != "naive" else ""),
@@ -304,7 +304,7 @@ def training_impl(impl: str, model_name: str, inputs: torch.Tensor, labels: torc
             beta, alpha = snnkern.decay(SHD_TAU_MEM, DT), snnkern.decay(SHD_TAU_SYN, DT)
 
             def loss_fn_raw(inp, lab):
-                out, _ = naive.seed004_snn(inp, w1, w2, v1, alpha, beta)
+                out, _ = seed_loops.seed004_snn(inp, w1, w2, v1, alpha, beta)
                 return torch.nn.functional.cross_entropy(out.max(dim=1).values, lab)
         else:
             lin1, lin2 = model.hidden.linear, model.readout.linear
@@ -318,14 +318,14 @@ def training_impl(impl: str, model_name: str, inputs: torch.Tensor, labels: torc
             alpha = snnkern.decay(tau, DT)
 
             def loss_fn_raw(inp, lab):
-                out = naive.seed001_snn(inp, w1, w2, signs, alpha) if signs is not None \
-                    else naive.seed000_snn(inp, w1, w2, alpha)
+                out = seed_loops.seed001_snn(inp, w1, w2, signs, alpha) if signs is not None \
+                    else seed_loops.seed000_snn(inp, w1, w2, alpha)
                 return torch.nn.functional.nll_loss(torch.log_softmax(out.mean(dim=1), dim=1), lab)
         if impl == "torch.compile":
             loss_fn_raw = torch.compile(loss_fn_raw)
         opt = torch.optim.Adam(params, lr=2e-4)
         return Workload(lambda: loss_fn_raw(inputs, labels), params, step=opt.step,
-                        note="seed loop (snnkern.naive)" + (", torch.compile of the loss" if impl != "naive" else ""),
+                        note="seed loop (snnkern.seed_loops)" + (", torch.compile of the loss" if impl != "naive" else ""),
                         extra={"grads": lambda: [p.grad for p in params], "zero": opt.zero_grad})
     raise Skip("no peer version of the seed model is configured in this benchmark")
 

@@ -579,7 +579,7 @@ def markdown(env, rows) -> str:
              "- peers: " + ", ".join(f"{k} {v or 'not installed'}" for k, v in env["peers"].items()),
              "- memory: " + ("torch.cuda.max_memory_allocated" if env["device_type"] == "cuda"
                              else "bytes of the tensors autograd saves for backward (unique storages)"),
-             "- agrees: spikes and gradients against snnkern.reference configured as the same neuron "
+             "- agrees: spikes and gradients against snnkern.reference_ops configured as the same neuron "
              "(recurrent/training rows: against the naive seed loop); 'approx' = closest-match neuron, see note",
              "", "| case | implementation | forward ms | backward ms | total ms | speedup vs naive | memory MiB | "
                  "GB/s (% peak) | agrees | spike mismatch | grad rel err | note |",

@@ -12,7 +12,7 @@ from typing import Optional
 
 import torch
 
-from . import reference
+from . import reference_ops
 from ._checks import Decay, prepare_leaky_args, prepare_lif_args, prepare_recurrent_args, prepare_spike_linear_args
 from ._types import LeakyResult, LIFResult
 from .surrogate import Sigmoid, Surrogate
@@ -89,7 +89,7 @@ def lif(x: torch.Tensor, alpha: Decay, *, alpha_syn: Optional[Decay] = None, thr
         reset: "zero" (multiply by 1 - spike), "subtract" (minus threshold) or "none".
         detach_reset: stop the gradient through the reset (seed 004 detaches, 000 does not).
         ordering: "delayed" (seeds 000/001), "spike_first" (seed 004) or "update_first"
-            (snnTorch, seed 003); see :mod:`snnkern.reference` for the exact equations.
+            (snnTorch, seed 003); see :mod:`snnkern.reference_ops` for the exact equations.
         surrogate: derivative used for the spike in backward (:mod:`snnkern.surrogate`).
         state: [3, batch, neurons] from a previous call, to continue a sequence; zeros if None.
         return_membrane: also return the membrane trace each spike was thresholded from.
@@ -99,7 +99,7 @@ def lif(x: torch.Tensor, alpha: Decay, *, alpha_syn: Optional[Decay] = None, thr
         :class:`LIFResult` (spikes, membrane or None, state).
     """
     if _resolve_backend(backend, x) == "reference":
-        return reference.lif(x, alpha, alpha_syn=alpha_syn, threshold=threshold, reset=reset,
+        return reference_ops.lif(x, alpha, alpha_syn=alpha_syn, threshold=threshold, reset=reset,
                              detach_reset=detach_reset, ordering=ordering, surrogate=surrogate,
                              state=state, return_membrane=return_membrane)
     a = prepare_lif_args(x, alpha, alpha_syn, state, threshold, ordering, reset, detach_reset, surrogate)
@@ -132,7 +132,7 @@ def recurrent_lif(x: torch.Tensor, weight: torch.Tensor, alpha: Decay, *, alpha_
     product over all steps.
     """
     if _resolve_backend(backend, x) == "reference":
-        return reference.recurrent_lif(x, weight, alpha, alpha_syn=alpha_syn, threshold=threshold, reset=reset,
+        return reference_ops.recurrent_lif(x, weight, alpha, alpha_syn=alpha_syn, threshold=threshold, reset=reset,
                                        detach_reset=detach_reset, ordering=ordering, surrogate=surrogate,
                                        state=state, spikes=spikes, return_membrane=return_membrane)
     r = prepare_recurrent_args(x, weight, spikes, alpha, alpha_syn, state, threshold, ordering, reset,
@@ -161,7 +161,7 @@ def spike_linear(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Ten
     """
     x2d, weight, bias = prepare_spike_linear_args(x, weight, bias)
     if _resolve_backend(backend, x) == "reference":
-        return reference.spike_linear(x, weight, bias)
+        return reference_ops.spike_linear(x, weight, bias)
     out = torch.ops.snnkern.spike_matmul(x2d, weight.t()).view(*x.shape[:-1], weight.shape[0])
     return out if bias is None else out + bias
 
@@ -175,7 +175,7 @@ def leaky(x: torch.Tensor, alpha: Decay, *, alpha_syn: Optional[Decay] = None,
     ``v_{t+1}``, the potential after step t; seeds that record ``v_0 = 0`` first prepend it.
     """
     if _resolve_backend(backend, x) == "reference":
-        return reference.leaky(x, alpha, alpha_syn=alpha_syn, state=state)
+        return reference_ops.leaky(x, alpha, alpha_syn=alpha_syn, state=state)
     x, alpha, alpha_syn, state = prepare_leaky_args(x, alpha, alpha_syn, state)
     return LeakyResult(*torch.ops.snnkern.leaky_forward(x, alpha, alpha_syn, state))
 

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import naive
+from . import seed_loops
 from .data.ipd import IPDConfig, IPDDataset, continuise
 from .data.shd import SHD_CLASSES, SHD_UNITS, dense_batch, generate_shd_folder, load_shd, shd_batches
 from .models import IPDMembraneOnly, IPDSNN, SHDRecurrentSNN, dales_ipd_snn
@@ -205,25 +205,25 @@ class IPDTask:
                     else "input neuron")
 
     def naive_epoch_seconds(self) -> float:
-        """One training epoch with the seed's naive loop (snnkern.naive) on the same data and weights."""
+        """One training epoch with the seed's naive loop (snnkern.seed_loops) on the same data and weights."""
         m = self.model
         alpha = math.exp(-self.ipd_config.dt / (self.cfg.tau * 1e-3))
         if self.cfg.model == "ipd-membrane":
             W = m.readout.linear.weight.detach().T.clone().requires_grad_(True)
-            params, run = [W], (lambda x: naive.seed000_membrane_only(x, W, alpha))
+            params, run = [W], (lambda x: seed_loops.seed000_membrane_only(x, W, alpha))
         else:
             W1 = m.hidden.linear.weight.detach().T.clone().requires_grad_(True)
             W2 = m.readout.linear.weight.detach().T.clone().requires_grad_(True)
             params = [W1, W2]
             if self.cfg.model == "ipd":
                 def run(x):
-                    return naive.seed000_snn(x, W1, W2, alpha)
+                    return seed_loops.seed000_snn(x, W1, W2, alpha)
             else:
-                signs = (naive.dales_signs(W1.shape[0], self.cfg.ie_ratio, device=self.device),
-                         naive.dales_signs(W2.shape[0], self.cfg.ie_ratio, device=self.device))
+                signs = (seed_loops.dales_signs(W1.shape[0], self.cfg.ie_ratio, device=self.device),
+                         seed_loops.dales_signs(W2.shape[0], self.cfg.ie_ratio, device=self.device))
 
                 def run(x):
-                    return naive.seed001_snn(x, W1, W2, signs, alpha)
+                    return seed_loops.seed001_snn(x, W1, W2, signs, alpha)
         opt = torch.optim.Adam(params, lr=self.cfg.lr)
         gen = _epoch_generator(self.cfg.seed, 0, self.device)
         start = time.perf_counter()
@@ -306,7 +306,7 @@ class SHDTask:
         opt = torch.optim.Adam([w1, w2, v1], lr=self.cfg.lr, betas=(0.9, 0.999))
         start = time.perf_counter()
         for x, y in self._batches(self.train_set, _epoch_generator(self.cfg.seed, 0, "cpu")):
-            out, _ = naive.seed004_snn(x, w1, w2, v1, alpha, beta)
+            out, _ = seed_loops.seed004_snn(x, w1, w2, v1, alpha, beta)
             loss = self.loss(out, y)
             opt.zero_grad()
             loss.backward()

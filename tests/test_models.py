@@ -1,11 +1,11 @@
-"""The snnkern models reproduce the seeds' naive loops (snnkern.naive): same weights and
+"""The snnkern models reproduce the seeds' naive loops (snnkern.seed_loops): same weights and
 inputs give the same outputs and the same weight gradients."""
 import math
 
 import pytest
 import torch
 
-from snnkern import naive
+from snnkern import seed_loops
 from snnkern.models import IPDMembraneOnly, IPDSNN, SHDRecurrentSNN, dales_ipd_snn
 from snnkern.nn import LIF, DaleLinear, LeakyReadout, RecurrentLIF
 
@@ -31,7 +31,7 @@ def test_membrane_only_matches_seed000():
     labels = torch.tensor([0, 1, 2, 3])
     model = IPDMembraneOnly(input_size=20, num_classes=5, tau=20e-3).to(DT)
     W = model.readout.linear.weight.detach().T.clone().requires_grad_(True)
-    ref = naive.seed000_membrane_only(x, W, math.exp(-1e-3 / 20e-3))
+    ref = seed_loops.seed000_membrane_only(x, W, math.exp(-1e-3 / 20e-3))
     out = model(x)
     torch.testing.assert_close(out, ref, **TOL)
     (gw,) = _grads(_ipd_loss(out, labels), [model.readout.linear.weight])
@@ -47,7 +47,7 @@ def test_ipd_snn_matches_seed000():
         model.hidden.linear.weight.mul_(6.0)
     W1 = model.hidden.linear.weight.detach().T.clone().requires_grad_(True)
     W2 = model.readout.linear.weight.detach().T.clone().requires_grad_(True)
-    ref = naive.seed000_snn(x, W1, W2, math.exp(-1e-3 / 20e-3))
+    ref = seed_loops.seed000_snn(x, W1, W2, math.exp(-1e-3 / 20e-3))
     out, hidden = model(x, return_hidden=True)
     assert hidden.sum() > 0
     torch.testing.assert_close(out, ref, **TOL)
@@ -66,8 +66,8 @@ def test_dales_model_matches_seed001(ie_ratio):
         model.hidden.linear.weight.mul_(8.0)
     w1 = model.hidden.linear.weight.detach().T.clone().requires_grad_(True)
     w2 = model.readout.linear.weight.detach().T.clone().requires_grad_(True)
-    signs = (naive.dales_signs(20, ie_ratio, dtype=DT), naive.dales_signs(10, ie_ratio, dtype=DT))
-    ref = naive.seed001_snn(x, w1, w2, signs, math.exp(-1e-3 / 5e-3))
+    signs = (seed_loops.dales_signs(20, ie_ratio, dtype=DT), seed_loops.dales_signs(10, ie_ratio, dtype=DT))
+    ref = seed_loops.seed001_snn(x, w1, w2, signs, math.exp(-1e-3 / 5e-3))
     out = model(x)
     torch.testing.assert_close(out, ref, **TOL)
     g = _grads(_ipd_loss(out, labels), [model.hidden.linear.weight, model.readout.linear.weight])
@@ -86,7 +86,7 @@ def test_shd_model_matches_seed004():
     v1 = model.hidden.recurrent_weight.detach().T.clone().requires_grad_(True)
     w2 = model.readout.linear.weight.detach().T.clone().requires_grad_(True)
     alpha, beta = math.exp(-1e-3 / 5e-3), math.exp(-1e-3 / 10e-3)
-    ref, (_, spk_ref) = naive.seed004_snn(x, w1, w2, v1, alpha, beta)
+    ref, (_, spk_ref) = seed_loops.seed004_snn(x, w1, w2, v1, alpha, beta)
     out, spk = model(x)
     assert spk.sum() > 0
     torch.testing.assert_close(spk, spk_ref, **TOL)
@@ -132,4 +132,4 @@ def test_dale_linear_signs():
     d = DaleLinear(10, 3, ie_ratio=0.3)
     w = d.effective_weight()
     assert (w[:, :3] <= 0).all() and (w[:, 3:] >= 0).all()
-    torch.testing.assert_close(d.signs.view(-1, 1), naive.dales_signs(10, 0.3))
+    torch.testing.assert_close(d.signs.view(-1, 1), seed_loops.dales_signs(10, 0.3))

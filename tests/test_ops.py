@@ -1,4 +1,4 @@
-"""The compiled ops (torch.ops.snnkern.*) against the reference loops (snnkern.reference), CPU.
+"""The compiled ops (torch.ops.snnkern.*) against the reference loops (snnkern.reference_ops), CPU.
 
 Parity is checked forward AND backward for every option combination. The backward of
 ``lif`` uses a surrogate derivative for the spike, which is not the derivative of the
@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import snnkern
-from snnkern import reference
+from snnkern import reference_ops
 from snnkern._checks import ORDERINGS as ORDERING_CODES, RESETS as RESET_CODES, prepare_lif_args
 
 from helpers import (BACKENDS, EMPTY_SHAPES, chunked_lif, ORDERINGS, RESETS, SURROGATES, TOL, all_lif_options,
@@ -350,7 +350,7 @@ def test_opcheck_lif_backward(sample, grads):
     gx, galpha, galpha_syn, gstate = torch.ops.snnkern.lif_backward(*args)
     shape, ordering, reset, detach, syn, s = sample
     case = make_case(*shape, torch.float64, syn=syn, seed=0)
-    res = reference.lif(case.x, case.alpha, alpha_syn=case.alpha_syn, state=case.state, ordering=ordering,
+    res = reference_ops.lif(case.x, case.alpha, alpha_syn=case.alpha_syn, state=case.state, ordering=ordering,
                         reset=reset, detach_reset=detach, surrogate=SURROGATES[s], return_membrane=True)
     loss = sum((o * g).sum() for o, g in zip(res, (g_spikes, g_mem, g_state)) if g is not None)
     if loss.requires_grad:

@@ -1,4 +1,4 @@
-"""snnkern.recurrent_lif: the compiled ops against the reference loop (snnkern.reference.recurrent_lif), CPU.
+"""snnkern.recurrent_lif: the compiled ops against the reference loop (snnkern.reference_ops.recurrent_lif), CPU.
 
 The input of step t is ``x_t + z_{t-1} @ weight.T`` with ``z_{-1} = spikes``; everything else is
 the lif step. Parity is checked forward and backward for every lif option, with a nonzero
@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import snnkern
-from snnkern import reference
+from snnkern import reference_ops
 from snnkern._checks import prepare_recurrent_args
 from snnkern.nn import LeakyReadout, RecurrentLIF
 from snnkern.surrogate import FastSigmoid, Sigmoid
@@ -400,7 +400,7 @@ def test_opcheck_recurrent_backward(index, grads):
     shape, ordering, reset, detach, syn, s = sample
     assert galpha_syn.shape == ((shape[2],) if syn else (0,))
     case, weight_leaf, spikes0_leaf = make_recurrent_case(*shape, torch.float64, syn=syn, seed=0)
-    res = reference.recurrent_lif(case.x, weight_leaf, case.alpha, alpha_syn=case.alpha_syn, state=case.state,
+    res = reference_ops.recurrent_lif(case.x, weight_leaf, case.alpha, alpha_syn=case.alpha_syn, state=case.state,
                                   spikes=spikes0_leaf, ordering=ordering, reset=reset, detach_reset=detach,
                                   surrogate=SURROGATES[s], return_membrane=True)
     assert torch.equal(res.spikes.detach(), spikes)

@@ -1,4 +1,4 @@
-"""snnkern's ops reproduce the seeds' naive loops (snnkern.naive) exactly, on both backends.
+"""snnkern's ops reproduce the seeds' naive loops (snnkern.seed_loops) exactly, on both backends.
 
 * seed 000 hidden layer  == lif(ordering="delayed", reset="zero", detach_reset=False, Sigmoid(5)).spikes
 * seed 004 hidden layer  == lif(ordering="spike_first", alpha_syn, detach_reset=True, FastSigmoid(100)),
@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import snnkern
-from snnkern import naive
+from snnkern import seed_loops
 from snnkern.surrogate import FastSigmoid, Sigmoid
 
 from helpers import BACKENDS, TOL, spike_rate, upstream_like
@@ -66,7 +66,7 @@ def test_seed000_hidden(backend, dtype, alpha_kind):
         h = _current(b, t, n, dtype, seed=1)
         alpha = _decay(alpha_kind, math.exp(-1 / 20) - 0.05, n, dtype)
         if impl == "naive":
-            spikes = naive.seed000_hidden(h, alpha, beta=5.0)
+            spikes = seed_loops.seed000_hidden(h, alpha, beta=5.0)
         else:
             spikes = snnkern.lif(h, alpha, ordering="delayed", reset="zero", detach_reset=False,
                                  surrogate=Sigmoid(5.0), backend=backend).spikes
@@ -89,7 +89,7 @@ def test_seed004_hidden_feedforward(backend, dtype, alpha_kind):
         a_syn = _decay(alpha_kind, math.exp(-1 / 5), n, dtype)
         b_mem = _decay(alpha_kind, math.exp(-1 / 10), n, dtype)
         if impl == "naive":
-            mem, spk = naive.seed004_hidden(h, torch.zeros(n, n, dtype=dtype), a_syn, b_mem, scale=100.0)
+            mem, spk = seed_loops.seed004_hidden(h, torch.zeros(n, n, dtype=dtype), a_syn, b_mem, scale=100.0)
         else:
             r = snnkern.lif(h, b_mem, alpha_syn=a_syn, ordering="spike_first", reset="zero", detach_reset=True,
                             surrogate=FastSigmoid(100.0), return_membrane=True, backend=backend)
@@ -112,7 +112,7 @@ def test_seed004_hidden_recurrent_stepwise(backend, dtype):
         h = _current(b, t, n, dtype, seed=6, scale=0.5, shift=0.15)
         v1 = v1_init.clone().requires_grad_()
         if impl == "naive":
-            mem, spk = naive.seed004_hidden(h, v1, a_syn, b_mem)
+            mem, spk = seed_loops.seed004_hidden(h, v1, a_syn, b_mem)
         else:
             state, out, mems, spks = None, h.new_zeros(b, n), [], []
             for step in range(t):
@@ -138,7 +138,7 @@ def test_seed000_readout(backend, dtype, alpha_kind):
         h = _current(b, t, c, dtype, seed=3, scale=1.0, shift=0.0)
         alpha = _decay(alpha_kind, 0.9, c, dtype)
         if impl == "naive":
-            v = naive.seed000_readout(h, alpha)
+            v = seed_loops.seed000_readout(h, alpha)
         else:
             mem = snnkern.leaky(h, alpha, backend=backend).membrane
             v = torch.cat([h.new_zeros(b, 1, c), mem[:, :-1]], dim=1)
@@ -158,7 +158,7 @@ def test_seed004_readout(backend, dtype, alpha_kind):
         a_syn = _decay(alpha_kind, math.exp(-1 / 5), c, dtype)
         b_mem = _decay(alpha_kind, math.exp(-1 / 10), c, dtype)
         if impl == "naive":
-            out = naive.seed004_readout(h, a_syn, b_mem)
+            out = seed_loops.seed004_readout(h, a_syn, b_mem)
         else:
             mem = snnkern.leaky(h, b_mem, alpha_syn=a_syn, backend=backend).membrane
             out = torch.cat([h.new_zeros(b, 1, c), mem], dim=1)
@@ -198,19 +198,19 @@ def test_seed000_snn_model(backend, dtype, dales):
     w1_init = (torch.randn(n_in, n_hid, generator=g, dtype=torch.float64) * 0.8).to(dtype)
     w2_init = (torch.randn(n_hid, n_out, generator=g, dtype=torch.float64) * 0.5).to(dtype)
     alpha = math.exp(-1e-3 / 20e-3)
-    signs = (naive.dales_signs(n_in, 0.1, dtype=dtype), naive.dales_signs(n_hid, 0.1, dtype=dtype)) if dales else None
+    signs = (seed_loops.dales_signs(n_in, 0.1, dtype=dtype), seed_loops.dales_signs(n_hid, 0.1, dtype=dtype)) if dales else None
     if dales:
         w1_init = w1_init.abs() + 0.1   # keep the hidden layer active despite the inhibitory rows
     runs = []
     for impl in ("naive", "snnkern"):
         W1, W2 = w1_init.clone().requires_grad_(), w2_init.clone().requires_grad_()
         if impl == "naive":
-            v = naive.seed001_snn(x, W1, W2, signs, alpha) if dales else naive.seed000_snn(x, W1, W2, alpha)
-            s = naive.seed000_hidden(torch.einsum("btc,cd->btd", x, naive.signed_weight(W1, signs and signs[0])),
+            v = seed_loops.seed001_snn(x, W1, W2, signs, alpha) if dales else seed_loops.seed000_snn(x, W1, W2, alpha)
+            s = seed_loops.seed000_hidden(torch.einsum("btc,cd->btd", x, seed_loops.signed_weight(W1, signs and signs[0])),
                                      alpha)
         else:
-            eff1 = naive.signed_weight(W1, signs[0]) if dales else W1
-            eff2 = naive.signed_weight(W2, signs[1]) if dales else W2
+            eff1 = seed_loops.signed_weight(W1, signs[0]) if dales else W1
+            eff2 = seed_loops.signed_weight(W2, signs[1]) if dales else W2
             v, s = _snnkern_seed000(x, eff1, eff2, alpha, backend)
         gw1, gw2 = torch.autograd.grad(_ipd_loss(v, labels), [W1, W2])
         runs.append({"spikes": s.detach(), "v": v.detach(), "gW1": gw1, "gW2": gw2})
@@ -223,7 +223,7 @@ def test_seed000_snn_model(backend, dtype, dales):
 def test_seed000_membrane_only_is_the_readout():
     x = _input_spikes(2, 9, 5, 0.3, torch.float64, seed=1)
     W = torch.randn(5, 3, dtype=torch.float64)
-    v = naive.seed000_membrane_only(x, W, 0.9)
+    v = seed_loops.seed000_membrane_only(x, W, 0.9)
     # By hand: v_0 = 0, v_{t+1} = 0.9 v_t + x_t W.
     h = x @ W
     want = [torch.zeros(2, 3, dtype=torch.float64)]
@@ -246,7 +246,7 @@ def test_seed004_snn_model(backend, dtype):
     for impl in ("naive", "snnkern"):
         w1, w2 = w1_init.clone().requires_grad_(), w2_init.clone().requires_grad_()
         if impl == "naive":
-            out, (mem, spk) = naive.seed004_snn(x, w1, w2, torch.zeros(n_hid, n_hid, dtype=dtype), a_syn, b_mem)
+            out, (mem, spk) = seed_loops.seed004_snn(x, w1, w2, torch.zeros(n_hid, n_hid, dtype=dtype), a_syn, b_mem)
         else:
             r = snnkern.lif(torch.einsum("btc,cd->btd", x, w1), b_mem, alpha_syn=a_syn, ordering="spike_first",
                             reset="zero", detach_reset=True, surrogate=FastSigmoid(100.0), return_membrane=True,
@@ -264,24 +264,24 @@ def test_seed004_snn_model(backend, dtype):
 
 
 def test_dales_signs():
-    s = naive.dales_signs(10, 0.25)
+    s = seed_loops.dales_signs(10, 0.25)
     assert s.shape == (10, 1)
     assert s[:2].eq(-1).all() and s[2:].eq(1).all()
     w = torch.tensor([[-2.0], [3.0]] * 5)
-    torch.testing.assert_close(naive.signed_weight(w, s), w.abs() * s)
-    assert naive.dales_signs(7, 0.0).eq(1).all()
+    torch.testing.assert_close(seed_loops.signed_weight(w, s), w.abs() * s)
+    assert seed_loops.dales_signs(7, 0.0).eq(1).all()
 
 
 @pytest.mark.parametrize("beta", [1.0, 5.0])
 @pytest.mark.parametrize("scale", [10.0, 100.0])
 def test_naive_spike_functions(beta, scale):
     x = torch.tensor([-0.5, -1e-3, 0.0, 1e-3, 0.7], dtype=torch.float64, requires_grad=True)
-    s = naive.spike_sigmoid(x, beta)
+    s = seed_loops.spike_sigmoid(x, beta)
     assert s.tolist() == [0, 0, 0, 1, 1]
     (g,) = torch.autograd.grad(s.sum(), x)
     sig = torch.sigmoid(beta * x.detach())
     torch.testing.assert_close(g, beta * sig * (1 - sig))
-    s = naive.spike_fast_sigmoid(x, scale)
+    s = seed_loops.spike_fast_sigmoid(x, scale)
     assert s.tolist() == [0, 0, 0, 1, 1]
     (g,) = torch.autograd.grad(s.sum(), x)
     torch.testing.assert_close(g, 1 / (scale * x.detach().abs() + 1) ** 2)
