@@ -6,18 +6,57 @@ Environment switches:
                       honours TORCH_CUDA_ARCH_LIST, e.g. "8.0;9.0", for machines without a GPU)
   SNNKERN_CUDA=0      build the CPU kernels only
   SNNKERN_CPU_ISA     "avx2" or "generic"; default: avx2 when the build machine has it
+  TORCH_CUDA_ARCH_LIST  the GPU architectures, e.g. "8.0;9.0"; default: the GPUs present or, where
+                      none is visible (CI runners, login nodes, container builds), DEFAULT_CUDA_ARCHS
+  CUDA_HOME           the CUDA toolkit; default: found from nvcc's real location (nvcc on the PATH
+                      may be a wrapper script outside the toolkit)
 Build against the torch you run with: pip install --no-build-isolation -e .
+The build prints one line saying what it builds; snnkern.build_info() returns it at run time.
 """
 import glob
 import os
 import platform
+import re
+import shutil
+import subprocess
 
 from setuptools import setup
 
 import torch
-from torch.utils.cpp_extension import CUDA_HOME, BuildExtension, CppExtension, CUDAExtension
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+# Ampere and Hopper as machine code, and PTX that newer GPUs compile when they load it.
+DEFAULT_CUDA_ARCHS = "8.0;9.0+PTX"
+
+
+def find_cuda_home():
+    """The CUDA toolkit folder, or None when there is no nvcc.
+
+    torch guesses it as two levels above the nvcc on the PATH, which is wrong where that nvcc is
+    a wrapper script outside the toolkit (the link then fails with `cannot find -lcudart`); nvcc
+    itself knows where it lives (`_HERE_` in its --dryrun output)."""
+    given = os.environ.get("CUDA_HOME") or os.environ.get("CUDA_PATH")
+    if given:
+        return given
+    nvcc = shutil.which("nvcc") or ("/usr/local/cuda/bin/nvcc" if os.path.exists("/usr/local/cuda/bin/nvcc") else None)
+    if nvcc is None:
+        return None
+    try:
+        dry = subprocess.run([nvcc, "--dryrun", "-c", "-x", "cu", os.devnull, "-o", os.devnull],
+                             capture_output=True, text=True, timeout=60)
+        here = re.search(r"^#\$ _HERE_=(.*)$", dry.stdout + dry.stderr, re.MULTILINE)
+    except (OSError, subprocess.SubprocessError):
+        here = None
+    home = os.path.dirname(here.group(1).strip()) if here else os.path.dirname(os.path.dirname(nvcc))
+    if not os.path.exists(os.path.join(home, "include", "cuda_runtime.h")):
+        raise RuntimeError(f"found nvcc at {nvcc} but no CUDA toolkit around it (looked in {home}); "
+                           "set CUDA_HOME to the toolkit folder (the one with bin/nvcc and include/)")
+    return home
+
+
+if torch.version.cuda is not None and find_cuda_home() is not None:
+    os.environ["CUDA_HOME"] = find_cuda_home()  # read by torch.utils.cpp_extension at import
+
+from torch.utils.cpp_extension import CUDA_HOME, BuildExtension, CppExtension, CUDAExtension  # noqa: E402
 
 
 def want_cuda() -> bool:
@@ -40,7 +79,7 @@ def cpu_has_avx2() -> bool:
     try:
         with open("/proc/cpuinfo") as f:
             flags = f.read()
-        return " avx2" in flags and " fma" in flags
+        return all(f" {flag}" in flags for flag in ("avx2", "fma", "f16c"))
     except OSError:
         return False
 
@@ -51,8 +90,9 @@ def cpu_flags() -> list:
     flags = ["-O3", "-std=c++20", "-ffp-contract=off"]
     isa = os.environ.get("SNNKERN_CPU_ISA", "avx2" if cpu_has_avx2() else "generic")
     if isa == "avx2":
-        # ATen's AVX2 vectors (with its SLEEF exp) for the SIMD lanes of the CPU kernels.
-        flags += ["-mavx2", "-mfma", "-DCPU_CAPABILITY_AVX2", "-DCPU_CAPABILITY=AVX2"]
+        # ATen's AVX2 vectors (with its SLEEF exp) for the SIMD lanes of the CPU kernels; F16C for
+        # c10::Half's conversions, which the emulated CUDA lanes use.
+        flags += ["-mavx2", "-mfma", "-mf16c", "-DCPU_CAPABILITY_AVX2", "-DCPU_CAPABILITY=AVX2"]
     elif isa != "generic":
         raise RuntimeError(f"SNNKERN_CPU_ISA must be 'avx2' or 'generic', got {isa!r}")
     return flags
@@ -66,15 +106,39 @@ def openmp_flags() -> list:
     return []
 
 
+def cuda_archs() -> str:
+    """TORCH_CUDA_ARCH_LIST as given; else torch's choice for the GPUs present; else the default set
+    (torch's own detection fails with an IndexError where no GPU is visible)."""
+    if not os.environ.get("TORCH_CUDA_ARCH_LIST") and torch.cuda.device_count() == 0:
+        os.environ["TORCH_CUDA_ARCH_LIST"] = DEFAULT_CUDA_ARCHS
+    if os.environ.get("TORCH_CUDA_ARCH_LIST"):
+        return os.environ["TORCH_CUDA_ARCH_LIST"]
+    return ";".join(sorted({"%d.%d" % torch.cuda.get_device_capability(i) for i in range(torch.cuda.device_count())}))
+
+
+# The flags of the CUDA sources beyond those torch's extension builder adds (tools/
+# check_cuda_compile.py compiles with the same). No FMA contraction, as on the CPU.
+NVCC_FLAGS = ["-O3", "-std=c++20", "--fmad=false", "-DSNNKERN_WITH_CUDA"]
+
+
 def extension():
     sources = ["csrc/ops.cpp"] + sorted(glob.glob("csrc/cpu/*.cpp"))
-    args = {"cxx": cpu_flags() + openmp_flags()}
+    cxx = cpu_flags() + openmp_flags()
+    isa = next((f[len("-DCPU_CAPABILITY="):].lower() for f in cxx if f.startswith("-DCPU_CAPABILITY=")), "generic")
+    info = f"cpu={isa},openmp={'on' if openmp_flags() else 'off'}"
+    if want_cuda():
+        archs = cuda_archs()
+        info += f",cuda={archs.replace(';', '/').replace(' ', '/')}"
+    print(f"snnkern: building {info.replace(',', ', ')}", flush=True)
+    # The build line reaches the library as a macro argument (no quotes: they would need escaping
+    # in the ninja file); ops.cpp turns it into a string.
+    cxx += [f"-DSNNKERN_BUILD_INFO={info}"]
     if want_cuda():
         sources += sorted(glob.glob("csrc/cuda/*.cu"))
-        args["cxx"].append("-DSNNKERN_WITH_CUDA")
-        args["nvcc"] = ["-O3", "-std=c++20", "--fmad=false", "-DSNNKERN_WITH_CUDA"]
-        return CUDAExtension("snnkern._C", sources, extra_compile_args=args, extra_link_args=openmp_flags())
-    return CppExtension("snnkern._C", sources, extra_compile_args=args, extra_link_args=openmp_flags())
+        cxx.append("-DSNNKERN_WITH_CUDA")
+        return CUDAExtension("snnkern._C", sources, extra_compile_args={"cxx": cxx, "nvcc": NVCC_FLAGS},
+                             extra_link_args=openmp_flags())
+    return CppExtension("snnkern._C", sources, extra_compile_args={"cxx": cxx}, extra_link_args=openmp_flags())
 
 
 setup(

@@ -186,14 +186,15 @@ struct LifStep {
 // Pointers of one lane group (one neuron on CUDA, a SIMD vector of neurons on the CPU) of
 // one batch element. Sequences [B, T, N] advance by `time_stride` = N per step; state rows
 // [kStateSize, B, N] by `state_stride` = B * N. Null pointers mark what is not wanted (or,
-// for gradients, zero).
+// for gradients, zero). Sequences are in the storage type scalar_t; the decays, the state and
+// their gradients in the accumulate type acc_t, so that half-precision inputs keep them exact.
 template <class scalar_t, class acc_t>
 struct ForwardLanes {
   const scalar_t* x;
-  const scalar_t* alpha;
-  const scalar_t* alpha_syn;
-  const scalar_t* state0;
-  scalar_t* state_out;
+  const acc_t* alpha;
+  const acc_t* alpha_syn;
+  const acc_t* state0;
+  acc_t* state_out;
   scalar_t* spikes;
   scalar_t* membrane;
   acc_t* pre_reset;
@@ -211,14 +212,14 @@ template <class scalar_t, class acc_t>
 struct BackwardLanes {
   const scalar_t* grad_spikes;
   const scalar_t* grad_membrane;
-  const scalar_t* grad_state;
+  const acc_t* grad_state;
   const acc_t* pre_reset;  // for the leaky integrator: its membrane trace (p_t = v_{t+1})
   const scalar_t* spikes;
-  const scalar_t* alpha;
-  const scalar_t* alpha_syn;
-  const scalar_t* state0;
+  const acc_t* alpha;
+  const acc_t* alpha_syn;
+  const acc_t* state0;
   scalar_t* grad_x;
-  scalar_t* grad_state0;
+  acc_t* grad_state0;
   acc_t* grad_alpha;      // [B, N] partial sums over time
   acc_t* grad_alpha_syn;
 

@@ -1,10 +1,17 @@
-// The op schemas, defined once. Implementations: csrc/cpu (CPU) and csrc/cuda (CUDA);
-// autograd and fake kernels: snnkern/ops.py.
+// The op schemas, defined once, and the python module snnkern._C. Implementations: csrc/cpu
+// (CPU, and the emulated CUDA lanes) and csrc/cuda (CUDA); autograd and fake kernels: snnkern/ops.py.
 #include <torch/extension.h>
 #include <torch/library.h>
 
+#include <atomic>
+
+#include "lif.h"
+
+using namespace pybind11::literals;
+
 TORCH_LIBRARY(snnkern, m) {
-  // x [B, T, N]; alpha, alpha_syn [N]; state [3, B, N]. Returns spikes, membrane (empty unless
+  // x [B, T, N]; alpha, alpha_syn [N]; state [3, B, N]: decays and state in
+  // the accumulate type (float64 for float64 x, float32 otherwise). Returns spikes, membrane (empty unless
   // record_membrane), the final state and the pre-reset membrane saved for backward (empty
   // unless save_for_backward; float32 for float32/16 inputs, float64 for float64).
   m.def("lif_forward(Tensor x, Tensor alpha, Tensor? alpha_syn, Tensor state, float threshold, int ordering, "
@@ -34,10 +41,45 @@ TORCH_LIBRARY(snnkern, m) {
   m.def("spike_matmul_t(Tensor spikes, Tensor other) -> Tensor");
 }
 
+namespace {
+
+std::atomic<bool> emulation{false};
+
+}  // namespace
+
+namespace snnkern {
+bool cuda_lane_emulation() { return emulation.load(std::memory_order_relaxed); }
+void set_cuda_lane_emulation(bool on) { emulation.store(on, std::memory_order_relaxed); }
+}  // namespace snnkern
+
+// What the build compiled (setup.py passes it as bare tokens: cpu=...,openmp=...,cuda=...).
+#define SNNKERN_STRINGIFY(...) #__VA_ARGS__
+#define SNNKERN_STRING(...) SNNKERN_STRINGIFY(__VA_ARGS__)
+#ifdef SNNKERN_BUILD_INFO
+constexpr const char* kBuildInfo = SNNKERN_STRING(SNNKERN_BUILD_INFO);
+#else
+constexpr const char* kBuildInfo = "unknown";
+#endif
+
+// The option codes the kernels switch on (csrc/lif.h), by the names the python API takes: the
+// one place where names meet codes. snnkern/_checks.py maps names through these tables.
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  using namespace snnkern;
 #ifdef SNNKERN_WITH_CUDA
   m.attr("with_cuda") = true;
 #else
   m.attr("with_cuda") = false;
 #endif
+  m.attr("build_info") = kBuildInfo;
+  m.attr("ORDERINGS") = py::dict("delayed"_a = int(kDelayed), "spike_first"_a = int(kSpikeFirst),
+                                 "update_first"_a = int(kUpdateFirst));
+  m.attr("RESETS") = py::dict("zero"_a = int(kResetZero), "subtract"_a = int(kResetSubtract),
+                              "none"_a = int(kResetNone));
+  m.attr("SURROGATES") = py::dict("sigmoid"_a = int(kSigmoid), "fast_sigmoid"_a = int(kFastSigmoid),
+                                  "triangle"_a = int(kTriangle), "atan"_a = int(kATan));
+  m.attr("STATE_ROWS") = py::dict("v"_a = int(kV), "i"_a = int(kI), "w"_a = int(kW));
+  m.attr("STATE_SIZE") = int(kStateSize);
+  m.def("_set_cuda_lane_emulation", &set_cuda_lane_emulation,
+        "While on, the CPU ops run the CUDA kernels' lane code on the host (a test backend).");
+  m.def("_cuda_lane_emulation", &cuda_lane_emulation);
 }

@@ -1,4 +1,5 @@
-"""LIF basics with snnkern's functional ops (the exercises of seed 002_a22547726d4ce0b3.txt).
+"""The "Spiking neural networks" LIF basics exercise (leaky integrator, LIF, time surfaces of a
+spoken digit; "seed 002" in snnkern's docs), done with snnkern's functional ops.
 
 Writes four PNGs to ``--out``:
 
@@ -8,13 +9,14 @@ Writes four PNGs to ``--out``:
 4. ``time_surfaces.png``     leaky-integrator and LIF time surfaces of one SHD-format sample
                              for a short and a long time constant.
 
-The seed integrates ``dv/dt = (i - v) / tau`` with Euler steps of size ``1/tau`` (time in steps):
+The exercise integrates ``dv/dt = (i - v) / tau`` with Euler steps of size ``1/tau`` (time in steps):
 ``v <- (1 - 1/tau) v + i / tau``, i.e. :func:`snnkern.leaky` with ``alpha = 1 - 1/tau`` on the input
 ``i / tau``. For the LIF figure the current drives the membrane unscaled
 (``v <- (1 - 1/tau) v + i``, threshold 1, reset to zero), so that with tau = 5 steps the
 membrane settles at ``5 i``: 0.0 and 0.1 stay below threshold, 0.3 fires periodically.
 
-Usage: ``python examples/lif_basics.py --out figures/lif_basics``
+Usage: ``python examples/lif_basics.py --out figures/lif_basics`` (needs the ``train`` extra:
+matplotlib and h5py).
 """
 from __future__ import annotations
 

@@ -1,12 +1,17 @@
 """snnkern: fused leaky integrate-and-fire kernels for training spiking networks in PyTorch."""
+import importlib.metadata
+
 from ._checks import STATE_SIZE, decay
 from ._types import LeakyResult, LIFResult
-from .ops import compiled_with_cuda, leaky, lif, recurrent_lif, spike_linear
+from .ops import build_info, compiled_with_cuda, leaky, lif, recurrent_lif, spike_linear
 from .runtime import tune_cpu_allocator
 from .surrogate import ATan, FastSigmoid, Sigmoid, Surrogate, Triangle
 
-__version__ = "0.1.0"
+try:
+    __version__ = importlib.metadata.version("snnkern")  # written once, in pyproject.toml
+except importlib.metadata.PackageNotFoundError:  # a source tree that was never installed
+    __version__ = "0+unknown"
 
 __all__ = ["lif", "recurrent_lif", "leaky", "spike_linear", "decay", "LIFResult", "LeakyResult", "STATE_SIZE",
-           "compiled_with_cuda", "tune_cpu_allocator", "Surrogate", "Sigmoid", "FastSigmoid", "Triangle", "ATan",
+           "compiled_with_cuda", "build_info", "tune_cpu_allocator", "Surrogate", "Sigmoid", "FastSigmoid", "Triangle", "ATan",
            "__version__"]

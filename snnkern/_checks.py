@@ -12,15 +12,15 @@ import torch
 
 from .surrogate import Surrogate
 
-# Rows of the packed neuron state tensor [STATE_SIZE, batch, neurons]; the compiled kernels
-# use the same layout (csrc/lif.h, enum StateRow).
-STATE_V, STATE_I, STATE_W = 0, 1, 2
-STATE_SIZE = 3
-
-# Orderings of one time step (csrc/lif.h, enum Ordering).
-ORDERINGS = {"delayed": 0, "spike_first": 1, "update_first": 2}
-# Reset mechanisms (csrc/lif.h, enum Reset).
-RESETS = {"zero": 0, "subtract": 1, "none": 2}
+# The names of the options. The compiled kernels switch on integer codes, which the extension
+# exports by these names (snnkern._C.ORDERINGS, ...; csrc/ops.cpp); tests check that both agree.
+ORDERINGS = ("delayed", "spike_first", "update_first")
+RESETS = ("zero", "subtract", "none")
+# Rows of the packed neuron state tensor [STATE_SIZE, batch, neurons]: membrane, synaptic current,
+# previous membrane (snnkern._C.STATE_ROWS).
+STATE_ROWS = ("v", "i", "w")
+STATE_V, STATE_I, STATE_W = (STATE_ROWS.index(row) for row in ("v", "i", "w"))
+STATE_SIZE = len(STATE_ROWS)
 
 Decay = Union[float, torch.Tensor]
 
@@ -35,12 +35,12 @@ def decay(tau: float, dt: float) -> float:
 
 class LIFArgs(NamedTuple):
     x: torch.Tensor
-    alpha: torch.Tensor          # [N], dtype of x
+    alpha: torch.Tensor          # [N], accumulate dtype (float64 for float64 x, else float32)
     alpha_syn: Optional[torch.Tensor]
-    state: torch.Tensor          # [STATE_SIZE, B, N]
+    state: torch.Tensor          # [STATE_SIZE, B, N], accumulate dtype
     threshold: float
-    ordering: int
-    reset: int
+    ordering: str
+    reset: str
     detach_reset: bool
     surrogate: Surrogate
 
@@ -67,6 +67,13 @@ def _values_checkable(t: torch.Tensor) -> bool:
     return not torch.compiler.is_compiling() and t.device.type != "meta"
 
 
+def accumulate_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype the kernels compute in, and keep the decays and the state in: float64 for float64
+    sequences, float32 for float32, float16 and bfloat16 ones (half-precision inputs keep their
+    time constants exact: alpha 0.99 would round to 0.98828 in bfloat16)."""
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
 def _as_decay(value: Decay, name: str, x: torch.Tensor) -> torch.Tensor:
     n = x.shape[2]
     if isinstance(value, torch.Tensor):
@@ -77,18 +84,18 @@ def _as_decay(value: Decay, name: str, x: torch.Tensor) -> torch.Tensor:
             raise ValueError(f"{name} must be a scalar or have shape [neurons] = [{n}], got shape {tuple(value.shape)}")
         if _values_checkable(value) and value.numel() and not bool(((value >= 0) & (value <= 1)).all()):
             raise ValueError(f"{name} must lie in [0, 1] (a decay exp(-dt/tau)); got values outside, NaN or inf")
-        return value.to(x.dtype).reshape(-1).expand(n)
+        return value.to(accumulate_dtype(x.dtype)).reshape(-1).expand(n)
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"{name} must be a float or a tensor, got {type(value).__name__}")
     if not (0 <= value <= 1):  # also rejects NaN
         raise ValueError(f"{name} must lie in [0, 1] (a decay exp(-dt/tau)), got {value!r}")
-    return torch.full((n,), float(value), dtype=x.dtype, device=x.device)
+    return torch.full((n,), float(value), dtype=accumulate_dtype(x.dtype), device=x.device)
 
 
 def _as_state(state: Optional[torch.Tensor], x: torch.Tensor) -> torch.Tensor:
     b, _, n = x.shape
     if state is None:
-        return x.new_zeros(STATE_SIZE, b, n)
+        return x.new_zeros(STATE_SIZE, b, n, dtype=accumulate_dtype(x.dtype))
     if not isinstance(state, torch.Tensor):
         raise TypeError(f"state must be a torch.Tensor, got {type(state).__name__}")
     if tuple(state.shape) != (STATE_SIZE, b, n):
@@ -97,7 +104,7 @@ def _as_state(state: Optional[torch.Tensor], x: torch.Tensor) -> torch.Tensor:
     _check_beside(state, "state", x, same_dtype=False)
     if not state.is_floating_point():
         raise ValueError(f"state must be a floating-point tensor, got dtype {state.dtype}")
-    return state.to(x.dtype)
+    return state.to(accumulate_dtype(x.dtype))
 
 
 def _check_positive(value: float, name: str) -> float:
@@ -120,8 +127,8 @@ def prepare_lif_args(x, alpha, alpha_syn, state, threshold, ordering, reset, det
         alpha_syn=None if alpha_syn is None else _as_decay(alpha_syn, "alpha_syn", x),
         state=_as_state(state, x),
         threshold=_check_positive(threshold, "threshold"),
-        ordering=ORDERINGS[ordering],
-        reset=RESETS[reset],
+        ordering=ordering,
+        reset=reset,
         detach_reset=bool(detach_reset),
         surrogate=surrogate,
     )

@@ -46,7 +46,7 @@ def dale_signs(n_pre: int, ie_ratio: float, device=None, dtype=None) -> torch.Te
 
 
 class DaleLinear(nn.Module):
-    """Linear map obeying Dale's law (seed 001_938e86356d02c7e7.txt).
+    """Linear map obeying Dale's law (seed 001, the IPD tutorial's Dale's-law variant).
 
     Each presynaptic (input) unit is either inhibitory or excitatory: the effective weight is
     ``|w| * sign``, with ``sign`` fixed per input column. The first ``int(ie_ratio * in_features)``

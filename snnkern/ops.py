@@ -7,13 +7,15 @@ The op schemas live in ``csrc/ops.cpp`` (one TORCH_LIBRARY), the kernels in ``cs
 """
 from __future__ import annotations
 
+import itertools
 import os
 from typing import Optional
 
 import torch
 
 from . import reference_ops
-from ._checks import Decay, prepare_leaky_args, prepare_lif_args, prepare_recurrent_args, prepare_spike_linear_args
+from ._checks import (Decay, LIFArgs, accumulate_dtype, prepare_leaky_args, prepare_lif_args, prepare_recurrent_args,
+                      prepare_spike_linear_args)
 from ._types import LeakyResult, LIFResult
 from .surrogate import Sigmoid, Surrogate
 
@@ -41,8 +43,17 @@ def compiled_with_cuda() -> bool:
     return _C is not None and bool(_C.with_cuda)
 
 
-def _opmath(dtype: torch.dtype) -> torch.dtype:
-    return torch.float64 if dtype == torch.float64 else torch.float32
+def build_info() -> str:
+    """What the extension was built with, e.g. ``cpu=avx2,openmp=on,cuda=8.0/9.0+PTX``."""
+    return "not built (reference backend only)" if _C is None else str(_C.build_info)
+
+
+def op_options(a: LIFArgs) -> tuple:
+    """The option arguments of the compiled scan ops for checked arguments ``a``: threshold, the
+    codes of ordering, reset and surrogate (exported by the extension), detach_reset, surrogate
+    parameter, in the order of the op schemas (csrc/ops.cpp)."""
+    return (a.threshold, _C.ORDERINGS[a.ordering], _C.RESETS[a.reset], a.detach_reset,
+            _C.SURROGATES[a.surrogate.name], float(a.surrogate.param))
 
 
 def _resolve_backend(backend: Optional[str], x: torch.Tensor) -> str:
@@ -105,8 +116,7 @@ def lif(x: torch.Tensor, alpha: Decay, *, alpha_syn: Optional[Decay] = None, thr
     a = prepare_lif_args(x, alpha, alpha_syn, state, threshold, ordering, reset, detach_reset, surrogate)
     save = _requires_grad(a.x, a.alpha, a.alpha_syn, a.state)
     spikes, membrane, state_out, _ = torch.ops.snnkern.lif_forward(
-        a.x, a.alpha, a.alpha_syn, a.state, a.threshold, a.ordering, a.reset, a.detach_reset,
-        surrogate.code, float(surrogate.param), return_membrane, save)
+        a.x, a.alpha, a.alpha_syn, a.state, *op_options(a), return_membrane, save)
     return LIFResult(spikes, membrane if return_membrane else None, state_out)
 
 
@@ -140,8 +150,7 @@ def recurrent_lif(x: torch.Tensor, weight: torch.Tensor, alpha: Decay, *, alpha_
     a = r.lif
     save = _requires_grad(a.x, r.weight, a.alpha, a.alpha_syn, a.state, r.spikes)
     spikes_out, membrane, state_out, _ = torch.ops.snnkern.recurrent_lif_forward(
-        a.x, r.weight, a.alpha, a.alpha_syn, a.state, r.spikes, a.threshold, a.ordering, a.reset, a.detach_reset,
-        surrogate.code, float(surrogate.param), return_membrane, save)
+        a.x, r.weight, a.alpha, a.alpha_syn, a.state, r.spikes, *op_options(a), return_membrane, save)
     return LIFResult(spikes_out, membrane if return_membrane else None, state_out)
 
 
@@ -191,8 +200,8 @@ if _C is not None:
                           surrogate, surrogate_param, record_membrane, save_for_backward):
         b, t, n = x.shape
         membrane = x.new_empty((b, t, n) if record_membrane else (0,))
-        pre_reset = x.new_empty((b, t, n) if save_for_backward else (0,), dtype=_opmath(x.dtype))
-        return x.new_empty(b, t, n), membrane, x.new_empty(state.shape), pre_reset
+        pre_reset = x.new_empty((b, t, n) if save_for_backward else (0,), dtype=accumulate_dtype(x.dtype))
+        return x.new_empty(b, t, n), membrane, state.new_empty(state.shape), pre_reset
 
     @torch.library.register_fake("snnkern::lif_backward")
     def _lif_backward_fake(grad_spikes, grad_membrane, grad_state, pre_reset, spikes, alpha, alpha_syn,
@@ -203,7 +212,7 @@ if _C is not None:
 
     @torch.library.register_fake("snnkern::leaky_forward")
     def _leaky_forward_fake(x, alpha, alpha_syn, state):
-        return x.new_empty(x.shape), x.new_empty(state.shape)
+        return x.new_empty(x.shape), state.new_empty(state.shape)
 
     @torch.library.register_fake("snnkern::leaky_backward")
     def _leaky_backward_fake(grad_membrane, grad_state, membrane, alpha, alpha_syn, state):
@@ -307,3 +316,40 @@ if _C is not None:
 
     torch.library.register_autograd("snnkern::spike_matmul", _spike_matmul_backward,
                                     setup_context=_spike_matmul_setup_context)
+
+    # Autocast. The sequences (and the recurrent weight) run in the autocast dtype on CUDA and in
+    # float32 on the CPU, whose kernels are float32/float64; the decays and the state stay in the
+    # accumulate dtype (float32). float64 calls are left alone, as torch's autocast does.
+    _AUTOCAST_ROLES = {  # per argument: "sequence", "parameter" or None (not a tensor to cast)
+        "lif_forward": ("sequence", "parameter", "parameter", "parameter"),
+        "leaky_forward": ("sequence", "parameter", "parameter", "parameter"),
+        "recurrent_lif_forward": ("sequence", "sequence", "parameter", "parameter", "parameter", "sequence"),
+        "spike_matmul": ("sequence", "sequence"),
+        "spike_matmul_t": ("sequence", "sequence"),
+    }
+    _autocast_library = torch.library.Library("snnkern", "IMPL")
+
+    def _register_autocast(name: str, roles: tuple, device: str) -> None:
+        op = getattr(torch.ops.snnkern, name).default
+        key_name = "Autocast" + torch._C._dispatch_key_for_device(device)
+        key = getattr(torch._C.DispatchKey, key_name)
+
+        def cast(value, role, sequence_dtype):
+            if role is None or not isinstance(value, torch.Tensor) or not value.is_floating_point() \
+                    or value.device.type != device:
+                return value
+            return value.to(sequence_dtype if role == "sequence" else accumulate_dtype(sequence_dtype))
+
+        def autocast_kernel(*args):
+            with torch._C._ExcludeDispatchKeyGuard(torch._C.DispatchKeySet(key)):
+                if args[0].dtype == torch.float64:
+                    return op(*args)
+                sequence_dtype = torch.get_autocast_dtype(device) if device == "cuda" else torch.float32
+                return op(*(cast(a, role, sequence_dtype) for a, role in itertools.zip_longest(args, roles)))
+
+        op.py_impl(key)(autocast_kernel)  # what torch.compile traces
+        _autocast_library.impl(name, lambda _keyset, *args: autocast_kernel(*args), key_name, with_keyset=True)
+
+    for _name, _roles in _AUTOCAST_ROLES.items():
+        for _device in ("cpu", "cuda"):
+            _register_autocast(_name, _roles, _device)

@@ -4,21 +4,21 @@ from __future__ import annotations
 import os
 from typing import Dict, Sequence
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+from ._optional import require
+
+require("matplotlib", "the training plots").use("Agg")
+plt = require("matplotlib.pyplot", "the training plots")
 
 
-def _save(fig, path):
+def _save(fig, path: str) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
-    return path
 
 
-def loss_curve(path: str, history: dict) -> str:
+def loss_curve(path: str, history: dict) -> None:
     fig, ax = plt.subplots(figsize=(5, 3.5))
     epochs = np.arange(1, len(history["train_loss"]) + 1)
     ax.plot(epochs, history["train_loss"], label="training")
@@ -27,10 +27,10 @@ def loss_curve(path: str, history: dict) -> str:
         ax.legend()
     ax.set_xlabel("epoch")
     ax.set_ylabel("loss")
-    return _save(fig, path)
+    _save(fig, path)
 
 
-def confusion_matrix(path: str, confusion: np.ndarray, ipd: bool = False) -> str:
+def confusion_matrix(path: str, confusion: np.ndarray, ipd: bool = False) -> None:
     """``confusion[estimated, true]`` counts, normalised per true class (column)."""
     c = confusion / np.maximum(confusion.sum(axis=0, keepdims=True), 1)
     fig, ax = plt.subplots(figsize=(4.5, 4))
@@ -40,10 +40,10 @@ def confusion_matrix(path: str, confusion: np.ndarray, ipd: bool = False) -> str
     ax.set_ylabel("estimated IPD (deg)" if ipd else "estimated class")
     ax.set_title("confusion matrix")
     fig.colorbar(im, ax=ax, fraction=0.046)
-    return _save(fig, path)
+    _save(fig, path)
 
 
-def ipd_histograms(path: str, ipd_true: np.ndarray, ipd_est: np.ndarray, num_classes: int = 12) -> str:
+def ipd_histograms(path: str, ipd_true: np.ndarray, ipd_est: np.ndarray, num_classes: int = 12) -> None:
     fig, ax = plt.subplots(figsize=(5, 3.5))
     bins = np.linspace(-90, 90, num_classes + 1)
     ax.hist(np.degrees(ipd_true), bins=bins, alpha=0.6, label="true")
@@ -51,10 +51,10 @@ def ipd_histograms(path: str, ipd_true: np.ndarray, ipd_est: np.ndarray, num_cla
     ax.set_xlabel("IPD (deg)")
     ax.set_ylabel("count")
     ax.legend()
-    return _save(fig, path)
+    _save(fig, path)
 
 
-def weight_matrices(path: str, weights: Dict[str, "np.ndarray"]) -> str:
+def weight_matrices(path: str, weights: Dict[str, "np.ndarray"]) -> None:
     """Weights in the seeds' layout [pre, post]."""
     fig, axes = plt.subplots(1, len(weights), figsize=(4.5 * len(weights), 3.8), squeeze=False)
     for ax, (name, w) in zip(axes[0], weights.items()):
@@ -65,10 +65,10 @@ def weight_matrices(path: str, weights: Dict[str, "np.ndarray"]) -> str:
         ax.set_ylabel("presynaptic unit")
         ax.set_xlabel("postsynaptic unit")
         fig.colorbar(im, ax=ax)
-    return _save(fig, path)
+    _save(fig, path)
 
 
-def spike_raster(path: str, spikes: np.ndarray, label: str = "neuron") -> str:
+def spike_raster(path: str, spikes: np.ndarray, label: str = "neuron") -> None:
     """Raster of one sample's spikes [time, neurons]."""
     t, n = np.nonzero(np.asarray(spikes))
     fig, ax = plt.subplots(figsize=(6, 3.5))
@@ -78,21 +78,20 @@ def spike_raster(path: str, spikes: np.ndarray, label: str = "neuron") -> str:
     ax.set_xlabel("time step")
     ax.set_ylabel(label)
     ax.set_title(f"spikes of one test sample ({int(spikes.sum())} spikes)")
-    return _save(fig, path)
+    _save(fig, path)
 
 
-def training_figures(out: str, model: str, history: dict, results: dict, weights: dict) -> list:
-    paths = [loss_curve(os.path.join(out, "loss.png"), history),
-             confusion_matrix(os.path.join(out, "confusion.png"), results["_confusion"], ipd=model != "shd"),
-             weight_matrices(os.path.join(out, "weights.png"), weights),
-             spike_raster(os.path.join(out, "raster.png"), results["_raster"], results.get("_raster_label", "neuron"))]
+def training_figures(out: str, model: str, history: dict, results: dict, weights: dict) -> None:
+    loss_curve(os.path.join(out, "loss.png"), history)
+    confusion_matrix(os.path.join(out, "confusion.png"), results["_confusion"], ipd=model != "shd")
+    weight_matrices(os.path.join(out, "weights.png"), weights)
+    spike_raster(os.path.join(out, "raster.png"), results["_raster"], results.get("_raster_label", "neuron"))
     if "_ipd_true" in results:
-        paths.append(ipd_histograms(os.path.join(out, "ipd_histograms.png"), results["_ipd_true"],
-                                    results["_ipd_est"], results["_confusion"].shape[0]))
-    return paths
+        ipd_histograms(os.path.join(out, "ipd_histograms.png"), results["_ipd_true"], results["_ipd_est"],
+                       results["_confusion"].shape[0])
 
 
-def sweep_figure(path: str, summary: Sequence[dict]) -> str:
+def sweep_figure(path: str, summary: Sequence[dict]) -> None:
     x = np.array([e["envelope_power"] for e in summary])
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for ax, key, ylabel in ((axes[0], "accuracy", "accuracy (%)"), (axes[1], "abs_error_deg", "abs. error (deg)")):
@@ -106,4 +105,4 @@ def sweep_figure(path: str, summary: Sequence[dict]) -> str:
         ax.set_xlabel("envelope power")
         ax.set_ylabel(ylabel + ", mean +/- std")
         ax.legend()
-    return _save(fig, path)
+    _save(fig, path)

@@ -33,10 +33,10 @@ from ._types import LeakyResult, LIFResult
 from .surrogate import Sigmoid, Surrogate, spike
 
 
-def _reset(p: torch.Tensor, r: torch.Tensor, reset: int, threshold: float) -> torch.Tensor:
-    if reset == 0:
+def _reset(p: torch.Tensor, r: torch.Tensor, reset: str, threshold: float) -> torch.Tensor:
+    if reset == "zero":
         return p * (1 - r)
-    if reset == 1:
+    if reset == "subtract":
         return p - threshold * r
     return p
 
@@ -55,23 +55,24 @@ def lif(x: torch.Tensor, alpha: Decay, *, alpha_syn: Optional[Decay] = None, thr
 
     spikes, membranes = [], []
     for t in range(x.shape[1]):
-        u = w if a.ordering == 0 else v
+        u = w if a.ordering == "delayed" else v
         r = fire(u)
         z = r
         p = alpha * v + (i if alpha_syn is not None else x[:, t])
         v_next = _reset(p, r.detach() if a.detach_reset else r, a.reset, theta)
         if alpha_syn is not None:
             i = alpha_syn * i + x[:, t]
-        if a.ordering == 0:
+        if a.ordering == "delayed":
             w = v
         v = v_next
-        if a.ordering == 2:
+        if a.ordering == "update_first":
             u = v
             z = fire(u)
         spikes.append(z)
         membranes.append(u)
     b, _, n = x.shape
-    stack = (lambda xs: torch.stack(xs, dim=1)) if spikes else (lambda xs: x.new_zeros(b, 0, n))
+    # The sequences leave in the storage dtype of x (the steps ran in the accumulate dtype).
+    stack = (lambda xs: torch.stack(xs, dim=1).to(x.dtype)) if spikes else (lambda xs: x.new_zeros(b, 0, n))
     return LIFResult(stack(spikes), stack(membranes) if return_membrane else None, torch.stack([v, i, w]))
 
 
@@ -116,5 +117,5 @@ def leaky(x: torch.Tensor, alpha: Decay, *, alpha_syn: Optional[Decay] = None,
         if alpha_syn is not None:
             i = alpha_syn * i + x[:, t]
         trace.append(v)
-    membrane = torch.stack(trace, dim=1) if trace else x.new_zeros(x.shape)
+    membrane = torch.stack(trace, dim=1).to(x.dtype) if trace else x.new_zeros(x.shape)
     return LeakyResult(membrane, torch.stack([v, i, w]))

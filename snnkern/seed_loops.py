@@ -1,9 +1,8 @@
 """Naive per-time-step PyTorch loops of the seed models, written out as plain functions.
 
-These are independent transcriptions of the *equations* of the seed tutorials (see
-``/work/shared/seeds/README.md``), one python iteration per time step with autograd through the
-loop. They take every parameter explicitly (no module-level globals; the batch size comes from
-the input) and serve two purposes:
+These are independent transcriptions of the *equations* of the seed tutorials, one python
+iteration per time step with autograd through the loop. They take every parameter explicitly (no
+module-level globals; the batch size comes from the input) and serve two purposes:
 
 * ground truth in the test suite (``tests/test_seed_parity.py``): the fused ops must reproduce
   them exactly, forward and backward;
@@ -11,6 +10,19 @@ the input) and serve two purposes:
 
 All tensors are batch-first: ``[batch, time, features]``. ``alpha`` / ``beta`` decays may be
 python floats or tensors broadcastable to ``[features]``.
+
+The seed labels used throughout snnkern name these public tutorials:
+
+* seed 000: the annotated IPD sound-localisation tutorial (Cosyne 2022 tutorial by Dan Goodman,
+  annotated version);
+* seed 001: its noise-offset / Dale's-law variant (same tutorial series);
+* seed 002: the "Spiking neural networks" LIF basics exercise (leaky integrator, LIF, time surfaces
+  of a spoken digit);
+* seed 003: NEST's e-prop example "Tutorial on learning to accumulate evidence with e-prop"
+  (eprop_supervised_classification_evidence-accumulation), after Bellec et al. 2020, Nature
+  Communications 11:3625;
+* seed 004: SpyTorch tutorial 4, "Training a spiking neural network on a spiking dataset (Spiking
+  Heidelberg Digits)", by Halvagal and Zenke.
 """
 from __future__ import annotations
 
@@ -32,7 +44,7 @@ __all__ = [
 # --------------------------------------------------------------------------------------------
 
 class _HeavisideSigmoidGrad(torch.autograd.Function):
-    """H(x) forward; derivative of sigmoid(beta x) backward (seed 000_b64344477cead87e.txt)."""
+    """H(x) forward; derivative of sigmoid(beta x) backward (seed 000)."""
 
     @staticmethod
     def forward(ctx, x, beta):
@@ -48,7 +60,7 @@ class _HeavisideSigmoidGrad(torch.autograd.Function):
 
 
 class _HeavisideFastSigmoidGrad(torch.autograd.Function):
-    """H(x) forward; SuperSpike fast-sigmoid derivative 1/(scale|x|+1)^2 backward (seed 004_399026ae2c5886d1.txt)."""
+    """H(x) forward; SuperSpike fast-sigmoid derivative 1/(scale|x|+1)^2 backward (seed 004)."""
 
     @staticmethod
     def forward(ctx, x, scale):
@@ -79,10 +91,10 @@ def spike_fast_sigmoid(x: torch.Tensor, scale: float = 100.0) -> torch.Tensor:
 def seed000_hidden(h: torch.Tensor, alpha: Decay, beta: float = 5.0) -> torch.Tensor:
     """Spiking hidden layer of seed 000's ``snn`` on the already projected current ``h`` [B, T, N].
 
-    Seed: 000_b64344477cead87e.txt. Membrane and spike start at zero; the loop runs T-1 times
-    and the spike record starts with the zero spike, so the output has T rows and the last
-    input step is never used. Each iteration computes the new membrane with the reset of the
-    *previous* spike (gradient through the reset kept), then thresholds the *old* membrane at 1.
+    Membrane and spike start at zero; the loop runs T-1 times and the spike record starts with
+    the zero spike, so the output has T rows and the last input step is never used. Each
+    iteration computes the new membrane with the reset of the *previous* spike (gradient through
+    the reset kept), then thresholds the *old* membrane at 1.
     """
     b, steps, n = h.shape
     v = h.new_zeros(b, n)
@@ -99,8 +111,8 @@ def seed000_hidden(h: torch.Tensor, alpha: Decay, beta: float = 5.0) -> torch.Te
 def seed000_readout(h: torch.Tensor, alpha: Decay) -> torch.Tensor:
     """Non-spiking leaky readout of seed 000 (its ``membrane_only`` loop) on the projected current.
 
-    Seed: 000_b64344477cead87e.txt. ``v`` starts at zero and is recorded first; then T-1 updates
-    ``v <- alpha v + h_t``; the output has T rows.
+    ``v`` starts at zero and is recorded first; then T-1 updates ``v <- alpha v + h_t``; the
+    output has T rows.
     """
     b, steps, c = h.shape
     v = h.new_zeros(b, c)
@@ -124,7 +136,7 @@ def seed000_snn(input_spikes: torch.Tensor, W1: torch.Tensor, W2: torch.Tensor, 
 
 
 def dales_signs(n_pre: int, ie_ratio: float, device=None, dtype: Optional[torch.dtype] = None) -> torch.Tensor:
-    """Per-presynaptic-row signs for Dale's law (seed 001_938e86356d02c7e7.txt), shape [n_pre, 1].
+    """Per-presynaptic-row signs for Dale's law (seed 001), shape [n_pre, 1].
 
     The first ``int(ie_ratio * n_pre)`` rows are inhibitory (-1), the rest excitatory (+1).
     (The seed builds the inhibitory indices with ``arange(ie_ratio * n_pre)`` on a float, which
@@ -161,11 +173,11 @@ def seed004_hidden(h: torch.Tensor, v1: Optional[torch.Tensor], alpha_syn: Decay
                    scale: float = 100.0) -> Tuple[torch.Tensor, torch.Tensor]:
     """Seed 004's recurrent two-state LIF hidden layer on the projected input current ``h``.
 
-    Seed: 004_399026ae2c5886d1.txt (``run_snn``). Per step: add the recurrent input of the
-    previous step's spikes through ``v1`` [N, N] (None or zeros: feed-forward), spike from the
-    current membrane (threshold 1, fast-sigmoid surrogate), reset detached; the synaptic current
-    integrates the input, the membrane integrates the *old* synaptic current. Records the
-    membrane before the update. Returns ``(mem_rec, spk_rec)``, each [B, T, N].
+    As the tutorial's ``run_snn``, per step: add the recurrent input of the previous step's spikes
+    through ``v1`` [N, N] (None or zeros: feed-forward), spike from the current membrane
+    (threshold 1, fast-sigmoid surrogate), reset detached; the synaptic current integrates the
+    input, the membrane integrates the *old* synaptic current. Records the membrane before the
+    update. Returns ``(mem_rec, spk_rec)``, each [B, T, N].
     """
     b, steps, n = h.shape
     syn = h.new_zeros(b, n)

@@ -3,9 +3,10 @@
 The forward pass of a spike is always the Heaviside step ``H(x) = 1 if x > 0 else 0`` of
 ``x = membrane - threshold``; a surrogate only replaces its derivative in the backward pass.
 
-Each surrogate carries an integer ``code`` that the compiled kernels switch on (see
-``csrc/lif.h``, ``surrogate_grad``) and a python ``derivative`` used by the reference
-backend. To add one: a subclass here with a new code, one ``case`` in ``surrogate_grad``.
+Each surrogate carries a ``name``, by which the compiled kernels look up the code they switch on
+(``snnkern._C.SURROGATES``; ``csrc/lif.h``, ``surrogate_grad``), and a python ``derivative`` used
+by the reference backend. To add one: a subclass here, one ``case`` in ``surrogate_grad`` and
+its name in csrc/ops.cpp.
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ class Surrogate:
     """Base class: ``param`` is the one shape parameter of the surrogate."""
 
     param: float
-    code: ClassVar[int] = -1
+    name: ClassVar[str] = ""
     param_name: ClassVar[str] = "param"
 
     def __post_init__(self):
@@ -38,7 +39,7 @@ class Sigmoid(Surrogate):
     """Derivative of a sigmoid of steepness ``beta`` (seeds 000/001, beta = 5)."""
 
     param: float = 5.0
-    code: ClassVar[int] = 0
+    name: ClassVar[str] = "sigmoid"
     param_name: ClassVar[str] = "beta"
 
     def derivative(self, x, threshold):
@@ -51,7 +52,7 @@ class FastSigmoid(Surrogate):
     """SuperSpike's fast sigmoid ``1 / (scale |x| + 1)^2`` (seed 004, scale = 100)."""
 
     param: float = 100.0
-    code: ClassVar[int] = 1
+    name: ClassVar[str] = "fast_sigmoid"
     param_name: ClassVar[str] = "scale"
 
     def derivative(self, x, threshold):
@@ -63,7 +64,7 @@ class Triangle(Surrogate):
     """Piecewise linear ``gamma * max(0, 1 - |x| / threshold)`` (seed 003's e-prop psi, gamma = 0.3)."""
 
     param: float = 0.3
-    code: ClassVar[int] = 2
+    name: ClassVar[str] = "triangle"
     param_name: ClassVar[str] = "gamma"
 
     def derivative(self, x, threshold):
@@ -75,7 +76,7 @@ class ATan(Surrogate):
     """Arctangent surrogate ``(alpha / 2) / (1 + (pi/2 * alpha * x)^2)`` (snnTorch's and SpikingJelly's default)."""
 
     param: float = 2.0
-    code: ClassVar[int] = 3
+    name: ClassVar[str] = "atan"
     param_name: ClassVar[str] = "alpha"
 
     def derivative(self, x, threshold):

@@ -1,11 +1,14 @@
 """Smoke tests of the training job: tiny sizes, checkpoint + resume, metrics.json, plots."""
 import json
 import os
+import subprocess
+import sys
 
 import pytest
 import torch
 
 from snnkern.__main__ import main
+from snnkern.data import load_shd
 from snnkern.train import TrainConfig, train
 
 TINY_IPD = dict(batch_size=8, train_batches=2, test_batches=1, hidden=6, anf_per_ear=8, progress=False)
@@ -91,3 +94,23 @@ def test_sweep_varies_envelope_power(tmp_path):
             for d in sorted(os.listdir(out)) if d.startswith("power_")]
     assert sorted(cfgs) == [1.0, 1.0, 10.0, 10.0]
     assert os.path.exists(os.path.join(out, "sweep_envelope_power.png"))
+
+
+def test_missing_optional_package_names_it_and_the_extra(monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "h5py", None)  # makes `import h5py` fail as if it were not installed
+    with pytest.raises(ImportError) as info:
+        load_shd(str(tmp_path / "shd_train.h5"))
+    message = str(info.value)
+    assert "'h5py' is missing" in message and "reading SHD files" in message
+    assert 'pip install "snnkern[train]"' in message
+    monkeypatch.setitem(sys.modules, "tqdm.auto", None)
+    with pytest.raises(ImportError, match=r"'tqdm' is missing; it is needed for the training progress bar"):
+        train(TrainConfig(model="ipd", epochs=1, out=str(tmp_path / "o"), **TINY_IPD))
+
+
+def test_core_imports_without_the_train_extra():
+    # None in sys.modules blocks an import: the core and the training modules must import anyway
+    code = ("import sys; sys.modules.update(dict.fromkeys(['matplotlib', 'tqdm', 'h5py']))\n"
+            "import snnkern, snnkern.ops, snnkern.nn, snnkern.models, snnkern.seed_loops, snnkern.reference_ops\n"
+            "import snnkern.data, snnkern.train")
+    subprocess.run([sys.executable, "-c", code], check=True)

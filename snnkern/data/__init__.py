@@ -1,4 +1,7 @@
-"""Data sets: the IPD sound-localisation task (seeds 000/001) and Spiking Heidelberg Digits (seed 004)."""
+"""Data sets: the IPD sound-localisation task (seeds 000/001) and Spiking Heidelberg Digits (seed 004).
+
+The seed labels name the tutorials listed in :mod:`snnkern.seed_loops`.
+"""
 from .ipd import IPDConfig, IPDDataset, continuise, discretise
 from .shd import SHDData, dense_batch, generate_shd_folder, load_shd, shd_batches, write_shd_file
 

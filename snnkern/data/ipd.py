@@ -1,5 +1,6 @@
-"""Interaural phase difference (IPD) stimuli of seed 000_b64344477cead87e.txt, with the
-noise-offset mode of seed 001_938e86356d02c7e7.txt.
+"""Interaural phase difference (IPD) stimuli of seed 000, the annotated IPD sound-localisation
+tutorial (Cosyne 2022 tutorial by Dan Goodman, annotated version), with the noise-offset mode of
+seed 001, its noise-offset / Dale's-law variant (same tutorial series).
 
 Each ear has ``anf_per_ear`` auditory nerve fibres with phase delays evenly spaced in
 ``[0, pi/2]``; the second ear is additionally delayed by the IPD. A fibre fires as a Bernoulli
@@ -15,7 +16,7 @@ code on the data set's device and drawn from a ``torch.Generator``, so a seed re
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Iterator, Optional, Tuple
 
 import torch
@@ -41,9 +42,6 @@ class IPDConfig:
     @property
     def input_size(self) -> int:
         return 2 * self.anf_per_ear
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def discretise(ipds: torch.Tensor, num_classes: int = 12) -> torch.Tensor:

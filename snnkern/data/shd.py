@@ -2,8 +2,9 @@
 
 The official files (``shd_train.h5``, ``shd_test.h5``) hold, per sample, variable-length
 arrays ``spikes/times`` (seconds) and ``spikes/units`` (0..699), and ``labels`` (20 classes).
-Binning follows seed 004_399026ae2c5886d1.txt: ``bin = floor(t * (nb_steps - 1) / max_time)``,
-spikes with ``bin >= nb_steps`` dropped; several spikes of a unit in one bin add up (the seed
+Binning follows seed 004, SpyTorch tutorial 4 "Training a spiking neural network on a spiking
+dataset (Spiking Heidelberg Digits)" by Halvagal and Zenke: ``bin = floor(t * (nb_steps - 1) / max_time)``,
+spikes with ``bin >= nb_steps`` dropped; several spikes of a unit in one bin add up (the tutorial
 builds a sparse tensor and densifies it, which sums duplicates).
 
 :func:`write_shd_file` writes files of the same layout with class-dependent spike patterns
@@ -19,6 +20,8 @@ from typing import Iterator, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
+from .._optional import require
+
 SHD_UNITS = 700
 SHD_CLASSES = 20
 
@@ -30,7 +33,6 @@ class SHDData:
     times: List[np.ndarray]
     units: List[np.ndarray]
     labels: np.ndarray
-    path: str = ""
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -42,8 +44,7 @@ class SHDData:
 
 def load_shd(path: str, nb_units: int = SHD_UNITS) -> SHDData:
     """Read an SHD-format HDF5 file; clear errors for a missing, unreadable or malformed file."""
-    import h5py
-
+    h5py = require("h5py", "reading SHD files")
     path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(
@@ -78,7 +79,7 @@ def load_shd(path: str, nb_units: int = SHD_UNITS) -> SHDData:
             raise ValueError(f"{path!r}: sample {k} has non-finite spike times")
     if labels.size and labels.min() < 0:
         raise ValueError(f"{path!r}: negative labels")
-    return SHDData(times, units, labels, path)
+    return SHDData(times, units, labels)
 
 
 def dense_batch(times: Sequence[np.ndarray], units: Sequence[np.ndarray], nb_steps: int, nb_units: int,
@@ -130,10 +131,8 @@ def write_shd_file(path: str, n_samples: int, n_classes: int = SHD_CLASSES, n_un
     ``N(0, jitter_units)`` units, band spikes at ``rate`` Hz spread by ``N(0, width)`` units, and
     uniform background noise at ``noise_rate`` Hz over all units.
     """
-    import h5py
-
-    patterns = _class_patterns(n_classes, n_units, formants, np.random.default_rng(pattern_seed))
-    start, end, onset = patterns
+    h5py = require("h5py", "writing SHD files")
+    start, end, onset = _class_patterns(n_classes, n_units, formants, np.random.default_rng(pattern_seed))
     rng = np.random.default_rng(seed)
     labels = np.arange(n_samples) % n_classes
     rng.shuffle(labels)
@@ -170,13 +169,12 @@ def write_shd_file(path: str, n_samples: int, n_classes: int = SHD_CLASSES, n_un
     return path
 
 
-def generate_shd_folder(folder: str, n_train: int = 2560, n_test: int = 768, seed: int = 0,
-                        **kwargs) -> Tuple[str, str]:
+def generate_shd_folder(folder: str, n_train: int = 2560, n_test: int = 768, seed: int = 0) -> Tuple[str, str]:
     """Write ``shd_train.h5`` and ``shd_test.h5`` into ``folder`` (if absent); return their paths."""
     train = os.path.join(folder, "shd_train.h5")
     test = os.path.join(folder, "shd_test.h5")
     if not os.path.exists(train):
-        write_shd_file(train, n_train, seed=seed, **kwargs)
+        write_shd_file(train, n_train, seed=seed)
     if not os.path.exists(test):
-        write_shd_file(test, n_test, seed=seed + 1, **kwargs)
+        write_shd_file(test, n_test, seed=seed + 1)
     return train, test

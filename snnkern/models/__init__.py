@@ -4,6 +4,8 @@
 * :class:`IPDSNN` - seed 000's one-hidden-layer SNN (also seed 001's network, with
   ``dale_ie_ratio`` for Dale's law; :func:`dales_ipd_snn` builds it with seed 001's settings).
 * :class:`SHDRecurrentSNN` - seed 004's recurrent two-state SNN.
+
+The seed labels name the tutorials listed in :mod:`snnkern.seed_loops`.
 """
 from .ipd import IPDMembraneOnly, IPDSNN, dales_ipd_snn
 from .shd import SHDRecurrentSNN

@@ -1,4 +1,6 @@
-"""IPD models of seed 000_b64344477cead87e.txt and seed 001_938e86356d02c7e7.txt.
+"""IPD models of seed 000, the annotated IPD sound-localisation tutorial (Cosyne 2022 tutorial by
+Dan Goodman, annotated version), and of seed 001, its noise-offset / Dale's-law variant (same
+tutorial series).
 
 All three return the readout membrane trace ``[batch, time, num_classes]`` in the seeds'
 convention: the first row is the initial potential 0 and the last input step is not used.

@@ -1,4 +1,5 @@
-"""Recurrent SHD model of seed 004_399026ae2c5886d1.txt (SpyTorch tutorial 4)."""
+"""Recurrent SHD model of seed 004: SpyTorch tutorial 4, "Training a spiking neural network on a
+spiking dataset (Spiking Heidelberg Digits)", by Halvagal and Zenke."""
 from __future__ import annotations
 
 import math

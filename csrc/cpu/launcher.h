@@ -1,16 +1,18 @@
-// CPU kernels: one SIMD vector of neurons plays the role of one CUDA thread. Work is split
-// over (batch, vector of neurons) with at::parallel_for; each runs a lane task of lif.h
-// (the whole time loop with its state in registers, or one step of a recurrent scan). Products
-// with spike trains skip the zeros (spike_matmul.h).
+// The CPU backend: one SIMD vector of neurons plays the role of one CUDA thread. Work is split
+// over (batch, vector of neurons) with at::parallel_for; each runs a lane task of lif.h (the
+// whole time loop with its state in registers, or one step of a recurrent scan). Products with
+// spike trains skip the zeros (spike_matmul.h).
+#pragma once
+
 #include <ATen/Parallel.h>
 #include <ATen/ThreadLocalState.h>
 #include <ATen/cpu/vec/functional.h>
 #include <ATen/cpu/vec/vec.h>
-#include <torch/library.h>
 
 #include <algorithm>
 
-#include "../lif_host.h"
+#include "../host/launcher.h"
+#include "../host/ops.h"
 #include "spike_matmul.h"
 
 namespace snnkern {
@@ -32,8 +34,6 @@ struct VecIO {
   V load(const T* p) const { return V::loadu(p, count); }
   void store(T* p, const V& v) const { v.store(p, count); }
 };
-
-namespace {
 
 struct CpuLauncher {
   // Runs task for every (batch element in [b0, b1), vector of neurons), in parallel (inline
@@ -89,24 +89,11 @@ struct CpuLauncher {
       case at::kDouble: return f(double{});
       default:
         TORCH_CHECK(false, op, ": the CPU kernels support float32 and float64 tensors, got ", type,
-                    " (convert with .float(), or use a CUDA tensor for bfloat16/float16)");
+                    " (convert with .float(); float16 and bfloat16 run on CUDA)");
     }
   }
 };
 
-using CpuOps = Ops<CpuLauncher>;
-
-}  // namespace
-
-TORCH_LIBRARY_IMPL(snnkern, CPU, m) {
-  m.impl("lif_forward", &CpuOps::lif_forward);
-  m.impl("lif_backward", &CpuOps::lif_backward);
-  m.impl("leaky_forward", &CpuOps::leaky_forward);
-  m.impl("leaky_backward", &CpuOps::leaky_backward);
-  m.impl("recurrent_lif_forward", &CpuOps::recurrent_lif_forward);
-  m.impl("recurrent_lif_backward", &CpuOps::recurrent_lif_backward);
-  m.impl("spike_matmul", &CpuOps::spike_matmul);
-  m.impl("spike_matmul_t", &CpuOps::spike_matmul_t);
-}
+static_assert(Launcher<CpuLauncher>);
 
 }  // namespace snnkern

@@ -1,0 +1,38 @@
+// What the CUDA launcher does around its kernel launches, written once for the CUDA backend
+// (launcher.cuh) and for its emulation on the host (csrc/emulated/launcher.h), which differ
+// only in how they run a launch's threads.
+#pragma once
+
+#include <ATen/ATen.h>
+
+namespace snnkern {
+
+struct CudaOrchestration {
+  // The whole batch at once: each step's launch and product are parallel over it already.
+  template <class F>
+  static void for_batch_chunks(int64_t B, F&& f) {
+    f(0, B);
+  }
+
+  // Dense products (cuBLAS on the device): no event-driven CUDA kernel yet.
+  static void spike_matmul_out(at::Tensor& out, const at::Tensor& spikes, const at::Tensor& other) {
+    at::mm_out(out, spikes, other);
+  }
+  static void spike_matmul_t_out(at::Tensor& out, const at::Tensor& spikes, const at::Tensor& other) {
+    at::mm_out(out, spikes.t(), other);
+  }
+
+  template <class F>
+  static void dispatch(at::ScalarType type, const char* op, F&& f) {
+    switch (type) {
+      case at::kFloat: return f(float{});
+      case at::kDouble: return f(double{});
+      case at::kHalf: return f(at::Half{});
+      case at::kBFloat16: return f(at::BFloat16{});
+      default:
+        TORCH_CHECK(false, op, ": the CUDA kernels support float32, float64, float16 and bfloat16, got ", type);
+    }
+  }
+};
+
+}  // namespace snnkern

@@ -1,0 +1,83 @@
+// Argument checks and the translation of op arguments into a LifConfig, shared by every backend.
+// The python wrappers (snnkern/_checks.py) check the same things first with friendlier
+// messages; these checks guard direct calls of torch.ops.snnkern.*.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+#include <c10/util/Optional.h>
+
+#include <cmath>
+
+#include "../lif.h"
+
+namespace snnkern {
+
+using at::Tensor;
+using OptTensor = c10::optional<Tensor>;
+
+inline bool present(const OptTensor& t) { return t.has_value() && t->defined(); }
+
+// The accumulate type of a storage type: float64 for float64, float32 for the rest.
+inline at::ScalarType opmath_type(at::ScalarType t) { return t == at::kDouble ? at::kDouble : at::kFloat; }
+
+// A tensor that must sit beside the sequence x: on its device, with the given dtype and shape.
+inline void check_like(const char* op, const char* name, const Tensor& t, at::Device device, at::ScalarType dtype,
+                       at::IntArrayRef shape) {
+  TORCH_CHECK(t.device() == device, op, ": ", name, " is on ", t.device(), " but x is on ", device);
+  TORCH_CHECK(t.scalar_type() == dtype, op, ": ", name, " has dtype ", t.scalar_type(), ", expected ", dtype);
+  TORCH_CHECK(t.sizes() == shape, op, ": ", name, " must have shape ", shape, ", got ", t.sizes());
+}
+
+// Checks shared by every scan over a sequence [B, T, N] of dtype `seq_dtype` on `device`: the
+// decays alpha, alpha_syn [N] and the state [3, B, N] are in the accumulate type.
+inline void check_scan_args(const char* op, at::IntArrayRef seq, at::Device device, at::ScalarType seq_dtype,
+                            const Tensor& alpha, const OptTensor& alpha_syn, const Tensor& state) {
+  TORCH_CHECK(at::isFloatingType(seq_dtype), op, ": x must be floating point, got ", seq_dtype);
+  const int64_t B = seq[0], N = seq[2];
+  const auto acc = opmath_type(seq_dtype);
+  check_like(op, "alpha", alpha, device, acc, {N});
+  if (present(alpha_syn)) check_like(op, "alpha_syn", *alpha_syn, device, acc, {N});
+  check_like(op, "state", state, device, acc, {kStateSize, B, N});
+}
+
+// The recurrent layer's weight [N, N] ([out, in], as torch.nn.Linear) and previous spikes [B, N],
+// both in the storage type.
+inline void check_recurrent_args(const char* op, const Tensor& weight, const Tensor& spikes0, at::Device device,
+                                 at::ScalarType seq_dtype, int64_t B, int64_t N) {
+  check_like(op, "weight", weight, device, seq_dtype, {N, N});
+  check_like(op, "spikes0", spikes0, device, seq_dtype, {B, N});
+}
+
+template <class acc_t>
+LifConfig<acc_t> make_config(const char* op, double threshold, int64_t ordering, int64_t reset, bool detach_reset,
+                             int64_t surrogate, double surrogate_param, bool synaptic) {
+  TORCH_CHECK(std::isfinite(threshold) && threshold > 0, op, ": threshold must be finite and > 0, got ", threshold);
+  TORCH_CHECK(ordering >= kDelayed && ordering <= kUpdateFirst, op, ": ordering must be 0, 1 or 2, got ", ordering);
+  TORCH_CHECK(reset >= kResetZero && reset <= kResetNone, op, ": reset must be 0, 1 or 2, got ", reset);
+  TORCH_CHECK(surrogate >= kSigmoid && surrogate <= kATan, op, ": unknown surrogate code ", surrogate);
+  TORCH_CHECK(std::isfinite(surrogate_param) && surrogate_param > 0, op,
+              ": surrogate_param must be finite and > 0, got ", surrogate_param);
+  LifConfig<acc_t> c;
+  c.threshold = static_cast<acc_t>(threshold);
+  c.surrogate_param = static_cast<acc_t>(surrogate_param);
+  c.surrogate = static_cast<int>(surrogate);
+  c.ordering = static_cast<int>(ordering);
+  c.reset = static_cast<int>(reset);
+  c.keep_reset_grad = !detach_reset;
+  c.synaptic = synaptic;
+  return c;
+}
+
+// The leaky integrator is the update_first step with no spikes and no reset: its membrane
+// trace v_{t+1} is then also its pre-reset potential, which is all its backward needs.
+template <class acc_t>
+LifConfig<acc_t> leaky_config(bool synaptic) {
+  LifConfig<acc_t> c;
+  c.ordering = kUpdateFirst;
+  c.reset = kResetNone;
+  c.spiking = false;
+  c.synaptic = synaptic;
+  return c;
+}
+
+}  // namespace snnkern

@@ -1,0 +1,44 @@
+// The contract between the op orchestration (ops.h) and a backend: a Launcher runs lane tasks
+// of lif.h over a batch and provides the few dense pieces the recurrent op needs. Backends:
+// csrc/cpu/launcher.h (SIMD vectors of neurons), csrc/cuda/launcher.cuh (one thread per neuron)
+// and csrc/emulated/launcher.h (the CUDA threads' lane code run on the host, for tests).
+#pragma once
+
+#include <ATen/core/Tensor.h>
+#include <c10/core/Device.h>
+
+#include <concepts>
+#include <cstdint>
+
+#include "../lif.h"
+
+namespace snnkern {
+
+// A lane task with nothing to do: stands in for every lane task of lif.h in the concept below.
+struct AnyLaneTask {
+  using scalar_type = float;
+  using acc_type = float;
+  template <class V, class M, class IO>
+  SNN_HD void run(int64_t /*b*/, int64_t /*n*/, const IO& /*io*/) const {}
+};
+
+template <class L>
+concept Launcher = requires(const AnyLaneTask& task, int64_t b, int64_t n, at::Device device, at::Tensor& out,
+                            const at::Tensor& t) {
+  // Runs `task` for every neuron n < N of the batch rows b0 <= b < b1; each call covers `steps`
+  // time steps (a hint for the work per call).
+  { L::run(task, b, b, n, n, device) } -> std::same_as<void>;
+  // Calls f(b0, b1) over chunks covering the batch [0, B): the recurrent op's time loop runs
+  // once per chunk (CPU: one chunk per thread, with no synchronisation between steps; CUDA and
+  // its emulation: the whole batch, each step a launch over all of it).
+  { L::for_batch_chunks(b, [](int64_t, int64_t) {}) } -> std::same_as<void>;
+  // Calls f(scalar_t{}) for the storage type of the tensors (or raises for one it lacks).
+  { L::dispatch(at::kFloat, "op", [](auto) {}) } -> std::same_as<void>;
+  // out = spikes @ other: rows of spikes strided (unit column stride), other contiguous, rows of
+  // out contiguous; single-threaded when called inside for_batch_chunks.
+  { L::spike_matmul_out(out, t, t) } -> std::same_as<void>;
+  // out = spikes^T @ other, all contiguous.
+  { L::spike_matmul_t_out(out, t, t) } -> std::same_as<void>;
+};
+
+}  // namespace snnkern

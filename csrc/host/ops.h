@@ -1,0 +1,216 @@
+// The op entry points, written once for every backend: they check and allocate (tensors.h),
+// then run the lane tasks of lif.h through the backend's Launcher (launcher.h).
+#pragma once
+
+#include <ATen/ATen.h>
+#include <ATen/OpMathType.h>
+
+#include <tuple>
+
+#include "../lif.h"
+#include "checks.h"
+#include "launcher.h"
+#include "tensors.h"
+
+namespace snnkern {
+
+template <Launcher L>
+struct Ops {
+  template <class scalar_t, class acc_t>
+  static void scan_forward(const ForwardTensors& f, const LifConfig<acc_t>& c) {
+    if (f.B * f.T * f.N == 0) return;
+    L::run(ScanForward<scalar_t, acc_t>{c, f.lanes<scalar_t, acc_t>(), f.B, f.T, f.N}, 0, f.B, f.N, f.T,
+           f.x.device());
+  }
+
+  template <class scalar_t, class acc_t>
+  static void scan_backward(const BackwardTensors& g, const LifConfig<acc_t>& c) {
+    if (g.B * g.T * g.N == 0) return;
+    L::run(ScanBackward<scalar_t, acc_t>{c, g.lanes<scalar_t, acc_t>(), g.B, g.T, g.N}, 0, g.B, g.N, g.T,
+           g.alpha.device());
+  }
+
+  static std::tuple<Tensor, Tensor, Tensor, Tensor> lif_forward(const Tensor& x, const Tensor& alpha,
+                                                                const OptTensor& alpha_syn, const Tensor& state,
+                                                                double threshold, int64_t ordering, int64_t reset,
+                                                                bool detach_reset, int64_t surrogate,
+                                                                double surrogate_param, bool record_membrane,
+                                                                bool save_for_backward) {
+    const char* op = "snnkern.lif_forward";
+    auto f = prepare_forward(op, x, alpha, alpha_syn, state, true, record_membrane, save_for_backward);
+    L::dispatch(x.scalar_type(), op, [&](auto tag) {
+      using scalar_t = decltype(tag);
+      using acc_t = at::opmath_type<scalar_t>;
+      scan_forward<scalar_t>(f, make_config<acc_t>(op, threshold, ordering, reset, detach_reset, surrogate,
+                                                   surrogate_param, present(alpha_syn)));
+    });
+    return {f.spikes, f.membrane, f.state_out, f.pre_reset};
+  }
+
+  static std::tuple<Tensor, Tensor, Tensor, Tensor> lif_backward(
+      const OptTensor& grad_spikes, const OptTensor& grad_membrane, const OptTensor& grad_state,
+      const Tensor& pre_reset, const Tensor& spikes, const Tensor& alpha, const OptTensor& alpha_syn,
+      const Tensor& state, double threshold, int64_t ordering, int64_t reset, bool detach_reset, int64_t surrogate,
+      double surrogate_param) {
+    const char* op = "snnkern.lif_backward";
+    auto g = prepare_backward(op, grad_spikes, grad_membrane, grad_state, pre_reset, spikes, alpha, alpha_syn, state,
+                              true, spikes.scalar_type());
+    L::dispatch(spikes.scalar_type(), op, [&](auto tag) {
+      using scalar_t = decltype(tag);
+      using acc_t = at::opmath_type<scalar_t>;
+      scan_backward<scalar_t>(g, make_config<acc_t>(op, threshold, ordering, reset, detach_reset, surrogate,
+                                                    surrogate_param, present(alpha_syn)));
+    });
+    return g.results();
+  }
+
+  static std::tuple<Tensor, Tensor> leaky_forward(const Tensor& x, const Tensor& alpha, const OptTensor& alpha_syn,
+                                                  const Tensor& state) {
+    const char* op = "snnkern.leaky_forward";
+    auto f = prepare_forward(op, x, alpha, alpha_syn, state, false, true, false);
+    L::dispatch(x.scalar_type(), op, [&](auto tag) {
+      using scalar_t = decltype(tag);
+      scan_forward<scalar_t>(f, leaky_config<at::opmath_type<scalar_t>>(present(alpha_syn)));
+    });
+    return {f.membrane, f.state_out};
+  }
+
+  static std::tuple<Tensor, Tensor, Tensor, Tensor> leaky_backward(const OptTensor& grad_membrane,
+                                                                   const OptTensor& grad_state, const Tensor& membrane,
+                                                                   const Tensor& alpha, const OptTensor& alpha_syn,
+                                                                   const Tensor& state) {
+    const char* op = "snnkern.leaky_backward";
+    const auto seq_dtype = membrane.scalar_type();
+    TORCH_CHECK(at::isFloatingType(seq_dtype), op, ": membrane must be floating point, got ", seq_dtype);
+    // The leaky integrator's membrane trace is its pre-reset potential (leaky_config).
+    const auto pre_reset = membrane.to(opmath_type(seq_dtype));
+    auto g = prepare_backward(op, OptTensor(), grad_membrane, grad_state, pre_reset, Tensor(), alpha, alpha_syn, state,
+                              false, seq_dtype);
+    L::dispatch(seq_dtype, op, [&](auto tag) {
+      using scalar_t = decltype(tag);
+      scan_backward<scalar_t>(g, leaky_config<at::opmath_type<scalar_t>>(present(alpha_syn)));
+    });
+    return g.results();
+  }
+
+  // The event-driven products with a mostly-zero spikes [M, K]: spikes @ other (other [K, N])
+  // or, `transposed`, spikes^T @ other (other [M, N], the weight gradient of a projection).
+  static Tensor spike_product(const char* op, const Tensor& spikes, const Tensor& other, bool transposed) {
+    TORCH_CHECK(spikes.dim() == 2, op, ": spikes must be a matrix [rows, columns], got shape ", spikes.sizes());
+    TORCH_CHECK(at::isFloatingType(spikes.scalar_type()), op, ": spikes must be floating point, got ",
+                spikes.scalar_type());
+    const int64_t inner = spikes.size(transposed ? 0 : 1), outer = spikes.size(transposed ? 1 : 0);
+    TORCH_CHECK(other.dim() == 2 && other.size(0) == inner, op, ": other must have shape [", inner, ", *] (",
+                transposed ? "its rows match the rows of spikes" : "its rows match the columns of spikes", "), got ",
+                other.sizes());
+    TORCH_CHECK(other.device() == spikes.device(), op, ": other is on ", other.device(), " but spikes is on ",
+                spikes.device());
+    TORCH_CHECK(other.scalar_type() == spikes.scalar_type(), op, ": other has dtype ", other.scalar_type(),
+                ", expected the dtype of spikes, ", spikes.scalar_type());
+    Tensor out = at::empty({outer, other.size(1)}, spikes.options());
+    if (out.numel() == 0) return out;
+    if (inner == 0) return out.zero_();
+    if (transposed) {
+      L::spike_matmul_t_out(out, spikes.contiguous(), other.contiguous());
+    } else {
+      L::spike_matmul_out(out, spikes.contiguous(), other.contiguous());
+    }
+    return out;
+  }
+  static Tensor spike_matmul(const Tensor& spikes, const Tensor& other) {
+    return spike_product("snnkern.spike_matmul", spikes, other, false);
+  }
+  static Tensor spike_matmul_t(const Tensor& spikes, const Tensor& other) {
+    return spike_product("snnkern.spike_matmul_t", spikes, other, true);
+  }
+
+  // The recurrent layer: the input of step t is x_t + z_{t-1} W^T, with z_{-1} = spikes0. Between
+  // the one-step lane tasks the host adds that product (event-driven on the CPU, dense on CUDA);
+  // the neuron state waits in memory, in the accumulate type.
+  static std::tuple<Tensor, Tensor, Tensor, Tensor> recurrent_lif_forward(
+      const Tensor& x, const Tensor& weight, const Tensor& alpha, const OptTensor& alpha_syn, const Tensor& state,
+      const Tensor& spikes0, double threshold, int64_t ordering, int64_t reset, bool detach_reset, int64_t surrogate,
+      double surrogate_param, bool record_membrane, bool save_for_backward) {
+    const char* op = "snnkern.recurrent_lif_forward";
+    auto f = prepare_forward(op, x, alpha, alpha_syn, state, true, record_membrane, save_for_backward);
+    check_recurrent_args(op, weight, spikes0, x.device(), x.scalar_type(), f.B, f.N);
+    L::dispatch(x.scalar_type(), op, [&](auto tag) {
+      using scalar_t = decltype(tag);
+      using acc_t = at::opmath_type<scalar_t>;
+      const auto c = make_config<acc_t>(op, threshold, ordering, reset, detach_reset, surrogate, surrogate_param,
+                                        present(alpha_syn));
+      if (f.B * f.T * f.N == 0) return;
+      const Tensor weight_t = weight.t().contiguous();  // [in, out]: the rows the spikes select
+      const Tensor first_spikes = spikes0.contiguous();
+      Tensor running = f.state.clone();
+      Tensor recurrent = at::empty({f.B, f.N}, x.options());
+      L::for_batch_chunks(f.B, [&](int64_t b0, int64_t b1) {
+        auto rows = [&](const Tensor& t) { return t.narrow(0, b0, b1 - b0); };
+        Tensor recurrent_rows = rows(recurrent);
+        for (int64_t t = 0; t < f.T; ++t) {
+          L::spike_matmul_out(recurrent_rows, rows(t == 0 ? first_spikes : f.spikes.select(1, t - 1)), weight_t);
+          L::run(RecurrentStepForward<scalar_t, acc_t>{c, f.lanes<scalar_t, acc_t>(), recurrent.data_ptr<scalar_t>(),
+                                                       running.data_ptr<acc_t>(), f.B, f.T, f.N, t},
+                 b0, b1, f.N, 1, x.device());
+        }
+      });
+      f.state_out = running;
+    });
+    return {f.spikes, f.membrane, f.state_out, f.pre_reset};
+  }
+
+  // Returns grad_x, grad_weight, grad_alpha, grad_alpha_syn (empty without alpha_syn),
+  // grad_state, grad_spikes0.
+  static std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> recurrent_lif_backward(
+      const OptTensor& grad_spikes, const OptTensor& grad_membrane, const OptTensor& grad_state,
+      const Tensor& pre_reset, const Tensor& spikes, const Tensor& weight, const Tensor& alpha,
+      const OptTensor& alpha_syn, const Tensor& state, const Tensor& spikes0, double threshold, int64_t ordering,
+      int64_t reset, bool detach_reset, int64_t surrogate, double surrogate_param) {
+    const char* op = "snnkern.recurrent_lif_backward";
+    const auto seq_dtype = spikes.scalar_type();
+    auto g = prepare_backward(op, grad_spikes, grad_membrane, grad_state, pre_reset, spikes, alpha, alpha_syn, state,
+                              true, seq_dtype);
+    check_recurrent_args(op, weight, spikes0, pre_reset.device(), seq_dtype, g.B, g.N);
+    // Rows v, i, w of the state gradient, then the partial sums of the decays' gradients.
+    Tensor carry = at::zeros({kStateSize + 2, g.B, g.N}, alpha.options());
+    if (present(grad_state)) carry.narrow(0, 0, kStateSize).copy_(*grad_state);
+    L::dispatch(seq_dtype, op, [&](auto tag) {
+      using scalar_t = decltype(tag);
+      using acc_t = at::opmath_type<scalar_t>;
+      const auto c = make_config<acc_t>(op, threshold, ordering, reset, detach_reset, surrogate, surrogate_param,
+                                        present(alpha_syn));
+      if (g.B * g.T * g.N == 0) return;
+      Tensor recurrent = at::empty({g.B, g.N}, g.grad_x.options());
+      L::for_batch_chunks(g.B, [&](int64_t b0, int64_t b1) {
+        auto rows = [&](const Tensor& t) { return t.narrow(0, b0, b1 - b0); };
+        Tensor recurrent_rows = rows(recurrent);
+        for (int64_t t = g.T - 1; t >= 0; --t) {
+          // dL/dz_t through the recurrent input of step t + 1: dL/dx_{t+1} W.
+          if (t + 1 < g.T) at::mm_out(recurrent_rows, rows(g.grad_x.select(1, t + 1)), weight);
+          L::run(RecurrentStepBackward<scalar_t, acc_t>{c, g.lanes<scalar_t, acc_t>(),
+                                                        t + 1 < g.T ? recurrent.data_ptr<scalar_t>() : nullptr,
+                                                        carry.data_ptr<acc_t>(), g.B, g.T, g.N, t},
+                 b0, b1, g.N, 1, pre_reset.device());
+        }
+      });
+    });
+    Tensor grad_state0 = carry.narrow(0, 0, kStateSize);
+    Tensor grad_alpha = carry.select(0, kStateSize).sum(0);
+    Tensor grad_alpha_syn =
+        present(alpha_syn) ? carry.select(0, kStateSize + 1).sum(0) : at::empty({0}, alpha.options());
+    Tensor grad_weight = at::zeros({g.N, g.N}, weight.options());
+    Tensor grad_spikes0 = at::zeros_like(spikes0);
+    if (g.B * g.T * g.N > 0) {
+      // dL/dW = sum over b, t of dL/dx_t^T z_{t-1}: its transpose is one event-driven product of
+      // the spikes one step back (spikes0 first) with dL/dx, over all B * T rows.
+      const Tensor previous = at::cat({spikes0.unsqueeze(1), g.spikes.narrow(1, 0, g.T - 1)}, 1);
+      Tensor weight_grad_t = at::empty({g.N, g.N}, weight.options());
+      L::spike_matmul_t_out(weight_grad_t, previous.view({-1, g.N}), g.grad_x.view({-1, g.N}));
+      grad_weight = weight_grad_t.t().contiguous();
+      grad_spikes0 = g.grad_x.select(1, 0).mm(weight);
+    }
+    return {g.grad_x, grad_weight, grad_alpha, grad_alpha_syn, grad_state0, grad_spikes0};
+  }
+};
+
+}  // namespace snnkern

@@ -1,0 +1,123 @@
+// The tensors a scan kernel reads and writes: checked, made contiguous, outputs allocated, and
+// handed to the kernels as the pointer bundles of lif.h.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <tuple>
+
+#include "../lif.h"
+#include "checks.h"
+
+namespace snnkern {
+
+template <class T>
+T* ptr_or_null(const Tensor& t) {
+  return t.defined() && t.numel() ? t.data_ptr<T>() : nullptr;
+}
+
+template <class T>
+const T* ptr_or_null(const OptTensor& t) {
+  return present(t) ? t->data_ptr<T>() : nullptr;
+}
+
+inline OptTensor contiguous(const OptTensor& t) { return present(t) ? OptTensor(t->contiguous()) : OptTensor(); }
+
+// Everything a forward kernel reads and writes.
+struct ForwardTensors {
+  Tensor x, alpha, state, spikes, membrane, state_out, pre_reset;
+  OptTensor alpha_syn;
+  int64_t B, T, N;
+
+  template <class scalar_t, class acc_t>
+  ForwardLanes<scalar_t, acc_t> lanes() const {
+    return {x.data_ptr<scalar_t>(),         alpha.data_ptr<acc_t>(),        ptr_or_null<acc_t>(alpha_syn),
+            state.data_ptr<acc_t>(),        state_out.data_ptr<acc_t>(),    ptr_or_null<scalar_t>(spikes),
+            ptr_or_null<scalar_t>(membrane), ptr_or_null<acc_t>(pre_reset)};
+  }
+};
+
+inline ForwardTensors prepare_forward(const char* op, const Tensor& x, const Tensor& alpha, const OptTensor& alpha_syn,
+                                      const Tensor& state, bool spiking, bool record_membrane, bool save) {
+  TORCH_CHECK(x.dim() == 3, op, ": x must have shape [batch, time, neurons], got ", x.sizes());
+  check_scan_args(op, x.sizes(), x.device(), x.scalar_type(), alpha, alpha_syn, state);
+  ForwardTensors f;
+  f.x = x.contiguous();
+  f.alpha = alpha.contiguous();
+  f.alpha_syn = contiguous(alpha_syn);
+  f.state = state.contiguous();
+  f.B = x.size(0);
+  f.T = x.size(1);
+  f.N = x.size(2);
+  // Outputs that are not wanted are distinct empty tensors (outputs must not alias).
+  auto sequence_or_empty = [&](bool wanted, at::ScalarType dtype) {
+    return at::empty(wanted ? f.x.sizes() : at::IntArrayRef{0}, x.options().dtype(dtype));
+  };
+  f.spikes = sequence_or_empty(spiking, x.scalar_type());
+  f.membrane = sequence_or_empty(record_membrane, x.scalar_type());
+  f.pre_reset = sequence_or_empty(save, opmath_type(x.scalar_type()));
+  f.state_out = f.T == 0 ? f.state.clone() : at::empty_like(f.state);
+  return f;
+}
+
+// Everything a backward kernel reads and writes.
+struct BackwardTensors {
+  Tensor pre_reset, spikes, alpha, state, grad_x, grad_state0, grad_alpha_bn, grad_alpha_syn_bn;
+  OptTensor grad_spikes, grad_membrane, grad_state, alpha_syn;
+  int64_t B, T, N;
+
+  template <class scalar_t, class acc_t>
+  BackwardLanes<scalar_t, acc_t> lanes() const {
+    return {ptr_or_null<scalar_t>(grad_spikes), ptr_or_null<scalar_t>(grad_membrane),
+            ptr_or_null<acc_t>(grad_state),     ptr_or_null<acc_t>(pre_reset),
+            ptr_or_null<scalar_t>(spikes),      alpha.data_ptr<acc_t>(),
+            ptr_or_null<acc_t>(alpha_syn),      state.data_ptr<acc_t>(),
+            ptr_or_null<scalar_t>(grad_x),      grad_state0.data_ptr<acc_t>(),
+            ptr_or_null<acc_t>(grad_alpha_bn),  ptr_or_null<acc_t>(grad_alpha_syn_bn)};
+  }
+
+  // (grad_x, grad_alpha [N], grad_alpha_syn [N] or empty, grad_state0)
+  std::tuple<Tensor, Tensor, Tensor, Tensor> results() const {
+    Tensor g_alpha_syn = present(alpha_syn) ? grad_alpha_syn_bn.sum(0) : at::empty({0}, alpha.options());
+    return {grad_x, grad_alpha_bn.sum(0), g_alpha_syn, grad_state0};
+  }
+};
+
+// `seq_dtype`: the storage type of the sequences (x, spikes, their gradients).
+inline BackwardTensors prepare_backward(const char* op, const OptTensor& grad_spikes, const OptTensor& grad_membrane,
+                                        const OptTensor& grad_state, const Tensor& pre_reset, const Tensor& spikes,
+                                        const Tensor& alpha, const OptTensor& alpha_syn, const Tensor& state,
+                                        bool spiking, at::ScalarType seq_dtype) {
+  // pre_reset has the sequence shape [B, T, N]; it stands in for x in the shape checks.
+  TORCH_CHECK(pre_reset.dim() == 3, op, ": pre_reset must have shape [batch, time, neurons], got ", pre_reset.sizes(),
+              " (was the forward run with save_for_backward=True?)");
+  const auto seq = pre_reset.sizes();
+  const auto device = pre_reset.device();
+  TORCH_CHECK(pre_reset.scalar_type() == opmath_type(seq_dtype), op, ": pre_reset must have dtype ",
+              opmath_type(seq_dtype), ", got ", pre_reset.scalar_type());
+  check_scan_args(op, seq, device, seq_dtype, alpha, alpha_syn, state);
+  if (spiking) check_like(op, "spikes", spikes, device, seq_dtype, seq);
+  if (present(grad_spikes)) check_like(op, "grad_spikes", *grad_spikes, device, seq_dtype, seq);
+  if (present(grad_membrane)) check_like(op, "grad_membrane", *grad_membrane, device, seq_dtype, seq);
+  if (present(grad_state)) check_like(op, "grad_state", *grad_state, device, state.scalar_type(), state.sizes());
+  BackwardTensors g;
+  g.B = seq[0];
+  g.T = seq[1];
+  g.N = seq[2];
+  g.pre_reset = pre_reset.contiguous();
+  g.spikes = spiking ? spikes.contiguous() : Tensor();
+  g.alpha = alpha.contiguous();
+  g.alpha_syn = contiguous(alpha_syn);
+  g.state = state.contiguous();
+  g.grad_spikes = contiguous(grad_spikes);
+  g.grad_membrane = contiguous(grad_membrane);
+  g.grad_state = contiguous(grad_state);
+  g.grad_x = at::empty(seq, pre_reset.options().dtype(seq_dtype));
+  g.grad_state0 = at::empty_like(g.state);
+  g.grad_alpha_bn = at::zeros({g.B, g.N}, alpha.options());
+  g.grad_alpha_syn_bn = present(alpha_syn) ? at::zeros({g.B, g.N}, alpha.options()) : at::empty({0}, alpha.options());
+  if (g.T == 0) g.grad_state0 = present(grad_state) ? grad_state->clone() : at::zeros_like(g.state);
+  return g;
+}
+
+}  // namespace snnkern

@@ -1,0 +1,31 @@
+// What one CUDA thread does, written once for the CUDA kernels (csrc/cuda) and for their
+// emulation on the host (csrc/emulated): thread k of a launch over batch rows [b0, b0 + rows)
+// runs the lane task for neuron k % N of batch row b0 + k / N, with scalar arithmetic in the
+// accumulate type acc_t and every load and store converting to and from the storage type.
+#pragma once
+
+#include <cstdint>
+
+#include "lif.h"
+
+namespace snnkern {
+
+// Converts between the storage type of a tensor and the arithmetic type acc_t of one thread.
+template <class acc_t>
+struct ThreadIO {
+  template <class T>
+  SNN_HD acc_t load(const T* p) const { return static_cast<acc_t>(*p); }
+  template <class T>
+  SNN_HD void store(T* p, acc_t v) const { *p = static_cast<T>(v); }
+};
+
+// Thread k of a launch; false when k lies past the last neuron (the grid's tail).
+template <class Task>
+SNN_HD bool run_lane(const Task& task, int64_t b0, int64_t rows, int64_t N, int64_t k) {
+  using acc_t = typename Task::acc_type;
+  if (k >= rows * N) return false;
+  task.template run<acc_t, Math<acc_t>>(b0 + k / N, k % N, ThreadIO<acc_t>{});
+  return true;
+}
+
+}  // namespace snnkern

@@ -1,0 +1,34 @@
+"""Training of the seed models: ``python -m snnkern train MODEL`` (see :mod:`snnkern.__main__`).
+
+Needs the ``train`` extra (``pip install "snnkern[train]"``: tqdm, matplotlib, h5py). The seed
+labels (000, 001, 004) name the tutorials listed in :mod:`snnkern.seed_loops`.
+
+Models and their defaults (the seeds' hyperparameters):
+
+* ``ipd``          seed 000: 100 hidden LIF, tau 20 ms, Adam lr 0.01, batch 64, 64 training and
+                   32 test batches, 10 epochs, log-softmax + NLL on the time-mean of the readout.
+* ``ipd-membrane`` seed 000's membrane-only baseline (same settings, no hidden layer).
+* ``ipd-dales``    seed 001: 30 hidden, tau 5 ms, Dale's law (ie_ratio 0.5), lr 0.005, phase-noise
+                   offsets re-drawn every epoch, a validation set as large as the training set,
+                   early stopping on the validation loss (patience 10) keeping the best weights,
+                   at most 150 epochs.
+* ``shd``          seed 004: 128 recurrent hidden two-state LIF, tau_mem 10 ms, tau_syn 5 ms, Adam
+                   lr 2e-4, batch 256, nb_steps 100, max_time 1.0 s, cross-entropy on the max over
+                   time of the readout, 200 epochs.
+
+Reproducibility: the data come from a ``torch.Generator`` seeded with ``--seed``; each epoch's
+shuffling and noise offset come from a generator seeded with (seed, epoch), so an interrupted
+run continued with ``--resume`` from its per-epoch checkpoint gives the same weights as an
+uninterrupted one. The checkpoint also stores the global RNG states.
+
+Modules: :mod:`.config` (options and defaults), :mod:`.tasks` (data, model and loss of each
+model), :mod:`.checkpoints`, :mod:`.loop` (the training loop), :mod:`.sweep` (envelope-power sweep).
+"""
+from .checkpoints import load_checkpoint, save_checkpoint
+from .config import DEFAULTS, MODELS, TrainConfig
+from .loop import train
+from .sweep import sweep_envelope_power
+from .tasks import IPDTask, SHDTask, make_task
+
+__all__ = ["MODELS", "DEFAULTS", "TrainConfig", "IPDTask", "SHDTask", "make_task", "save_checkpoint",
+           "load_checkpoint", "train", "sweep_envelope_power"]
