@@ -53,8 +53,9 @@ def find_cuda_home():
     return home
 
 
-if torch.version.cuda is not None and find_cuda_home() is not None:
-    os.environ["CUDA_HOME"] = find_cuda_home()  # read by torch.utils.cpp_extension at import
+_cuda_home = find_cuda_home()
+if _cuda_home is not None:
+    os.environ["CUDA_HOME"] = _cuda_home  # read by torch.utils.cpp_extension at import
 
 from torch.utils.cpp_extension import CUDA_HOME, BuildExtension, CppExtension, CUDAExtension  # noqa: E402
 
@@ -121,19 +122,21 @@ def cuda_archs() -> str:
 NVCC_FLAGS = ["-O3", "-std=c++20", "--fmad=false", "-DSNNKERN_WITH_CUDA"]
 
 
-def extension():
+def extension(cuda=None):
+    """The extension to build; `cuda`: force the CUDA sources in or out (default: want_cuda())."""
+    cuda = want_cuda() if cuda is None else cuda
     sources = ["csrc/ops.cpp"] + sorted(glob.glob("csrc/cpu/*.cpp"))
     cxx = cpu_flags() + openmp_flags()
     isa = next((f[len("-DCPU_CAPABILITY="):].lower() for f in cxx if f.startswith("-DCPU_CAPABILITY=")), "generic")
     info = f"cpu={isa},openmp={'on' if openmp_flags() else 'off'}"
-    if want_cuda():
+    if cuda:
         archs = cuda_archs()
         info += f",cuda={archs.replace(';', '/').replace(' ', '/')}"
     print(f"snnkern: building {info.replace(',', ', ')}", flush=True)
     # The build line reaches the library as a macro argument (no quotes: they would need escaping
     # in the ninja file); ops.cpp turns it into a string.
     cxx += [f"-DSNNKERN_BUILD_INFO={info}"]
-    if want_cuda():
+    if cuda:
         sources += sorted(glob.glob("csrc/cuda/*.cu"))
         cxx.append("-DSNNKERN_WITH_CUDA")
         return CUDAExtension("snnkern._C", sources, extra_compile_args={"cxx": cxx, "nvcc": NVCC_FLAGS},
@@ -141,7 +144,5 @@ def extension():
     return CppExtension("snnkern._C", sources, extra_compile_args={"cxx": cxx}, extra_link_args=openmp_flags())
 
 
-setup(
-    ext_modules=[extension()],
-    cmdclass={"build_ext": BuildExtension},
-)
+if __name__ == "__main__":  # pip runs it so; tools/check_cuda_compile.py imports it for extension()
+    setup(ext_modules=[extension()], cmdclass={"build_ext": BuildExtension})

@@ -14,7 +14,7 @@
 
 namespace snnkern {
 
-// A lane task with nothing to do: stands in for every lane task of lif.h in the concept below.
+// A lane task with nothing to do: stands in for the lane tasks of lif.h in the concept below.
 struct AnyLaneTask {
   using scalar_type = float;
   using acc_type = float;
@@ -22,18 +22,27 @@ struct AnyLaneTask {
   SNN_HD void run(int64_t /*b*/, int64_t /*n*/, const IO& /*io*/) const {}
 };
 
+// Stand-ins for the callables the launchers take (nvcc rejects lambdas in a requires-expression).
+struct AnyChunkFunction {
+  void operator()(int64_t /*b0*/, int64_t /*b1*/) const {}
+};
+struct AnyDtypeFunction {
+  template <class scalar_t>
+  void operator()(scalar_t /*tag*/) const {}
+};
+
 template <class L>
 concept Launcher = requires(const AnyLaneTask& task, int64_t b, int64_t n, at::Device device, at::Tensor& out,
-                            const at::Tensor& t) {
+                            const at::Tensor& t, AnyChunkFunction chunk, AnyDtypeFunction with_dtype) {
   // Runs `task` for every neuron n < N of the batch rows b0 <= b < b1; each call covers `steps`
   // time steps (a hint for the work per call).
   { L::run(task, b, b, n, n, device) } -> std::same_as<void>;
   // Calls f(b0, b1) over chunks covering the batch [0, B): the recurrent op's time loop runs
   // once per chunk (CPU: one chunk per thread, with no synchronisation between steps; CUDA and
   // its emulation: the whole batch, each step a launch over all of it).
-  { L::for_batch_chunks(b, [](int64_t, int64_t) {}) } -> std::same_as<void>;
+  { L::for_batch_chunks(b, chunk) } -> std::same_as<void>;
   // Calls f(scalar_t{}) for the storage type of the tensors (or raises for one it lacks).
-  { L::dispatch(at::kFloat, "op", [](auto) {}) } -> std::same_as<void>;
+  { L::dispatch(at::kFloat, "op", with_dtype) } -> std::same_as<void>;
   // out = spikes @ other: rows of spikes strided (unit column stride), other contiguous, rows of
   // out contiguous; single-threaded when called inside for_batch_chunks.
   { L::spike_matmul_out(out, t, t) } -> std::same_as<void>;
