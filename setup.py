@@ -122,6 +122,11 @@ def cuda_archs() -> str:
 NVCC_FLAGS = ["-O3", "-std=c++20", "--fmad=false", "-DSNNKERN_WITH_CUDA"]
 
 
+def cuda_sources() -> list:
+    """The CUDA backend: its kernel (.cu, nvcc) and its host side (.cpp, the C++ compiler)."""
+    return sorted(glob.glob("csrc/cuda/*.cu") + glob.glob("csrc/cuda/*.cpp"))
+
+
 def extension(cuda=None):
     """The extension to build; `cuda`: force the CUDA sources in or out (default: want_cuda())."""
     cuda = want_cuda() if cuda is None else cuda
@@ -137,7 +142,7 @@ def extension(cuda=None):
     # in the ninja file); ops.cpp turns it into a string.
     cxx += [f"-DSNNKERN_BUILD_INFO={info}"]
     if cuda:
-        sources += sorted(glob.glob("csrc/cuda/*.cu"))
+        sources += cuda_sources()
         cxx.append("-DSNNKERN_WITH_CUDA")
         return CUDAExtension("snnkern._C", sources, extra_compile_args={"cxx": cxx, "nvcc": NVCC_FLAGS},
                              extra_link_args=openmp_flags())

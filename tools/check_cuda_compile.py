@@ -1,7 +1,8 @@
-"""Compiles every CUDA source of snnkern without a GPU (and without a CUDA build of torch), with
-the very flags torch's extension builder passes to nvcc: the extension comes from setup.py's
-extension(), and torch.utils.cpp_extension.BuildExtension writes and runs the ninja build of its
-CUDA objects (in parallel, MAX_JOBS jobs); only the link is skipped.
+"""Compiles the CUDA backend of snnkern (csrc/cuda: the kernel with nvcc, its host side with the
+C++ compiler) without a GPU and without a CUDA build of torch, with the very flags torch's
+extension builder passes: the extension comes from setup.py's extension(), and
+torch.utils.cpp_extension.BuildExtension writes and runs the ninja build of its objects (in
+parallel, MAX_JOBS jobs); only the link is skipped.
 
     python tools/check_cuda_compile.py [ARCH ...]      # default: 8.0 9.0
 """
@@ -31,7 +32,7 @@ def main(archs: list[str]) -> int:
     if cpu_torch:  # a CPU wheel's builder does not look for CUDA at all
         builder.CUDA_HOME = os.environ["CUDA_HOME"]
     ext = build["extension"](cuda=True)
-    ext.sources = [s for s in ext.sources if s.endswith(".cu")]
+    ext.sources = build["cuda_sources"]()
 
     class CompileOnly(builder.BuildExtension):
         def build_extension(self, ext):

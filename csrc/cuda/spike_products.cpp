@@ -1,7 +1,7 @@
 // CUDA kernels of the products with spike trains (dense, cuBLAS).
 #include <torch/library.h>
 
-#include "launcher.cuh"
+#include "launcher.h"
 
 TORCH_LIBRARY_IMPL(snnkern, CUDA, m) {
   m.impl("spike_matmul", &snnkern::CudaOps::spike_matmul);

@@ -1,7 +1,7 @@
 // CUDA kernels of the feed-forward scans (lif, leaky).
 #include <torch/library.h>
 
-#include "launcher.cuh"
+#include "launcher.h"
 
 TORCH_LIBRARY_IMPL(snnkern, CUDA, m) {
   m.impl("lif_forward", &snnkern::CudaOps::lif_forward);

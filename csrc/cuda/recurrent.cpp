@@ -1,7 +1,7 @@
 // CUDA kernels of the recurrent LIF layer.
 #include <torch/library.h>
 
-#include "launcher.cuh"
+#include "launcher.h"
 
 TORCH_LIBRARY_IMPL(snnkern, CUDA, m) {
   m.impl("recurrent_lif_forward", &snnkern::CudaOps::recurrent_lif_forward);
