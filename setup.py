@@ -88,7 +88,7 @@ def cpu_has_avx2() -> bool:
 def cpu_flags() -> list:
     # No FMA contraction: the kernels then round exactly as torch's eager ops do, so spikes
     # match the reference bit for bit.
-    flags = ["-O3", "-std=c++20", "-ffp-contract=off"]
+    flags = ["-O3", "-std=c++20", "-ffp-contract=off", "-Wno-unknown-pragmas"]  # torch headers: #pragma unroll
     isa = os.environ.get("SNNKERN_CPU_ISA", "avx2" if cpu_has_avx2() else "generic")
     if isa == "avx2":
         # ATen's AVX2 vectors (with its SLEEF exp) for the SIMD lanes of the CPU kernels; F16C for

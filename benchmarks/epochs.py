@@ -30,7 +30,8 @@ for path in (ROOT, HERE):
 import torch  # noqa: E402
 
 import snnkern  # noqa: E402
-from run import device_name, device_slug, environment_basics  # noqa: E402
+from device import device_name, device_slug  # noqa: E402
+from run import environment_basics  # noqa: E402
 from snnkern.train import MODELS, TrainConfig, make_task  # noqa: E402
 
 
@@ -59,11 +60,19 @@ def markdown(env: dict, rows) -> str:
              f"- date {env['date']}, torch {env['torch']}, snnkern {env['snnkern']}, threads {env['threads']}",
              f"- medians of {env['repeats']} epochs of each after one warm-up epoch, alternating snnkern and naive",
              "- epoch = training pass over all training batches (data, forward, loss, backward, Adam)", "",
+             *([f"- INTERRUPTED: {env['interrupted']}", ""] if env.get("interrupted") else []),
              "| model | epoch | snnkern s/epoch | seed loop s/epoch | speedup |", "| --- | --- | ---: | ---: | ---: |"]
     for r in rows:
         lines.append(f"| {r['model']} | {r['epoch']} | {r['snnkern_s']:.3f} | {r['naive_s']:.3f} | "
                      f"{r['speedup']:.1f}x |")
     return "\n".join(lines) + "\n"
+
+
+def write(path: str, env: dict, rows) -> None:
+    with open(path, "w") as f:
+        json.dump({"environment": env, "rows": rows}, f, indent=1)
+    with open(os.path.splitext(path)[0] + ".md", "w") as f:
+        f.write(markdown(env, rows))
 
 
 def main(argv=None) -> int:
@@ -80,24 +89,26 @@ def main(argv=None) -> int:
     snnkern.tune_cpu_allocator()
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    name = device_name(device)
+    name = device_name(device.type)
     env = dict(environment_basics(device, name), repeats=args.repeats, quick=args.quick)
-    rows = []
-    with tempfile.TemporaryDirectory() as workdir:
-        for model in args.model or MODELS:
-            row = time_model(model, args, workdir)
-            rows.append(row)
-            print(f"{model:13s} snnkern {row['snnkern_s']:.3f} s/epoch, seed loop {row['naive_s']:.3f} s/epoch, "
-                  f"speedup {row['speedup']:.1f}x", flush=True)
-    path = args.json or os.path.join(HERE, "results", device_slug(name, device) + ("-quick" if args.quick else ""),
+    path = args.json or os.path.join(HERE, "results", device_slug(name, device.type) + ("-quick" if args.quick else ""),
                                      "epochs.json")
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path, "w") as f:
-        json.dump({"environment": env, "rows": rows}, f, indent=1)
-    with open(os.path.splitext(path)[0] + ".md", "w") as f:
-        f.write(markdown(env, rows))
+    rows = []
+    try:
+        with tempfile.TemporaryDirectory() as workdir:
+            for model in args.model or MODELS:
+                row = time_model(model, args, workdir)
+                rows.append(row)
+                print(f"{model:13s} snnkern {row['snnkern_s']:.3f} s/epoch, seed loop {row['naive_s']:.3f} s/epoch, "
+                      f"speedup {row['speedup']:.1f}x", flush=True)
+                write(path, env, rows)  # after every model: a run stopped from outside keeps what it timed
+    except KeyboardInterrupt:
+        env["interrupted"] = f"stopped from outside after {len(rows)} model(s)"
+        print(f"interrupted: writing the {len(rows)} model(s) timed so far", flush=True)
+    write(path, env, rows)
     print(f"wrote {path}")
-    return 0
+    return 1 if env.get("interrupted") else 0
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import math
-import os
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional
 
@@ -66,7 +65,14 @@ def peer_version(name: str) -> Optional[str]:
         module = importlib.import_module(name)
     except Exception:  # noqa: BLE001 - any import failure means "not available"
         return None
-    return getattr(module, "__version__", "unknown")
+    version = getattr(module, "__version__", None)
+    if version is None:  # SpikingJelly 2 has no __version__
+        try:
+            from importlib import metadata
+            version = metadata.version(name)
+        except Exception:  # noqa: BLE001
+            version = "unknown"
+    return str(version)
 
 
 def _import_peer(name: str):
@@ -101,7 +107,40 @@ def _snntorch_loop(x, alpha, surrogate_name):
     return run
 
 
-def _spikingjelly_module(alpha, device):
+# SpikingJelly 2 runs its LIF as one registered op (sj_lif) with several CUDA providers: "cuda" (native
+# CUDA C++, only when built from source: tools/gpu_check.sh builds it from the sdist in .gpu-wheels/),
+# "triton", and "torch" (the reference). It has no cupy backend any more. Each GPU provider is its own row.
+SJ_GPU_PROVIDERS = {"spikingjelly-cuda": "cuda", "spikingjelly-triton": "triton"}
+
+
+def _sj_bind_provider(provider: str, device) -> str:
+    """Binds SpikingJelly 2's LIF op to ``provider`` ('auto' = its own choice, 'cuda', 'triton') and returns
+    the provider that will run. SpikingJelly reads SJ_LIF_CUDA_IMPLEMENTATION once, at import; this sets
+    the same choice on the op's (private) selection object and drops the provider it had cached."""
+    try:
+        from spikingjelly._ops import lif as sj_lif_ops
+        from spikingjelly.activation_based.functional.neuron import neuron_implementation
+        selection = sj_lif_ops._selection
+        selection._requested = provider
+        selection._selections.clear()
+        selection._compiled_selections.clear()
+    except Exception as error:  # noqa: BLE001 - another SpikingJelly version
+        if provider == "auto":
+            return "automatic"
+        raise Skip(f"cannot pick SpikingJelly's {provider!r} LIF provider in this version "
+                   f"({type(error).__name__}: {error})") from None
+    if device.type != "cuda":
+        return "CPU provider"
+    try:
+        info = neuron_implementation("lif", device)
+    except Exception as error:  # noqa: BLE001 - the forced provider is not there
+        raise Skip(f"SpikingJelly LIF provider {provider!r} unavailable: {str(error)[:300]}") from None
+    if provider != "auto" and info["implementation"] != provider:
+        raise Skip(f"SpikingJelly ran {info['implementation']!r} instead of {provider!r}: {info['unavailable']}")
+    return info["implementation"]
+
+
+def _spikingjelly_module(alpha, device, provider: str = "auto"):
     _import_peer("spikingjelly")
     try:
         from spikingjelly.activation_based import functional, neuron, surrogate
@@ -115,10 +154,14 @@ def _spikingjelly_module(alpha, device):
         if device.type == "cuda" and importlib.util.find_spec("cupy") is not None:
             backend = "cupy"
         node = neuron.LIFNode(backend=backend, **kwargs).to(device)
+        if provider != "auto":
+            raise Skip(f"SpikingJelly {getattr(_import_peer('spikingjelly'), '__version__', '< 2')} has no "
+                       f"{provider!r} LIF provider (backend={backend!r} is in the 'spikingjelly' row)")
     except TypeError:  # SpikingJelly >= 2: one registered op (sj_lif) that picks its provider itself
+        bound = _sj_bind_provider(provider, device)
         node = neuron.LIFNode(**kwargs).to(device)
-        backend = ("sj_lif op, CPU provider" if device.type == "cpu" else
-                   "sj_lif op, CUDA provider " + os.environ.get("SJ_LIF_CUDA_IMPLEMENTATION", "(automatic)"))
+        backend = (f"sj_lif op, {bound}" if device.type == "cpu" else
+                   f"sj_lif op, CUDA provider {bound}" + (" (its automatic choice)" if provider == "auto" else ""))
 
     def run(inp):
         functional.reset_net(node)
@@ -192,8 +235,10 @@ def scan_impl(impl: str, x: torch.Tensor, alpha: float, linear: Optional[torch.n
         run = _snntorch_loop(x, alpha, "sigmoid")
         return Workload(wrap(run), params, LIFConfig("update_first", "subtract", True, Sigmoid(5.0)),
                         note=SNNTORCH_NOTE)
-    if impl == "spikingjelly":
-        run, backend = _spikingjelly_module(alpha, device)
+    if impl == "spikingjelly" or impl in SJ_GPU_PROVIDERS:
+        if impl in SJ_GPU_PROVIDERS and device.type != "cuda":
+            raise Skip("SpikingJelly's GPU providers run on CUDA devices only")
+        run, backend = _spikingjelly_module(alpha, device, SJ_GPU_PROVIDERS.get(impl, "auto"))
         return Workload(wrap(run), params, LIFConfig("update_first", "zero", False, Sigmoid(5.0)), exact=False,
                         note=f"backend={backend}; " + SJ_NOTE)
     if impl == "norse":
@@ -204,7 +249,7 @@ def scan_impl(impl: str, x: torch.Tensor, alpha: float, linear: Optional[torch.n
 
 
 SCAN_IMPLS = ["naive", "reference", "fused", "torch.compile", "snntorch", "fused@snntorch", "spikingjelly",
-              "fused@sj", "norse"]
+              "spikingjelly-cuda", "spikingjelly-triton", "fused@sj", "norse"]
 
 
 # --------------------------------------------------------------------------------------------

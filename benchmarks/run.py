@@ -35,6 +35,7 @@ import torch  # noqa: E402
 
 import snnkern  # noqa: E402
 import impls  # noqa: E402
+from device import device_name, device_slug  # noqa: E402
 from impls import Skip, Workload  # noqa: E402
 
 # Peak memory bandwidth (GB/s) of known accelerators, by a substring of the device name.
@@ -46,25 +47,6 @@ GPU_BANDWIDTH_GBS = {"H200": 4800.0, "H100 SXM": 3350.0, "H100 PCIe": 2000.0, "H
 # Device description
 # --------------------------------------------------------------------------------------------
 
-def device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def device_slug(name: str, device: torch.device) -> str:
-    slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
-    slug = re.sub(r"-(cpu|processor)(-|$)", r"\2", slug)
-    return (f"cpu-{slug}" if device.type == "cpu" else f"cuda-{slug}")[:60].strip("-")
-
-
 def measure_cpu_bandwidth(nbytes: int = 256 << 20, repeats: int = 5) -> float:
     """GB/s of a large float32 copy (read + write counted), median of ``repeats``."""
     src = torch.ones(nbytes // 4)
@@ -75,6 +57,24 @@ def measure_cpu_bandwidth(nbytes: int = 256 << 20, repeats: int = 5) -> float:
         t0 = time.perf_counter()
         dst.copy_(src)
         times.append(time.perf_counter() - t0)
+    return 2 * nbytes / statistics.median(times) / 1e9
+
+
+def measure_cuda_bandwidth(device: torch.device, nbytes: int = 1 << 30, repeats: int = 10) -> float:
+    """GB/s of a device-to-device float32 copy (read + write counted), median of ``repeats`` (CUDA events)."""
+    src = torch.ones(nbytes // 4, device=device)
+    dst = torch.empty_like(src)
+    dst.copy_(src)
+    times = []
+    for _ in range(repeats):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        dst.copy_(src)
+        end.record()
+        torch.cuda.synchronize(device)
+        times.append(start.elapsed_time(end) * 1e-3)
+    del src, dst
+    torch.cuda.empty_cache()
     return 2 * nbytes / statistics.median(times) / 1e9
 
 
@@ -105,9 +105,29 @@ class Case:
     kind: str = "scan"       # scan | train | recurrent
 
 
+_DATA: Dict[tuple, object] = {}
+
+
+def _cached(key, make):
+    """CPU data of the cases being run, made once for all their implementations and checks (on a GPU
+    the large cases' random inputs took longer to draw on the host than the rows took to time)."""
+    if key not in _DATA:
+        if len(_DATA) >= 4:
+            _DATA.clear()
+        _DATA[key] = make()
+    return _DATA[key]
+
+
+def _on(t: torch.Tensor, device) -> torch.Tensor:
+    """A fresh copy of cached host data on ``device``."""
+    return t.clone() if device.type == "cpu" else t.to(device)
+
+
 def _randn(shape, seed, device, scale=1.0, shift=0.0):
-    gen = torch.Generator().manual_seed(seed)
-    return (torch.randn(*shape, generator=gen) * scale + shift).to(device)
+    def make():
+        gen = torch.Generator().manual_seed(seed)
+        return torch.randn(*shape, generator=gen) * scale + shift
+    return _on(_cached(("randn", tuple(shape), seed, scale, shift), make), device)
 
 
 def scan_case(b, t, n, quick=False) -> Case:
@@ -123,13 +143,18 @@ def scan_case(b, t, n, quick=False) -> Case:
 def on_bench_case(b, t, n) -> Case:
     alpha = snnkern.decay(20e-3, 1e-3)
 
-    def build(impl, device):
+    def make():
         gen = torch.Generator().manual_seed(2)
-        x = (torch.rand(b, t, n, generator=gen) < 0.2).float().to(device).requires_grad_()
-        linear = torch.nn.Linear(n, n, bias=False)
+        x = (torch.rand(b, t, n, generator=gen) < 0.2).float()
+        return x, torch.randn(n, n, generator=gen) * (1.2 / math.sqrt(0.2 * n))
+
+    def build(impl, device):
+        x_host, w_host = _cached(("linear+lif", b, t, n), make)
+        x = _on(x_host, device).requires_grad_()
+        linear = torch.nn.Linear(n, n, bias=False, device=device)
         with torch.no_grad():
-            linear.weight.copy_(torch.randn(n, n, generator=gen) * (1.2 / math.sqrt(0.2 * n)))
-        return impls.scan_impl(impl, x, alpha, linear.to(device))
+            linear.weight.copy_(w_host)
+        return impls.scan_impl(impl, x, alpha, linear)
     return Case(f"linear+lif B{b} T{t} n{n}", "Linear(n,n)+LIF (Open Neuromorphic)", f"B{b} T{t} n{n}", n,
                 impls.SCAN_IMPLS, build)
 
@@ -160,7 +185,10 @@ def all_cases(device: torch.device, quick: bool) -> List[Case]:
                 training_case("dale", 4, 20, 200, 12, 0.1), training_case("shd", 4, 20, 700, 20, 0.02),
                 recurrent_case(4, 20, 700, 128)]
     on_sizes = (4096, 8192, 16384) if device.type == "cuda" else (512, 1024, 2048)
-    return ([scan_case(64, 100, 100), scan_case(256, 100, 128)]
+    # On a GPU the seed shapes take microseconds (launch-bound); B256 T100 N4096 (105M elements,
+    # 2.5 GB of minimum traffic) is where the scan's time can be held against the memory bandwidth.
+    big_scan = [scan_case(256, 100, 4096)] if device.type == "cuda" else []
+    return ([scan_case(64, 100, 100), scan_case(256, 100, 128)] + big_scan
             + [on_bench_case(16, 500, n) for n in on_sizes]
             + [training_case("ipd", 64, 100, 200, 12, 0.1), training_case("dale", 64, 100, 200, 12, 0.1),
                training_case("shd", 256, 100, 700, 20, 0.02)]
@@ -188,13 +216,20 @@ class Timer:
         return result, (time.perf_counter() - t0) * 1e3
 
 
+_READOUT: Dict[tuple, torch.Tensor] = {}
+
+
 def _loss(out: torch.Tensor, kind: str) -> torch.Tensor:
     if kind == "train":
         return out
-    # A fixed pseudo-random readout so that every spike gets its own upstream gradient.
-    gen = torch.Generator().manual_seed(5)
-    g = torch.randn(out.shape, generator=gen).to(out.device, out.dtype)
-    return (out * g).sum()
+    # A fixed pseudo-random readout so that every spike gets its own upstream gradient (drawn once
+    # per shape: it is outside the timed region, but drawing 10^8 numbers on the host takes seconds).
+    key = (tuple(out.shape), str(out.device), out.dtype)
+    if key not in _READOUT:
+        _READOUT.clear()
+        gen = torch.Generator().manual_seed(5)
+        _READOUT[key] = torch.randn(out.shape, generator=gen).to(out.device, out.dtype)
+    return (out * _READOUT[key]).sum()
 
 
 def _zero(w: Workload):
@@ -441,12 +476,18 @@ def environment_basics(device, name) -> Dict[str, object]:
 
 def environment(device, name, bandwidth, bw_source, args) -> Dict[str, object]:
     peers = {p: impls.peer_version(p) for p in ("snntorch", "spikingjelly", "norse")}
-    return {
+    env = {
         **environment_basics(device, name),
         "bandwidth_gbs": bandwidth, "bandwidth_source": bw_source, "peers": peers, "quick": bool(args.quick),
         "timing": ("CUDA events" if device.type == "cuda" else "time.perf_counter")
         + f", median of {args.repeats} after {args.warmup} warm-up",
     }
+    if device.type == "cuda":
+        env["torch_cuda"] = torch.version.cuda
+        env["snnkern_cuda"] = snnkern.compiled_with_cuda()
+        env["capability"] = "{}.{}".format(*torch.cuda.get_device_capability(device))
+        env["measured_copy_gbs"] = measure_cuda_bandwidth(device, 64 << 20 if args.quick else 1 << 30)
+    return env
 
 
 def main(argv=None):
@@ -464,7 +505,10 @@ def main(argv=None):
     p.add_argument("--compile-timeout", type=float, default=120.0, help="seconds per torch.compile row")
     p.add_argument("--compile-budget", type=float, default=300.0, help="total seconds for torch.compile rows")
     p.add_argument("--compile-all", action="store_true",
-                   help="also torch.compile the 500-step Linear+LIF loop on CPU (many minutes)")
+                   help="also torch.compile the 500-step Linear+LIF loop (many minutes)")
+    p.add_argument("--deadline-s", type=float, default=0.0,
+                   help="wall-clock budget of the whole run in seconds (0: none); rows not started by then are "
+                        "reported as skipped, torch.compile rows (run last) get what is left")
     p.add_argument("--no-check", action="store_true", help="skip the agreement checks")
     p.add_argument("--no-plot", action="store_true")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
@@ -478,7 +522,7 @@ def main(argv=None):
         snnkern.tune_cpu_allocator()
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    name = device_name(device)
+    name = device_name(device.type)
     cases = all_cases(device, args.quick)
     if args.case_exact:
         cases = [c for c in cases if c.name == args.case_exact]
@@ -496,42 +540,64 @@ def main(argv=None):
     print("snnTorch default Leaky vs snnkern:", env["snntorch_default_leaky_check"], flush=True)
     print(f"# {name} | torch {env['torch']} | snnkern {env['snnkern']} | threads {env['threads']} | "
           f"bandwidth {bandwidth and round(bandwidth, 1)} GB/s ({bw_source})", flush=True)
-    rows = []
-    compile_spent, compile_dead = 0.0, set()
-    for case in cases:
-        for impl in select(case.impl_names, args.impl, str):
-            if impl == "torch.compile":
-                if args.quick:
-                    row = {"case": case.name, "family": case.family, "implementation": impl, "shape": case.shape,
-                           "size": case.size, "status": "skipped", "reason": "not run in --quick (compiles take minutes)"}
-                elif device.type == "cpu" and case.family.startswith("Linear") and not args.compile_all:
-                    row = {"case": case.name, "family": case.family, "implementation": impl, "shape": case.shape,
-                           "size": case.size, "status": "skipped",
-                           "reason": "not attempted on CPU: inductor takes many minutes on the 500-step unrolled "
-                                     "loop (pass --compile-all)"}
-                elif case.family in compile_dead or compile_spent >= args.compile_budget:
-                    why = "an earlier size of this case timed out" if case.family in compile_dead \
-                        else f"torch.compile time budget ({args.compile_budget:.0f} s) used up"
-                    row = {"case": case.name, "family": case.family, "implementation": impl, "shape": case.shape,
-                           "size": case.size, "status": "skipped", "reason": why}
-                else:
-                    t0 = time.perf_counter()
-                    timeout = min(args.compile_timeout, max(args.compile_budget - compile_spent, 30.0))
-                    row = bench_in_subprocess(case, impl, args, timeout)
-                    compile_spent += time.perf_counter() - t0
-                    if row.get("status") != "ok":
-                        compile_dead.add(case.family)
-            else:
-                row = bench_one(case, impl, device, args, bandwidth)
-            rows.append(row)
-            print(format_row(row), flush=True)
-    add_speedups(rows)
-
-    path = args.json or os.path.join(HERE, "results", device_slug(name, device) + ("-quick" if args.quick else ""),
+    path = args.json or os.path.join(HERE, "results", device_slug(name, device.type) + ("-quick" if args.quick else ""),
                                      "results.json")
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path, "w") as f:
-        json.dump({"environment": env, "rows": rows}, f, indent=1)
+    order = [(case, impl) for case in cases for impl in select(case.impl_names, args.impl, str)]
+    done: Dict[tuple, Dict[str, object]] = {}
+    started = time.perf_counter()
+
+    def time_left() -> float:
+        return args.deadline_s - (time.perf_counter() - started) if args.deadline_s > 0 else math.inf
+
+    def skipped(case, impl, reason):
+        return {"case": case.name, "family": case.family, "implementation": impl, "shape": case.shape,
+                "size": case.size, "status": "skipped", "reason": reason}
+
+    def record(case, impl, row):
+        done[(case.name, impl)] = row
+        print(format_row(row), flush=True)
+        # after every row, so that a run stopped from outside still leaves what it measured
+        write_json(path, env, [done[(c.name, i)] for c, i in order if (c.name, i) in done])
+
+    out_of_time = f"run time budget (--deadline-s {args.deadline_s:.0f}) used up before this row"
+    try:
+        for case, impl in order:  # torch.compile rows last: their compiles take the longest and are cut first
+            if impl != "torch.compile":
+                record(case, impl, bench_one(case, impl, device, args, bandwidth) if time_left() > 0
+                       else skipped(case, impl, out_of_time))
+        compile_spent, compile_dead = 0.0, set()
+        # the smallest case of every family first, then the larger sizes: a budget that runs out
+        # leaves one torch.compile row in each family rather than all sizes of the first ones
+        rank = {c.name: [d.name for d in cases if d.family == c.family].index(c.name) for c in cases}
+        for case, impl in sorted(order, key=lambda ci: rank[ci[0].name]):
+            if impl != "torch.compile":
+                continue
+            if args.quick:
+                row = skipped(case, impl, "not run in --quick (compiles take minutes)")
+            elif case.family.startswith("Linear") and not args.compile_all:
+                row = skipped(case, impl, "not attempted: inductor takes many minutes on the 500-step unrolled "
+                                          "loop (pass --compile-all)")
+            elif case.family in compile_dead or compile_spent >= args.compile_budget:
+                row = skipped(case, impl, "an earlier size of this case timed out" if case.family in compile_dead
+                              else f"torch.compile time budget ({args.compile_budget:.0f} s) used up")
+            elif time_left() < 30:
+                row = skipped(case, impl, out_of_time)
+            else:
+                t0 = time.perf_counter()
+                timeout = min(args.compile_timeout, max(args.compile_budget - compile_spent, 30.0), time_left())
+                row = bench_in_subprocess(case, impl, args, timeout)
+                compile_spent += time.perf_counter() - t0
+                if row.get("status") != "ok":
+                    compile_dead.add(case.family)
+            record(case, impl, row)
+    except KeyboardInterrupt:
+        env["interrupted"] = (f"stopped from outside {time.perf_counter() - started:.0f} s into the rows; "
+                             "rows not run are missing")
+        print(f"interrupted: writing the {len(done)} rows measured so far", flush=True)
+    rows = [done[(c.name, i)] for c, i in order if (c.name, i) in done]
+    add_speedups(rows)
+    write_json(path, env, rows)
     md = markdown(env, rows)
     with open(os.path.join(os.path.dirname(os.path.abspath(path)), "results.md"), "w") as f:
         f.write(md)
@@ -542,7 +608,14 @@ def main(argv=None):
             print(f"plot skipped: {error}")
     print(f"wrote {path}")
     errors = [r for r in rows if r.get("status") == "error"]
-    return 1 if errors else 0
+    return 1 if errors or env.get("interrupted") else 0
+
+
+def write_json(path, env, rows):
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump({"environment": env, "rows": rows}, f, indent=1)
+    os.replace(tmp, path)
 
 
 def add_speedups(rows):
@@ -575,12 +648,15 @@ def markdown(env, rows) -> str:
              f"- date {env['date']}, torch {env['torch']}, snnkern {env['snnkern']} (compiled extension: "
              f"{env['snnkern_compiled']}), python {env['python']}",
              f"- threads {env['threads']} of {env['cpu_count']} cores; timing: {env['timing']}",
-             f"- memory bandwidth {_fmt(env['bandwidth_gbs'], 1)} GB/s ({env['bandwidth_source']})",
+             f"- memory bandwidth {_fmt(env['bandwidth_gbs'], 1)} GB/s ({env['bandwidth_source']})"
+             + (f"; a device-to-device copy measured {_fmt(env['measured_copy_gbs'], 0)} GB/s (read+write)"
+                if env.get("measured_copy_gbs") else ""),
              "- peers: " + ", ".join(f"{k} {v or 'not installed'}" for k, v in env["peers"].items()),
              "- memory: " + ("torch.cuda.max_memory_allocated" if env["device_type"] == "cuda"
                              else "bytes of the tensors autograd saves for backward (unique storages)"),
              "- agrees: spikes and gradients against snnkern.reference_ops configured as the same neuron "
              "(recurrent/training rows: against the naive seed loop); 'approx' = closest-match neuron, see note",
+             *([f"- INTERRUPTED: {env['interrupted']}"] if env.get("interrupted") else []),
              "", "| case | implementation | forward ms | backward ms | total ms | speedup vs naive | memory MiB | "
                  "GB/s (% peak) | agrees | spike mismatch | grad rel err | note |",
              "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | --- |"]
