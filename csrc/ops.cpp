@@ -21,10 +21,13 @@ TORCH_LIBRARY(snnkern, m) {
   m.def("lif_backward(Tensor? grad_spikes, Tensor? grad_membrane, Tensor? grad_state, Tensor pre_reset, "
         "Tensor spikes, Tensor alpha, Tensor? alpha_syn, Tensor state, float threshold, int ordering, int reset, "
         "bool detach_reset, int surrogate, float surrogate_param) -> (Tensor, Tensor, Tensor, Tensor)");
-  // Non-spiking leaky integrator: returns the membrane after each step and the final state.
-  m.def("leaky_forward(Tensor x, Tensor alpha, Tensor? alpha_syn, Tensor state) -> (Tensor, Tensor)");
-  m.def("leaky_backward(Tensor? grad_membrane, Tensor? grad_state, Tensor membrane, Tensor alpha, "
-        "Tensor? alpha_syn, Tensor state) -> (Tensor, Tensor, Tensor, Tensor)");
+  // Non-spiking leaky integrator: returns the membrane after each step, the final state and the
+  // membrane in the accumulate type, saved for backward (empty unless save_for_backward).
+  m.def("leaky_forward(Tensor x, Tensor alpha, Tensor? alpha_syn, Tensor state, bool save_for_backward) "
+        "-> (Tensor, Tensor, Tensor)");
+  // Returns grad_x (of dtype `dtype`, the dtype of x), grad_alpha, grad_alpha_syn, grad_state.
+  m.def("leaky_backward(Tensor? grad_membrane, Tensor? grad_state, Tensor saved_membrane, Tensor alpha, "
+        "Tensor? alpha_syn, Tensor state, ScalarType dtype) -> (Tensor, Tensor, Tensor, Tensor)");
   // Recurrent LIF layer: the input of step t is x_t + spikes_{t-1} weight^T (weight [N, N],
   // [out, in]), with spikes_{-1} = spikes0 [B, N]. Outputs as lif_forward.
   m.def("recurrent_lif_forward(Tensor x, Tensor weight, Tensor alpha, Tensor? alpha_syn, Tensor state, "

@@ -3,10 +3,11 @@
 Every public entry point calls ``prepare_lif_args`` or ``prepare_leaky_args`` so that bad
 input gets the same clear error whichever backend runs.
 """
+
 from __future__ import annotations
 
 import math
-from typing import NamedTuple, Optional, Union
+from typing import NamedTuple
 
 import torch
 
@@ -22,7 +23,7 @@ STATE_ROWS = ("v", "i", "w")
 STATE_V, STATE_I, STATE_W = (STATE_ROWS.index(row) for row in ("v", "i", "w"))
 STATE_SIZE = len(STATE_ROWS)
 
-Decay = Union[float, torch.Tensor]
+Decay = float | torch.Tensor
 
 
 def decay(tau: float, dt: float) -> float:
@@ -35,9 +36,9 @@ def decay(tau: float, dt: float) -> float:
 
 class LIFArgs(NamedTuple):
     x: torch.Tensor
-    alpha: torch.Tensor          # [N], accumulate dtype (float64 for float64 x, else float32)
-    alpha_syn: Optional[torch.Tensor]
-    state: torch.Tensor          # [STATE_SIZE, B, N], accumulate dtype
+    alpha: torch.Tensor  # [N], accumulate dtype (float64 for float64 x, else float32)
+    alpha_syn: torch.Tensor | None
+    state: torch.Tensor  # [STATE_SIZE, B, N], accumulate dtype
     threshold: float
     ordering: str
     reset: str
@@ -55,10 +56,12 @@ def _check_input(x: torch.Tensor, name: str = "x") -> None:
 
 
 def _check_beside(t: torch.Tensor, name: str, x: torch.Tensor, same_dtype: bool = True) -> None:
-    """``t`` must be on the device of ``x`` (and, with same_dtype, have its dtype)."""
+    """``t`` must be on the device of ``x`` (and, with same_dtype, have its dtype, unless autocast
+    is on for that device: the ops' autocast rules then cast both)."""
     if t.device != x.device:
         raise ValueError(f"{name} is on {t.device} but x is on {x.device}; put both on one device")
-    if same_dtype and t.dtype != x.dtype:
+    autocast = x.device.type in ("cpu", "cuda") and torch.is_autocast_enabled(x.device.type)
+    if same_dtype and t.dtype != x.dtype and not (autocast and t.is_floating_point()):
         raise ValueError(f"{name} has dtype {t.dtype}, expected the dtype of x, {x.dtype}")
 
 
@@ -92,15 +95,17 @@ def _as_decay(value: Decay, name: str, x: torch.Tensor) -> torch.Tensor:
     return torch.full((n,), float(value), dtype=accumulate_dtype(x.dtype), device=x.device)
 
 
-def _as_state(state: Optional[torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+def _as_state(state: torch.Tensor | None, x: torch.Tensor) -> torch.Tensor:
     b, _, n = x.shape
     if state is None:
         return x.new_zeros(STATE_SIZE, b, n, dtype=accumulate_dtype(x.dtype))
     if not isinstance(state, torch.Tensor):
         raise TypeError(f"state must be a torch.Tensor, got {type(state).__name__}")
     if tuple(state.shape) != (STATE_SIZE, b, n):
-        raise ValueError(f"state must have shape [{STATE_SIZE}, batch, neurons] = [{STATE_SIZE}, {b}, {n}] "
-                         f"(as returned by a previous call), got shape {tuple(state.shape)}")
+        raise ValueError(
+            f"state must have shape [{STATE_SIZE}, batch, neurons] = [{STATE_SIZE}, {b}, {n}] "
+            f"(as returned by a previous call), got shape {tuple(state.shape)}"
+        )
     _check_beside(state, "state", x, same_dtype=False)
     if not state.is_floating_point():
         raise ValueError(f"state must be a floating-point tensor, got dtype {state.dtype}")
@@ -113,7 +118,17 @@ def _check_positive(value: float, name: str) -> float:
     return float(value)
 
 
-def prepare_lif_args(x, alpha, alpha_syn, state, threshold, ordering, reset, detach_reset, surrogate) -> LIFArgs:
+def prepare_lif_args(
+    x: torch.Tensor,
+    alpha: Decay,
+    alpha_syn: Decay | None,
+    state: torch.Tensor | None,
+    threshold: float,
+    ordering: str,
+    reset: str,
+    detach_reset: bool,
+    surrogate: Surrogate,
+) -> LIFArgs:
     _check_input(x)
     if ordering not in ORDERINGS:
         raise ValueError(f"ordering must be one of {sorted(ORDERINGS)}, got {ordering!r}")
@@ -134,42 +149,65 @@ def prepare_lif_args(x, alpha, alpha_syn, state, threshold, ordering, reset, det
     )
 
 
-def prepare_leaky_args(x, alpha, alpha_syn, state):
+def prepare_leaky_args(
+    x: torch.Tensor, alpha: Decay, alpha_syn: Decay | None, state: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor]:
+    """Checks of :func:`snnkern.leaky`; returns (x, alpha, alpha_syn, state) as the op takes them."""
     _check_input(x)
-    return (x, _as_decay(alpha, "alpha", x),
-            None if alpha_syn is None else _as_decay(alpha_syn, "alpha_syn", x),
-            _as_state(state, x))
+    return (
+        x,
+        _as_decay(alpha, "alpha", x),
+        None if alpha_syn is None else _as_decay(alpha_syn, "alpha_syn", x),
+        _as_state(state, x),
+    )
 
 
 class RecurrentArgs(NamedTuple):
     lif: LIFArgs
-    weight: torch.Tensor         # [N, N]
-    spikes: torch.Tensor         # [B, N], the spikes of the step before the first
+    weight: torch.Tensor  # [N, N]
+    spikes: torch.Tensor  # [B, N], the spikes of the step before the first
 
 
-def prepare_recurrent_args(x, weight, spikes, alpha, alpha_syn, state, threshold, ordering, reset, detach_reset,
-                           surrogate) -> RecurrentArgs:
+def prepare_recurrent_args(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    spikes: torch.Tensor | None,
+    alpha: Decay,
+    alpha_syn: Decay | None,
+    state: torch.Tensor | None,
+    threshold: float,
+    ordering: str,
+    reset: str,
+    detach_reset: bool,
+    surrogate: Surrogate,
+) -> RecurrentArgs:
     a = prepare_lif_args(x, alpha, alpha_syn, state, threshold, ordering, reset, detach_reset, surrogate)
     b, _, n = x.shape
     if not isinstance(weight, torch.Tensor):
         raise TypeError(f"weight must be a torch.Tensor of shape [neurons, neurons], got {type(weight).__name__}")
     if tuple(weight.shape) != (n, n):
-        raise ValueError(f"weight must have shape [neurons, neurons] = [{n}, {n}] ([out, in], as "
-                         f"torch.nn.Linear), got shape {tuple(weight.shape)}")
+        raise ValueError(
+            f"weight must have shape [neurons, neurons] = [{n}, {n}] ([out, in], as "
+            f"torch.nn.Linear), got shape {tuple(weight.shape)}"
+        )
     _check_beside(weight, "weight", x)
     if spikes is None:
         spikes = x.new_zeros(b, n)
     elif not isinstance(spikes, torch.Tensor):
         raise TypeError(f"spikes must be a torch.Tensor of shape [batch, neurons], got {type(spikes).__name__}")
     elif tuple(spikes.shape) != (b, n):
-        raise ValueError(f"spikes (those of the step before the first) must have shape [batch, neurons] = "
-                         f"[{b}, {n}], got shape {tuple(spikes.shape)}")
+        raise ValueError(
+            f"spikes (those of the step before the first) must have shape [batch, neurons] = "
+            f"[{b}, {n}], got shape {tuple(spikes.shape)}"
+        )
     else:
         _check_beside(spikes, "spikes", x, same_dtype=False)
     return RecurrentArgs(a, weight, spikes.to(x.dtype))
 
 
-def prepare_spike_linear_args(x, weight, bias):
+def prepare_spike_linear_args(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """Checks of :func:`snnkern.spike_linear`; returns (x as [rows, in_features], weight, bias)."""
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"x must be a torch.Tensor [..., in_features], got {type(x).__name__}")
@@ -180,8 +218,10 @@ def prepare_spike_linear_args(x, weight, bias):
     if not x.is_floating_point():
         raise ValueError(f"x must be floating point (spikes as 0/1 values), got dtype {x.dtype}")
     if weight.dim() != 2 or weight.shape[1] != x.shape[-1]:
-        raise ValueError(f"weight must have shape [out_features, in_features] = [*, {x.shape[-1]}] to match the "
-                         f"last dimension of x, got shape {tuple(weight.shape)}")
+        raise ValueError(
+            f"weight must have shape [out_features, in_features] = [*, {x.shape[-1]}] to match the "
+            f"last dimension of x, got shape {tuple(weight.shape)}"
+        )
     _check_beside(weight, "weight", x)
     if bias is not None:
         if not isinstance(bias, torch.Tensor):

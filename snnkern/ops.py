@@ -5,27 +5,36 @@ The op schemas live in ``csrc/ops.cpp`` (one TORCH_LIBRARY), the kernels in ``cs
 ``torch.library.register_autograd`` and every op a fake kernel, so that
 ``torch.compile(fullgraph=True)`` traces through them.
 """
+
 from __future__ import annotations
 
 import itertools
 import os
-from typing import Optional
+from typing import Any
 
 import torch
 
 from . import reference_ops
-from ._checks import (Decay, LIFArgs, accumulate_dtype, prepare_leaky_args, prepare_lif_args, prepare_recurrent_args,
-                      prepare_spike_linear_args)
+from ._checks import (
+    Decay,
+    LIFArgs,
+    accumulate_dtype,
+    prepare_leaky_args,
+    prepare_lif_args,
+    prepare_recurrent_args,
+    prepare_spike_linear_args,
+)
 from ._types import LeakyResult, LIFResult
 from .surrogate import Sigmoid, Surrogate
 
+_C_ERROR: ImportError | None = None
 try:
-    from . import _C  # noqa: F401  (loading it registers the torch.ops.snnkern ops)
+    from . import _C
 except ImportError as error:  # pragma: no cover - exercised only without a build
-    _C = None
+    # _C keeps the type of the module (its stub, _C.pyi) for the code that runs only with a
+    # build; None says there is none, and every entry point checks for it first.
+    _C = None  # type: ignore[assignment]
     _C_ERROR = error
-else:
-    _C_ERROR = None
 
 BACKENDS = ("compiled", "reference")
 DEFAULT_BACKEND = os.environ.get("SNNKERN_BACKEND", "compiled")
@@ -35,7 +44,8 @@ if _C is None and DEFAULT_BACKEND != "reference":
     raise ImportError(
         "snnkern's compiled extension snnkern._C is not built or failed to load "
         f"({_C_ERROR}). Build it from the source tree with `pip install --no-build-isolation -e .`, "
-        "or set SNNKERN_BACKEND=reference to use the slow pure-PyTorch reference loops explicitly.")
+        "or set SNNKERN_BACKEND=reference to use the slow pure-PyTorch reference loops explicitly."
+    )
 
 
 def compiled_with_cuda() -> bool:
@@ -48,15 +58,21 @@ def build_info() -> str:
     return "not built (reference backend only)" if _C is None else str(_C.build_info)
 
 
-def op_options(a: LIFArgs) -> tuple:
+def op_options(a: LIFArgs) -> tuple[float, int, int, bool, int, float]:
     """The option arguments of the compiled scan ops for checked arguments ``a``: threshold, the
     codes of ordering, reset and surrogate (exported by the extension), detach_reset, surrogate
     parameter, in the order of the op schemas (csrc/ops.cpp)."""
-    return (a.threshold, _C.ORDERINGS[a.ordering], _C.RESETS[a.reset], a.detach_reset,
-            _C.SURROGATES[a.surrogate.name], float(a.surrogate.param))
+    return (
+        a.threshold,
+        _C.ORDERINGS[a.ordering],
+        _C.RESETS[a.reset],
+        a.detach_reset,
+        _C.SURROGATES[a.surrogate.name],
+        float(a.surrogate.param),
+    )
 
 
-def _resolve_backend(backend: Optional[str], x: torch.Tensor) -> str:
+def _resolve_backend(backend: str | None, x: torch.Tensor) -> str:
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"x must be a torch.Tensor of shape [batch, time, neurons], got {type(x).__name__}")
     backend = DEFAULT_BACKEND if backend is None else backend
@@ -64,18 +80,20 @@ def _resolve_backend(backend: Optional[str], x: torch.Tensor) -> str:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     if backend == "compiled":
         if _C is None:
-            raise RuntimeError("backend='compiled' needs the built extension snnkern._C; "
-                               "run `pip install --no-build-isolation -e .`")
+            raise RuntimeError(
+                "backend='compiled' needs the built extension snnkern._C; run `pip install --no-build-isolation -e .`"
+            )
         if x.device.type == "cuda" and not compiled_with_cuda():
             raise RuntimeError(
                 "x is a CUDA tensor but this snnkern build has no CUDA kernels. Rebuild with a CUDA "
-                "build of torch and nvcc on the PATH: `SNNKERN_CUDA=1 pip install --no-build-isolation -e .`")
+                "build of torch and nvcc on the PATH: `SNNKERN_CUDA=1 pip install --no-build-isolation -e .`"
+            )
         if x.device.type not in ("cpu", "cuda", "meta"):
             raise RuntimeError(f"snnkern's kernels run on cpu and cuda tensors, got device {x.device}")
     return backend
 
 
-def _requires_grad(*tensors) -> bool:
+def _requires_grad(*tensors: torch.Tensor | None) -> bool:
     return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
 
 
@@ -83,10 +101,21 @@ def _requires_grad(*tensors) -> bool:
 # Public functional API
 # --------------------------------------------------------------------------------------------
 
-def lif(x: torch.Tensor, alpha: Decay, *, alpha_syn: Optional[Decay] = None, threshold: float = 1.0,
-        reset: str = "zero", detach_reset: bool = False, ordering: str = "spike_first",
-        surrogate: Surrogate = Sigmoid(), state: Optional[torch.Tensor] = None,
-        return_membrane: bool = False, backend: Optional[str] = None) -> LIFResult:
+
+def lif(
+    x: torch.Tensor,
+    alpha: Decay,
+    *,
+    alpha_syn: Decay | None = None,
+    threshold: float = 1.0,
+    reset: str = "zero",
+    detach_reset: bool = False,
+    ordering: str = "spike_first",
+    surrogate: Surrogate = Sigmoid(),
+    state: torch.Tensor | None = None,
+    return_membrane: bool = False,
+    backend: str | None = None,
+) -> LIFResult:
     """Leaky integrate-and-fire neurons over a whole sequence, forward and backward fused.
 
     Args:
@@ -110,21 +139,42 @@ def lif(x: torch.Tensor, alpha: Decay, *, alpha_syn: Optional[Decay] = None, thr
         :class:`LIFResult` (spikes, membrane or None, state).
     """
     if _resolve_backend(backend, x) == "reference":
-        return reference_ops.lif(x, alpha, alpha_syn=alpha_syn, threshold=threshold, reset=reset,
-                             detach_reset=detach_reset, ordering=ordering, surrogate=surrogate,
-                             state=state, return_membrane=return_membrane)
+        return reference_ops.lif(
+            x,
+            alpha,
+            alpha_syn=alpha_syn,
+            threshold=threshold,
+            reset=reset,
+            detach_reset=detach_reset,
+            ordering=ordering,
+            surrogate=surrogate,
+            state=state,
+            return_membrane=return_membrane,
+        )
     a = prepare_lif_args(x, alpha, alpha_syn, state, threshold, ordering, reset, detach_reset, surrogate)
     save = _requires_grad(a.x, a.alpha, a.alpha_syn, a.state)
     spikes, membrane, state_out, _ = torch.ops.snnkern.lif_forward(
-        a.x, a.alpha, a.alpha_syn, a.state, *op_options(a), return_membrane, save)
+        a.x, a.alpha, a.alpha_syn, a.state, *op_options(a), return_membrane, save
+    )
     return LIFResult(spikes, membrane if return_membrane else None, state_out)
 
 
-def recurrent_lif(x: torch.Tensor, weight: torch.Tensor, alpha: Decay, *, alpha_syn: Optional[Decay] = None,
-                  threshold: float = 1.0, reset: str = "zero", detach_reset: bool = False,
-                  ordering: str = "spike_first", surrogate: Surrogate = Sigmoid(),
-                  state: Optional[torch.Tensor] = None, spikes: Optional[torch.Tensor] = None,
-                  return_membrane: bool = False, backend: Optional[str] = None) -> LIFResult:
+def recurrent_lif(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    alpha: Decay,
+    *,
+    alpha_syn: Decay | None = None,
+    threshold: float = 1.0,
+    reset: str = "zero",
+    detach_reset: bool = False,
+    ordering: str = "spike_first",
+    surrogate: Surrogate = Sigmoid(),
+    state: torch.Tensor | None = None,
+    spikes: torch.Tensor | None = None,
+    return_membrane: bool = False,
+    backend: str | None = None,
+) -> LIFResult:
     """A recurrently connected layer of LIF neurons, the whole time loop in one op.
 
     The input of step t is ``x_t + z_{t-1} @ weight.T``: the external current plus the
@@ -142,20 +192,34 @@ def recurrent_lif(x: torch.Tensor, weight: torch.Tensor, alpha: Decay, *, alpha_
     product over all steps.
     """
     if _resolve_backend(backend, x) == "reference":
-        return reference_ops.recurrent_lif(x, weight, alpha, alpha_syn=alpha_syn, threshold=threshold, reset=reset,
-                                       detach_reset=detach_reset, ordering=ordering, surrogate=surrogate,
-                                       state=state, spikes=spikes, return_membrane=return_membrane)
-    r = prepare_recurrent_args(x, weight, spikes, alpha, alpha_syn, state, threshold, ordering, reset,
-                               detach_reset, surrogate)
+        return reference_ops.recurrent_lif(
+            x,
+            weight,
+            alpha,
+            alpha_syn=alpha_syn,
+            threshold=threshold,
+            reset=reset,
+            detach_reset=detach_reset,
+            ordering=ordering,
+            surrogate=surrogate,
+            state=state,
+            spikes=spikes,
+            return_membrane=return_membrane,
+        )
+    r = prepare_recurrent_args(
+        x, weight, spikes, alpha, alpha_syn, state, threshold, ordering, reset, detach_reset, surrogate
+    )
     a = r.lif
     save = _requires_grad(a.x, r.weight, a.alpha, a.alpha_syn, a.state, r.spikes)
     spikes_out, membrane, state_out, _ = torch.ops.snnkern.recurrent_lif_forward(
-        a.x, r.weight, a.alpha, a.alpha_syn, a.state, r.spikes, *op_options(a), return_membrane, save)
+        a.x, r.weight, a.alpha, a.alpha_syn, a.state, r.spikes, *op_options(a), return_membrane, save
+    )
     return LIFResult(spikes_out, membrane if return_membrane else None, state_out)
 
 
-def spike_linear(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor] = None, *,
-                 backend: Optional[str] = None) -> torch.Tensor:
+def spike_linear(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None, *, backend: str | None = None
+) -> torch.Tensor:
     """``x @ weight.T + bias`` for a mostly-zero input such as spike trains.
 
     On the CPU only the nonzero entries of ``x`` touch the weights, in the forward and in the
@@ -175,8 +239,14 @@ def spike_linear(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Ten
     return out if bias is None else out + bias
 
 
-def leaky(x: torch.Tensor, alpha: Decay, *, alpha_syn: Optional[Decay] = None,
-          state: Optional[torch.Tensor] = None, backend: Optional[str] = None) -> LeakyResult:
+def leaky(
+    x: torch.Tensor,
+    alpha: Decay,
+    *,
+    alpha_syn: Decay | None = None,
+    state: torch.Tensor | None = None,
+    backend: str | None = None,
+) -> LeakyResult:
     """Non-spiking leaky integrator (readout): ``v_{t+1} = alpha v_t + x_t``.
 
     With ``alpha_syn`` the input passes through a synaptic current first (seed 004's readout):
@@ -186,7 +256,9 @@ def leaky(x: torch.Tensor, alpha: Decay, *, alpha_syn: Optional[Decay] = None,
     if _resolve_backend(backend, x) == "reference":
         return reference_ops.leaky(x, alpha, alpha_syn=alpha_syn, state=state)
     x, alpha, alpha_syn, state = prepare_leaky_args(x, alpha, alpha_syn, state)
-    return LeakyResult(*torch.ops.snnkern.leaky_forward(x, alpha, alpha_syn, state))
+    save = _requires_grad(x, alpha, alpha_syn, state)
+    membrane, state_out, _ = torch.ops.snnkern.leaky_forward(x, alpha, alpha_syn, state, save)
+    return LeakyResult(membrane, state_out)
 
 
 # --------------------------------------------------------------------------------------------
@@ -196,37 +268,73 @@ def leaky(x: torch.Tensor, alpha: Decay, *, alpha_syn: Optional[Decay] = None,
 if _C is not None:
 
     @torch.library.register_fake("snnkern::lif_forward")
-    def _lif_forward_fake(x, alpha, alpha_syn, state, threshold, ordering, reset, detach_reset,
-                          surrogate, surrogate_param, record_membrane, save_for_backward):
+    def _lif_forward_fake(
+        x: torch.Tensor,
+        alpha: torch.Tensor,
+        alpha_syn: torch.Tensor | None,
+        state: torch.Tensor,
+        threshold: float,
+        ordering: int,
+        reset: int,
+        detach_reset: bool,
+        surrogate: int,
+        surrogate_param: float,
+        record_membrane: bool,
+        save_for_backward: bool,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         b, t, n = x.shape
         membrane = x.new_empty((b, t, n) if record_membrane else (0,))
         pre_reset = x.new_empty((b, t, n) if save_for_backward else (0,), dtype=accumulate_dtype(x.dtype))
         return x.new_empty(b, t, n), membrane, state.new_empty(state.shape), pre_reset
 
     @torch.library.register_fake("snnkern::lif_backward")
-    def _lif_backward_fake(grad_spikes, grad_membrane, grad_state, pre_reset, spikes, alpha, alpha_syn,
-                           state, threshold, ordering, reset, detach_reset, surrogate, surrogate_param):
+    def _lif_backward_fake(
+        grad_spikes: torch.Tensor | None,
+        grad_membrane: torch.Tensor | None,
+        grad_state: torch.Tensor | None,
+        pre_reset: torch.Tensor,
+        spikes: torch.Tensor,
+        alpha: torch.Tensor,
+        alpha_syn: torch.Tensor | None,
+        state: torch.Tensor,
+        threshold: float,
+        ordering: int,
+        reset: int,
+        detach_reset: bool,
+        surrogate: int,
+        surrogate_param: float,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         grad_alpha_syn = alpha.new_empty(alpha.shape if alpha_syn is not None else (0,))
-        return spikes.new_empty(spikes.shape), alpha.new_empty(alpha.shape), grad_alpha_syn, \
-            state.new_empty(state.shape)
+        return (
+            spikes.new_empty(spikes.shape),
+            alpha.new_empty(alpha.shape),
+            grad_alpha_syn,
+            state.new_empty(state.shape),
+        )
 
     @torch.library.register_fake("snnkern::leaky_forward")
-    def _leaky_forward_fake(x, alpha, alpha_syn, state):
-        return x.new_empty(x.shape), state.new_empty(state.shape)
+    def _leaky_forward_fake(x, alpha, alpha_syn, state, save_for_backward):
+        saved = x.new_empty(x.shape if save_for_backward else (0,), dtype=accumulate_dtype(x.dtype))
+        return x.new_empty(x.shape), state.new_empty(state.shape), saved
 
     @torch.library.register_fake("snnkern::leaky_backward")
-    def _leaky_backward_fake(grad_membrane, grad_state, membrane, alpha, alpha_syn, state):
+    def _leaky_backward_fake(grad_membrane, grad_state, saved_membrane, alpha, alpha_syn, state, dtype):
         grad_alpha_syn = alpha.new_empty(alpha.shape if alpha_syn is not None else (0,))
-        return membrane.new_empty(membrane.shape), alpha.new_empty(alpha.shape), grad_alpha_syn, \
-            state.new_empty(state.shape)
+        return (
+            saved_membrane.new_empty(saved_membrane.shape, dtype=dtype),
+            alpha.new_empty(alpha.shape),
+            grad_alpha_syn,
+            state.new_empty(state.shape),
+        )
 
     def _check_saved(pre_reset, spikes, name):
         if pre_reset.numel() == 0 and spikes.numel() != 0:
-            raise RuntimeError(f"{name}: backward called but the forward did not save its membrane; "
-                               "grad mode was off when it ran")
+            raise RuntimeError(
+                f"{name}: backward called but the forward did not save its membrane; grad mode was off when it ran"
+            )
 
     def _lif_setup_context(ctx, inputs, output):
-        x, alpha, alpha_syn, state, threshold, ordering, reset, detach_reset, surrogate, surrogate_param, _, _ = inputs
+        _x, alpha, alpha_syn, state, threshold, ordering, reset, detach_reset, surrogate, surrogate_param, _, _ = inputs
         spikes, _, _, pre_reset = output
         ctx.save_for_backward(pre_reset, spikes, alpha, alpha_syn, state)
         ctx.set_materialize_grads(False)  # unused outputs pass None, and the kernel skips them
@@ -238,45 +346,135 @@ if _C is not None:
         if grad_membrane is not None and grad_membrane.numel() == 0:
             grad_membrane = None  # the membrane was not recorded
         grad_x, grad_alpha, grad_alpha_syn, grad_state0 = torch.ops.snnkern.lif_backward(
-            grad_spikes, grad_membrane, grad_state, pre_reset, spikes, alpha, alpha_syn, state, *ctx.options)
-        return (grad_x, grad_alpha, grad_alpha_syn if alpha_syn is not None else None, grad_state0,
-                None, None, None, None, None, None, None, None)
+            grad_spikes, grad_membrane, grad_state, pre_reset, spikes, alpha, alpha_syn, state, *ctx.options
+        )
+        return (
+            grad_x,
+            grad_alpha,
+            grad_alpha_syn if alpha_syn is not None else None,
+            grad_state0,
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+        )
 
     torch.library.register_autograd("snnkern::lif_forward", _lif_backward, setup_context=_lif_setup_context)
 
     def _leaky_setup_context(ctx, inputs, output):
-        _, alpha, alpha_syn, state = inputs
-        membrane, _ = output
-        ctx.save_for_backward(membrane, alpha, alpha_syn, state)
+        x, alpha, alpha_syn, state, _ = inputs
+        membrane, _, saved_membrane = output  # saved_membrane: the trace in the accumulate dtype
+        ctx.save_for_backward(saved_membrane, membrane, alpha, alpha_syn, state)
         ctx.set_materialize_grads(False)
+        ctx.dtype = x.dtype
 
-    def _leaky_backward(ctx, grad_membrane, grad_state):
-        membrane, alpha, alpha_syn, state = ctx.saved_tensors
+    def _leaky_backward(ctx, grad_membrane, grad_state, _grad_saved_membrane):
+        saved_membrane, membrane, alpha, alpha_syn, state = ctx.saved_tensors
+        _check_saved(saved_membrane, membrane, "snnkern.leaky")
         grad_x, grad_alpha, grad_alpha_syn, grad_state0 = torch.ops.snnkern.leaky_backward(
-            grad_membrane, grad_state, membrane, alpha, alpha_syn, state)
-        return grad_x, grad_alpha, grad_alpha_syn if alpha_syn is not None else None, grad_state0
+            grad_membrane, grad_state, saved_membrane, alpha, alpha_syn, state, ctx.dtype
+        )
+        return grad_x, grad_alpha, grad_alpha_syn if alpha_syn is not None else None, grad_state0, None
 
     torch.library.register_autograd("snnkern::leaky_forward", _leaky_backward, setup_context=_leaky_setup_context)
 
     @torch.library.register_fake("snnkern::recurrent_lif_forward")
-    def _recurrent_lif_forward_fake(x, weight, alpha, alpha_syn, state, spikes0, threshold, ordering, reset,
-                                    detach_reset, surrogate, surrogate_param, record_membrane, save_for_backward):
-        return _lif_forward_fake(x, alpha, alpha_syn, state, threshold, ordering, reset, detach_reset, surrogate,
-                                 surrogate_param, record_membrane, save_for_backward)
+    def _recurrent_lif_forward_fake(
+        x,
+        weight,
+        alpha,
+        alpha_syn,
+        state,
+        spikes0,
+        threshold,
+        ordering,
+        reset,
+        detach_reset,
+        surrogate,
+        surrogate_param,
+        record_membrane,
+        save_for_backward,
+    ):
+        return _lif_forward_fake(
+            x,
+            alpha,
+            alpha_syn,
+            state,
+            threshold,
+            ordering,
+            reset,
+            detach_reset,
+            surrogate,
+            surrogate_param,
+            record_membrane,
+            save_for_backward,
+        )
 
     @torch.library.register_fake("snnkern::recurrent_lif_backward")
-    def _recurrent_lif_backward_fake(grad_spikes, grad_membrane, grad_state, pre_reset, spikes, weight, alpha,
-                                     alpha_syn, state, spikes0, threshold, ordering, reset, detach_reset, surrogate,
-                                     surrogate_param):
+    def _recurrent_lif_backward_fake(
+        grad_spikes,
+        grad_membrane,
+        grad_state,
+        pre_reset,
+        spikes,
+        weight,
+        alpha,
+        alpha_syn,
+        state,
+        spikes0,
+        threshold,
+        ordering,
+        reset,
+        detach_reset,
+        surrogate,
+        surrogate_param,
+    ):
         grad_x, grad_alpha, grad_alpha_syn, grad_state0 = _lif_backward_fake(
-            grad_spikes, grad_membrane, grad_state, pre_reset, spikes, alpha, alpha_syn, state, threshold,
-            ordering, reset, detach_reset, surrogate, surrogate_param)
-        return grad_x, weight.new_empty(weight.shape), grad_alpha, grad_alpha_syn, grad_state0, \
-            spikes0.new_empty(spikes0.shape)
+            grad_spikes,
+            grad_membrane,
+            grad_state,
+            pre_reset,
+            spikes,
+            alpha,
+            alpha_syn,
+            state,
+            threshold,
+            ordering,
+            reset,
+            detach_reset,
+            surrogate,
+            surrogate_param,
+        )
+        return (
+            grad_x,
+            weight.new_empty(weight.shape),
+            grad_alpha,
+            grad_alpha_syn,
+            grad_state0,
+            spikes0.new_empty(spikes0.shape),
+        )
 
     def _recurrent_lif_setup_context(ctx, inputs, output):
-        (x, weight, alpha, alpha_syn, state, spikes0, threshold, ordering, reset, detach_reset, surrogate,
-         surrogate_param, _, _) = inputs
+        (
+            _x,
+            weight,
+            alpha,
+            alpha_syn,
+            state,
+            spikes0,
+            threshold,
+            ordering,
+            reset,
+            detach_reset,
+            surrogate,
+            surrogate_param,
+            _,
+            _,
+        ) = inputs
         spikes, _, _, pre_reset = output
         ctx.save_for_backward(pre_reset, spikes, weight, alpha, alpha_syn, state, spikes0)
         ctx.set_materialize_grads(False)
@@ -287,14 +485,41 @@ if _C is not None:
         _check_saved(pre_reset, spikes, "snnkern.recurrent_lif")
         if grad_membrane is not None and grad_membrane.numel() == 0:
             grad_membrane = None
-        grad_x, grad_weight, grad_alpha, grad_alpha_syn, grad_state0, grad_spikes0 = \
-            torch.ops.snnkern.recurrent_lif_backward(grad_spikes, grad_membrane, grad_state, pre_reset, spikes,
-                                                     weight, alpha, alpha_syn, state, spikes0, *ctx.options)
-        return (grad_x, grad_weight, grad_alpha, grad_alpha_syn if alpha_syn is not None else None, grad_state0,
-                grad_spikes0, None, None, None, None, None, None, None, None)
+        grad_x, grad_weight, grad_alpha, grad_alpha_syn, grad_state0, grad_spikes0 = (
+            torch.ops.snnkern.recurrent_lif_backward(
+                grad_spikes,
+                grad_membrane,
+                grad_state,
+                pre_reset,
+                spikes,
+                weight,
+                alpha,
+                alpha_syn,
+                state,
+                spikes0,
+                *ctx.options,
+            )
+        )
+        return (
+            grad_x,
+            grad_weight,
+            grad_alpha,
+            grad_alpha_syn if alpha_syn is not None else None,
+            grad_state0,
+            grad_spikes0,
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+        )
 
-    torch.library.register_autograd("snnkern::recurrent_lif_forward", _recurrent_lif_backward,
-                                    setup_context=_recurrent_lif_setup_context)
+    torch.library.register_autograd(
+        "snnkern::recurrent_lif_forward", _recurrent_lif_backward, setup_context=_recurrent_lif_setup_context
+    )
 
     @torch.library.register_fake("snnkern::spike_matmul")
     def _spike_matmul_fake(spikes, other):
@@ -314,15 +539,16 @@ if _C is not None:
         grad_other = torch.ops.snnkern.spike_matmul_t(spikes, grad) if ctx.needs_input_grad[1] else None
         return grad_spikes, grad_other
 
-    torch.library.register_autograd("snnkern::spike_matmul", _spike_matmul_backward,
-                                    setup_context=_spike_matmul_setup_context)
+    torch.library.register_autograd(
+        "snnkern::spike_matmul", _spike_matmul_backward, setup_context=_spike_matmul_setup_context
+    )
 
     # Autocast. The sequences (and the recurrent weight) run in the autocast dtype on CUDA and in
     # float32 on the CPU, whose kernels are float32/float64; the decays and the state stay in the
     # accumulate dtype (float32). float64 calls are left alone, as torch's autocast does.
     _AUTOCAST_ROLES = {  # per argument: "sequence", "parameter" or None (not a tensor to cast)
         "lif_forward": ("sequence", "parameter", "parameter", "parameter"),
-        "leaky_forward": ("sequence", "parameter", "parameter", "parameter"),
+        "leaky_forward": ("sequence", "parameter", "parameter", "parameter", None),
         "recurrent_lif_forward": ("sequence", "sequence", "parameter", "parameter", "parameter", "sequence"),
         "spike_matmul": ("sequence", "sequence"),
         "spike_matmul_t": ("sequence", "sequence"),
@@ -335,8 +561,12 @@ if _C is not None:
         key = getattr(torch._C.DispatchKey, key_name)
 
         def cast(value, role, sequence_dtype):
-            if role is None or not isinstance(value, torch.Tensor) or not value.is_floating_point() \
-                    or value.device.type != device:
+            if (
+                role is None
+                or not isinstance(value, torch.Tensor)
+                or not value.is_floating_point()
+                or value.device.type != device
+            ):
                 return value
             return value.to(sequence_dtype if role == "sequence" else accumulate_dtype(sequence_dtype))
 

@@ -1,13 +1,27 @@
-"""Shared test helpers: random cases, running an op forward + backward, comparing two runs.
+"""Shared test helpers: where the compiled ops run, random cases, running an op forward +
+backward, comparing two runs.
 
-Used by test_ops.py (CPU) and test_cuda.py (the same checks on CUDA), and test_seed_parity.py.
+Where the compiled ops run (the ``where`` fixture of conftest.py, parametrised with the
+decorators below): every test of the compiled kernels takes ``where`` and builds its tensors on
+``where.device``:
+
+* ``"cpu"``: the CPU kernels (SIMD lanes, at::parallel_for, event-driven spike products);
+* ``"emulated"``: CPU tensors inside ``snnkern.testing.cuda_lane_emulation()``: the CUDA
+  build's lane code and the CUDA launcher's orchestration, run on the host (every machine);
+* ``"cuda"``: the CUDA kernels, where a GPU and a CUDA build are present;
+* ``"reference"`` (only for tests that also check the reference backend on its own): the
+  pure-PyTorch loops on CPU tensors, no kernel at all.
+
+The reference the kernels are compared with runs on the same device tensors (it is pure
+PyTorch, untouched by the emulation).
 """
 from __future__ import annotations
 
+import hashlib
 import itertools
 import os
+from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Dict, List, Optional
 
 import pytest
 import torch
@@ -29,8 +43,51 @@ needs_compiled = pytest.mark.skipif(
 HAVE_CUDA = torch.cuda.is_available() and HAVE_C and snnkern.compiled_with_cuda()
 needs_cuda = pytest.mark.skipif(not HAVE_CUDA, reason="needs a CUDA device and a CUDA build of snnkern")
 
-BACKENDS = [pytest.param("reference", id="reference"),
-            pytest.param("compiled", id="compiled", marks=needs_compiled)]
+
+@dataclass(frozen=True)
+class Where:
+    """Where a test runs the ops: ``name`` (reference, cpu, emulated, cuda) and the ``device``
+    its tensors live on."""
+
+    name: str
+    device: str
+
+    @property
+    def backend(self) -> str:
+        """The ``backend=`` argument of the python API."""
+        return "reference" if self.name == "reference" else "compiled"
+
+
+WHERE_PARAMS = {
+    "reference": pytest.param("reference", id="reference"),
+    "cpu": pytest.param("cpu", id="cpu", marks=needs_compiled),
+    "emulated": pytest.param("emulated", id="emulated", marks=needs_compiled),
+    "cuda": pytest.param("cuda", id="cuda", marks=needs_cuda),
+}
+WHERES = [WHERE_PARAMS[name] for name in ("cpu", "emulated", "cuda")]
+
+
+def where_params(*names: str):
+    """The ``where`` params of ``names`` (for a joint parametrize with other arguments)."""
+    return [WHERE_PARAMS[name] for name in names]
+
+
+def where_cases(*cases: tuple):
+    """Params for a joint ``parametrize("where, ...", ..., indirect=["where"])``: each case is
+    ``(where name, *values)`` and gets that where's marks."""
+    return [pytest.param(*case, id="-".join(map(str, case)), marks=WHERE_PARAMS[case[0]].marks) for case in cases]
+
+
+def at(*names: str):
+    """Parametrise a test's ``where`` fixture over ``names``."""
+    return pytest.mark.parametrize("where", where_params(*names), indirect=True)
+
+
+# The compiled ops wherever they run; the same and the reference backend on its own; the CUDA
+# build's lane code only (half precision).
+everywhere = pytest.mark.parametrize("where", WHERES, indirect=True)
+everywhere_and_reference = at("reference", "cpu", "emulated", "cuda")
+on_lanes = at("emulated", "cuda")
 
 ORDERINGS = ("delayed", "spike_first", "update_first")
 RESETS = ("zero", "subtract", "none")
@@ -42,6 +99,8 @@ EMPTY_SHAPES = [(0, 5, 3), (2, 0, 3), (2, 5, 0), (0, 0, 0)]
 TOL = {torch.float32: dict(rtol=1e-5, atol=1e-5), torch.float64: dict(rtol=1e-10, atol=1e-12)}
 # Low-precision inputs against the float32 reference on the upcast inputs.
 LOW_TOL = {torch.bfloat16: dict(rtol=2e-2, atol=2e-2), torch.float16: dict(rtol=2e-3, atol=2e-3)}
+DTYPES = [pytest.param(torch.float32, id="f32"), pytest.param(torch.float64, id="f64")]
+LOW_DTYPES = [pytest.param(torch.bfloat16, id="bf16"), pytest.param(torch.float16, id="f16")]
 
 
 def all_lif_options():
@@ -65,16 +124,16 @@ class Case:
     x: torch.Tensor
     alpha: object                      # float or tensor [N]
     alpha_syn: object                  # None, float or tensor [N]
-    state: Optional[torch.Tensor]      # [3, B, N] or None
+    state: torch.Tensor | None      # [3, B, N] or None
 
-    def leaves(self) -> List[torch.Tensor]:
+    def leaves(self) -> list[torch.Tensor]:
         out = [self.x]
         for v in (self.alpha, self.alpha_syn, self.state):
             if isinstance(v, torch.Tensor):
                 out.append(v)
         return [t for t in out if t.requires_grad]
 
-    def names(self) -> List[str]:
+    def names(self) -> list[str]:
         names = ["x", "alpha", "alpha_syn", "state"]
         vals = [self.x, self.alpha, self.alpha_syn, self.state]
         return [n for n, v in zip(names, vals) if isinstance(v, torch.Tensor) and v.requires_grad]
@@ -105,7 +164,7 @@ def make_case(b, t, n, dtype=torch.float64, device="cpu", *, syn=False, alpha_ki
     return case
 
 
-def clone_case(case: Case, dtype=None, device=None, round_to: Optional[torch.dtype] = None) -> Case:
+def clone_case(case: Case, dtype=None, device=None, round_to: torch.dtype | None = None) -> Case:
     """A detached copy as new leaves (optionally cast), with the same requires_grad flags.
 
     ``round_to``: round every tensor through that dtype first (then cast to ``dtype``)."""
@@ -122,7 +181,7 @@ def clone_case(case: Case, dtype=None, device=None, round_to: Optional[torch.dty
     return Case(cp(case.x), cp(case.alpha), cp(case.alpha_syn), cp(case.state))
 
 
-def upstream_like(t: Optional[torch.Tensor], seed: int, round_to: Optional[torch.dtype] = None):
+def upstream_like(t: torch.Tensor | None, seed: int, round_to: torch.dtype | None = None):
     """Random upstream gradient of ``t``'s shape (CPU generator, so equal on every device).
 
     ``round_to``: round the values through that dtype first (to give a float32 reference the
@@ -136,7 +195,7 @@ def upstream_like(t: Optional[torch.Tensor], seed: int, round_to: Optional[torch
     return u.to(dtype=t.dtype, device=t.device)
 
 
-def _grads(loss, case: Case, extra: Optional[Dict[str, Optional[torch.Tensor]]] = None) -> Dict[str, torch.Tensor]:
+def _grads(loss, case: Case, extra: dict[str, torch.Tensor | None] | None = None) -> dict[str, torch.Tensor]:
     """Gradients of ``loss`` w.r.t. the case's leaves and the tensors in ``extra`` that require grad."""
     leaves, names = case.leaves(), case.names()
     for name, t in (extra or {}).items():
@@ -153,19 +212,65 @@ def _grads(loss, case: Case, extra: Optional[Dict[str, Optional[torch.Tensor]]] 
             for name, leaf, gr in zip(names, leaves, grads)}
 
 
-def run_lif(case: Case, backend: str, seed: int = 123, round_to: Optional[torch.dtype] = None,
-            **opts) -> Dict[str, torch.Tensor]:
+def run_lif(case: Case, backend: str, seed: int = 123, round_to: torch.dtype | None = None,
+            **opts) -> dict[str, torch.Tensor]:
     """lif forward, then backward of sum(out * random upstream) over spikes, membrane and final state.
 
     The upstream gradients depend only on the output shapes and ``seed``, so two backends get
     the same ones.
     """
-    res = snnkern.lif(case.x, case.alpha, alpha_syn=case.alpha_syn, state=case.state, backend=backend, **opts)
-    return _outputs_and_grads(res, case, seed, round_to, opts.get("return_membrane"))
+    def run():
+        res = snnkern.lif(case.x, case.alpha, alpha_syn=case.alpha_syn, state=case.state, backend=backend, **opts)
+        return _outputs_and_grads(res, case, seed, round_to, opts.get("return_membrane"))
+
+    if backend != "reference":
+        return run()
+    return _cached_reference("lif", (case.x, case.alpha, case.alpha_syn, case.state),
+                             dict(opts, seed=seed, round_to=round_to), run)
 
 
-def _outputs_and_grads(res, case: Case, seed: int, round_to: Optional[torch.dtype], return_membrane,
-                       extra: Optional[Dict[str, Optional[torch.Tensor]]] = None) -> Dict[str, torch.Tensor]:
+# The reference loops are the slow half of the parity tests, and a test parametrised over
+# ``where`` runs them on the very same inputs for "cpu" and "emulated" (one after the other:
+# ``where`` varies fastest). Their results are kept under a fingerprint of everything they depend
+# on (each input's dtype, shape, device, requires_grad and bytes; the options; the upstream
+# seed), so that the second run reuses them instead of recomputing the same numbers. The least
+# recently used results go once they exceed _CACHE_BYTES.
+_REFERENCE_CACHE: OrderedDict[tuple, dict[str, torch.Tensor]] = OrderedDict()
+_CACHE_BYTES = 256 << 20
+_cached_bytes = 0
+
+
+def _fingerprint(value) -> object:
+    if isinstance(value, torch.Tensor):
+        t = value.detach()
+        data = t.cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()
+        return ("tensor", str(t.dtype), tuple(t.shape), str(t.device), value.requires_grad,
+                hashlib.blake2b(data, digest_size=16).hexdigest())
+    return repr(value)
+
+
+def _nbytes(result: dict[str, torch.Tensor]) -> int:
+    return sum(v.numel() * v.element_size() for v in result.values())
+
+
+def _cached_reference(name: str, inputs: tuple, opts: dict, compute) -> dict[str, torch.Tensor]:
+    key = (name, tuple(_fingerprint(v) for v in inputs),
+           tuple(sorted((k, _fingerprint(v)) for k, v in opts.items())))
+    global _cached_bytes
+    result = _REFERENCE_CACHE.get(key)
+    if result is None:
+        result = compute()
+        _REFERENCE_CACHE[key] = result
+        _cached_bytes += _nbytes(result)
+        while _cached_bytes > _CACHE_BYTES:
+            _cached_bytes -= _nbytes(_REFERENCE_CACHE.popitem(last=False)[1])
+    else:
+        _REFERENCE_CACHE.move_to_end(key)
+    return {k: v.clone() for k, v in result.items()}
+
+
+def _outputs_and_grads(res, case: Case, seed: int, round_to: torch.dtype | None, return_membrane,
+                       extra: dict[str, torch.Tensor | None] | None = None) -> dict[str, torch.Tensor]:
     """The outputs of a LIFResult and the gradients of sum(out * random upstream) over them."""
     out = {"spikes": res.spikes, "state": res.state}
     if return_membrane:
@@ -179,7 +284,7 @@ def _outputs_and_grads(res, case: Case, seed: int, round_to: Optional[torch.dtyp
 
 
 def make_recurrent_weight(n, dtype=torch.float64, device="cpu", seed=0, scale=1.0, requires_grad=True,
-                          quantum: Optional[float] = None) -> torch.Tensor:
+                          quantum: float | None = None) -> torch.Tensor:
     """Random recurrent weight [n, n] ([out, in]): entries N(0, scale^2 / n) plus an inhibitory mean
     -0.7 scale / n (a neuron whose inputs all spike gets -0.7 scale on average), so that with
     make_recurrent_case's inputs the recurrent input visibly changes the spikes (each input spike
@@ -210,33 +315,45 @@ def make_recurrent_case(b, t, n, dtype=torch.float64, device="cpu", *, syn=True,
     return case, weight, make_initial_spikes(b, n, dtype, device, seed + 2, requires_grad=requires_grad)
 
 
-def clone_leaf(t: Optional[torch.Tensor], dtype=None, device=None) -> Optional[torch.Tensor]:
+def clone_leaf(t: torch.Tensor | None, dtype=None, device=None) -> torch.Tensor | None:
     """A detached copy of ``t`` (optionally cast) as a new leaf with the same requires_grad."""
     if t is None:
         return None
     return t.detach().to(dtype=dtype or t.dtype, device=device or t.device).clone().requires_grad_(t.requires_grad)
 
 
-def run_recurrent(case: Case, weight: torch.Tensor, spikes0: Optional[torch.Tensor], backend: str, seed: int = 123,
-                  round_to: Optional[torch.dtype] = None, **opts) -> Dict[str, torch.Tensor]:
+def run_recurrent(case: Case, weight: torch.Tensor, spikes0: torch.Tensor | None, backend: str, seed: int = 123,
+                  round_to: torch.dtype | None = None, **opts) -> dict[str, torch.Tensor]:
     """recurrent_lif forward, then backward of sum(out * random upstream) over spikes, membrane and
     final state, as run_lif; the gradients include ``weight`` and ``spikes0`` when they require grad."""
-    res = snnkern.recurrent_lif(case.x, weight, case.alpha, alpha_syn=case.alpha_syn, state=case.state,
-                                spikes=spikes0, backend=backend, **opts)
-    return _outputs_and_grads(res, case, seed, round_to, opts.get("return_membrane"),
-                              {"weight": weight, "spikes0": spikes0})
+    def run():
+        res = snnkern.recurrent_lif(case.x, weight, case.alpha, alpha_syn=case.alpha_syn, state=case.state,
+                                    spikes=spikes0, backend=backend, **opts)
+        return _outputs_and_grads(res, case, seed, round_to, opts.get("return_membrane"),
+                                  {"weight": weight, "spikes0": spikes0})
+
+    if backend != "reference":
+        return run()
+    return _cached_reference("recurrent_lif", (case.x, case.alpha, case.alpha_syn, case.state, weight, spikes0),
+                             dict(opts, seed=seed, round_to=round_to), run)
 
 
-def run_leaky(case: Case, backend: str, seed: int = 321, round_to: Optional[torch.dtype] = None
-              ) -> Dict[str, torch.Tensor]:
-    res = snnkern.leaky(case.x, case.alpha, alpha_syn=case.alpha_syn, state=case.state, backend=backend)
-    out = {"membrane": res.membrane, "state": res.state}
-    loss = sum((v * upstream_like(v, seed + k, round_to)).sum() for k, v in enumerate(out.values()))
-    out.update({"grad_" + k: v for k, v in _grads(loss, case).items()})
-    return {k: v.detach() for k, v in out.items()}
+def run_leaky(case: Case, backend: str, seed: int = 321, round_to: torch.dtype | None = None
+              ) -> dict[str, torch.Tensor]:
+    def run():
+        res = snnkern.leaky(case.x, case.alpha, alpha_syn=case.alpha_syn, state=case.state, backend=backend)
+        out = {"membrane": res.membrane, "state": res.state}
+        loss = sum((v * upstream_like(v, seed + k, round_to)).sum() for k, v in enumerate(out.values()))
+        out.update({"grad_" + k: v for k, v in _grads(loss, case).items()})
+        return {k: v.detach() for k, v in out.items()}
+
+    if backend != "reference":
+        return run()
+    return _cached_reference("leaky", (case.x, case.alpha, case.alpha_syn, case.state),
+                             dict(seed=seed, round_to=round_to), run)
 
 
-def assert_same(got: Dict[str, torch.Tensor], want: Dict[str, torch.Tensor], tol: dict,
+def assert_same(got: dict[str, torch.Tensor], want: dict[str, torch.Tensor], tol: dict,
                 exact_spikes: bool = True, upcast_want: bool = False):
     """Spikes bitwise equal; everything else within ``tol``; same keys, shapes and dtypes."""
     assert got.keys() == want.keys()
@@ -254,7 +371,7 @@ def assert_same(got: Dict[str, torch.Tensor], want: Dict[str, torch.Tensor], tol
             torch.testing.assert_close(g, w, **tol, msg=lambda m, key=key: f"{key}: {m}")
 
 
-def assert_same_scaled(got: Dict[str, torch.Tensor], want: Dict[str, torch.Tensor], tol: dict,
+def assert_same_scaled(got: dict[str, torch.Tensor], want: dict[str, torch.Tensor], tol: dict,
                        upcast_want: bool = False):
     """assert_same, except that each gradient's atol is ``tol["atol"]`` times its largest magnitude.
 

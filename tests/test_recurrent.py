@@ -1,4 +1,5 @@
-"""snnkern.recurrent_lif: the compiled ops against the reference loop (snnkern.reference_ops.recurrent_lif), CPU.
+"""snnkern.recurrent_lif: the compiled ops against the reference loop (snnkern.reference_ops.recurrent_lif),
+on the CPU kernels, the emulated CUDA lanes and CUDA (the ``where`` fixture, tests/helpers.py).
 
 The input of step t is ``x_t + z_{t-1} @ weight.T`` with ``z_{-1} = spikes``; everything else is
 the lif step. Parity is checked forward and backward for every lif option, with a nonzero
@@ -11,16 +12,32 @@ import pytest
 import torch
 
 import snnkern
-from snnkern import reference_ops
+from helpers import (
+    DTYPES,
+    EMPTY_SHAPES,
+    ORDERINGS,
+    RESETS,
+    SURROGATES,
+    TOL,
+    all_lif_options,
+    assert_opcheck,
+    assert_same,
+    assert_same_scaled,
+    clone_case,
+    clone_leaf,
+    everywhere,
+    everywhere_and_reference,
+    make_recurrent_case,
+    run_lif,
+    run_recurrent,
+    spike_rate,
+    upstream_like,
+    where_cases,
+)
+from snnkern import ops, reference_ops
 from snnkern._checks import prepare_recurrent_args
 from snnkern.nn import LeakyReadout, RecurrentLIF
 from snnkern.surrogate import FastSigmoid, Sigmoid
-
-from helpers import (BACKENDS, EMPTY_SHAPES, ORDERINGS, RESETS, SURROGATES, TOL, all_lif_options, assert_opcheck,
-                     assert_same, assert_same_scaled, clone_case, clone_leaf, make_recurrent_case, needs_compiled, run_lif,
-                     run_recurrent, spike_rate, upstream_like)
-
-DTYPES = [pytest.param(torch.float32, id="f32"), pytest.param(torch.float64, id="f64")]
 
 
 def _clone(case, weight, spikes0):
@@ -48,13 +65,14 @@ def _spikes_without_recurrence(case, weight, spikes0, **opts):
 # Full option grid: compiled vs reference, forward and backward
 # --------------------------------------------------------------------------------------------
 
-@needs_compiled
+@everywhere
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("opts, syn, alpha_kind", all_lif_options())
-def test_recurrent_parity(opts, syn, alpha_kind, dtype):
-    case, weight, spikes0 = make_recurrent_case(2, 7, 7, dtype, syn=syn, alpha_kind=alpha_kind, seed=7)
+def test_recurrent_parity(opts, syn, alpha_kind, dtype, where):
+    case, weight, spikes0 = make_recurrent_case(2, 7, 7, dtype, where.device, syn=syn, alpha_kind=alpha_kind, seed=7)
     want = run_recurrent(case, weight, spikes0, "reference", **opts)
     got = run_recurrent(*_clone(case, weight, spikes0), "compiled", **opts)
+    assert got["spikes"].device.type == where.device
     rate = spike_rate(want["spikes"])
     assert 0.0 < rate < 1.0, f"test inputs give a degenerate spike rate {rate}"
     # The recurrent input matters: without it the spikes differ.
@@ -64,14 +82,14 @@ def test_recurrent_parity(opts, syn, alpha_kind, dtype):
     _assert_parity(got, want, dtype)
 
 
-@needs_compiled
+@everywhere
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("threshold", [0.6, 1.7])
 @pytest.mark.parametrize("ordering", ORDERINGS)
 @pytest.mark.parametrize("reset", RESETS)
-def test_recurrent_parity_threshold(threshold, ordering, reset, dtype):
+def test_recurrent_parity_threshold(threshold, ordering, reset, dtype, where):
     # Triangle's derivative depends on the threshold, subtract reset too; the drive scales with it.
-    case, weight, spikes0 = make_recurrent_case(2, 8, 6, dtype, seed=3, x_shift=0.1 * threshold,
+    case, weight, spikes0 = make_recurrent_case(2, 8, 6, dtype, where.device, seed=3, x_shift=0.1 * threshold,
                                                 scale=threshold)
     opts = dict(ordering=ordering, reset=reset, threshold=threshold, surrogate=SURROGATES[2], return_membrane=True)
     want = run_recurrent(case, weight, spikes0, "reference", **opts)
@@ -79,11 +97,11 @@ def test_recurrent_parity_threshold(threshold, ordering, reset, dtype):
     _assert_parity(run_recurrent(*_clone(case, weight, spikes0), "compiled", **opts), want, dtype)
 
 
-@needs_compiled
+@everywhere
 @pytest.mark.parametrize("which", ["x", "weight", "spikes0", "alpha", "state"])
-def test_recurrent_partial_requires_grad(which):
+def test_recurrent_partial_requires_grad(which, where):
     """Only one input requires grad: only it gets a gradient, and that one matches."""
-    case, weight, spikes0 = make_recurrent_case(2, 8, 5, torch.float64, seed=11, requires_grad=False)
+    case, weight, spikes0 = make_recurrent_case(2, 8, 5, torch.float64, where.device, seed=11, requires_grad=False)
     leaf = {"weight": weight, "spikes0": spikes0}.get(which)
     (leaf if leaf is not None else getattr(case, which)).requires_grad_(True)
     opts = dict(ordering="spike_first", reset="subtract", return_membrane=True)
@@ -94,10 +112,10 @@ def test_recurrent_partial_requires_grad(which):
     assert_same(got, want, TOL[torch.float64])
 
 
-@needs_compiled
+@everywhere
 @pytest.mark.parametrize("ordering", ORDERINGS)
-def test_recurrent_no_grad_forward_equals_grad_forward(ordering):
-    case, weight, spikes0 = make_recurrent_case(2, 9, 5, torch.float32, seed=2)
+def test_recurrent_no_grad_forward_equals_grad_forward(ordering, where):
+    case, weight, spikes0 = make_recurrent_case(2, 9, 5, torch.float32, where.device, seed=2)
 
     def run():
         return snnkern.recurrent_lif(case.x, weight, case.alpha, alpha_syn=case.alpha_syn, state=case.state,
@@ -112,16 +130,16 @@ def test_recurrent_no_grad_forward_equals_grad_forward(ordering):
         assert torch.equal(a.detach(), b)
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
+@everywhere_and_reference
 @pytest.mark.parametrize("ordering", ORDERINGS)
 @pytest.mark.parametrize("syn", [False, True], ids=["nosyn", "syn"])
-def test_recurrent_zero_weight_is_lif(backend, ordering, syn):
+def test_recurrent_zero_weight_is_lif(where, ordering, syn):
     """weight = 0: exactly snnkern.lif (the initial spikes then feed nothing)."""
-    case, weight, spikes0 = make_recurrent_case(2, 8, 6, torch.float64, syn=syn, seed=5, x_shift=0.3)
+    case, weight, spikes0 = make_recurrent_case(2, 8, 6, torch.float64, where.device, syn=syn, seed=5, x_shift=0.3)
     weight = torch.zeros_like(weight, requires_grad=True)
     opts = dict(ordering=ordering, reset="subtract", surrogate=SURROGATES[1], return_membrane=True)
-    got = run_recurrent(case, weight, spikes0, backend, **opts)
-    want = run_lif(clone_case(case), backend, **opts)
+    got = run_recurrent(case, weight, spikes0, where.backend, **opts)
+    want = run_lif(clone_case(case), where.backend, **opts)
     assert 0.0 < spike_rate(want["spikes"]) < 1.0
     for key in ("spikes", "membrane", "state"):
         assert torch.equal(got[key], want[key]), key
@@ -134,13 +152,13 @@ def test_recurrent_zero_weight_is_lif(backend, ordering, syn):
 # Edge shapes and memory layouts
 # --------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("backend", BACKENDS)
+@everywhere_and_reference
 @pytest.mark.parametrize("shape", EMPTY_SHAPES, ids=lambda s: "x".join(map(str, s)))
 @pytest.mark.parametrize("ordering", ORDERINGS)
-def test_recurrent_empty(shape, ordering, backend):
+def test_recurrent_empty(shape, ordering, where):
     b, t, n = shape
-    case, weight, spikes0 = make_recurrent_case(b, t, n, torch.float64, seed=1)
-    got = run_recurrent(case, weight, spikes0, backend, ordering=ordering, return_membrane=True)
+    case, weight, spikes0 = make_recurrent_case(b, t, n, torch.float64, where.device, seed=1)
+    got = run_recurrent(case, weight, spikes0, where.backend, ordering=ordering, return_membrane=True)
     assert got["spikes"].shape == (b, t, n) and got["membrane"].shape == (b, t, n)
     assert got["state"].shape == (3, b, n)
     leaves = {"x": case.x, "alpha": case.alpha, "alpha_syn": case.alpha_syn, "state": case.state,
@@ -157,7 +175,7 @@ def test_recurrent_empty(shape, ordering, backend):
         assert torch.equal(got["state"], case.state.detach())
         assert torch.equal(got["grad_state"], upstream_like(got["state"], 123 + 1))
         assert torch.equal(got["grad_spikes0"], torch.zeros_like(spikes0))
-    if backend == "compiled":
+    if where.backend == "compiled":
         want = run_recurrent(*_clone(case, weight, spikes0), "reference", ordering=ordering, return_membrane=True)
         assert_same(got, want, TOL[torch.float64])
 
@@ -165,17 +183,31 @@ def test_recurrent_empty(shape, ordering, backend):
 EDGE_SHAPES = [(1, 1, 1), (1, 6, 4), (3, 1, 5), (4, 6, 1), (5, 13, 2)]
 
 
-@needs_compiled
+@everywhere
 @pytest.mark.parametrize("shape", EDGE_SHAPES, ids=lambda s: "x".join(map(str, s)))
 @pytest.mark.parametrize("ordering", ORDERINGS)
-def test_recurrent_edge_shapes(shape, ordering):
-    case, weight, spikes0 = make_recurrent_case(*shape, torch.float64, seed=sum(shape))
+def test_recurrent_edge_shapes(shape, ordering, where):
+    case, weight, spikes0 = make_recurrent_case(*shape, torch.float64, where.device, seed=sum(shape))
     opts = dict(ordering=ordering, reset="zero", return_membrane=True)
     want = run_recurrent(case, weight, spikes0, "reference", **opts)
     assert_same(run_recurrent(*_clone(case, weight, spikes0), "compiled", **opts), want, TOL[torch.float64])
 
 
-def _noncontiguous_inputs(layout, b, t, n, dtype):
+@everywhere
+@pytest.mark.parametrize("ordering", ORDERINGS)
+@pytest.mark.parametrize("syn", [False, True], ids=["nosyn", "syn"])
+def test_recurrent_parity_larger(ordering, syn, where):
+    """B64 T50 N100: many CUDA thread blocks and CPU batch chunks, a real matmul between the steps,
+    a long loop. float64 only, for the reason given in test_ops.test_lif_parity_larger (float32
+    sums over B*T = 3200 terms)."""
+    case, weight, spikes0 = make_recurrent_case(64, 50, 100, torch.float64, where.device, syn=syn, seed=8)
+    opts = dict(ordering=ordering, reset="subtract", surrogate=SURROGATES[0], return_membrane=True)
+    want = run_recurrent(case, weight, spikes0, "reference", **opts)
+    assert 0.0 < spike_rate(want["spikes"]) < 1.0
+    assert_same(run_recurrent(*_clone(case, weight, spikes0), "compiled", **opts), want, TOL[torch.float64])
+
+
+def _noncontiguous_inputs(layout, b, t, n, dtype, device):
     """Leaves (x, weight, spikes0 bases) and the non-contiguous views of them passed to the op."""
     g = torch.Generator().manual_seed(9)
     if layout == "transposed":
@@ -188,23 +220,23 @@ def _noncontiguous_inputs(layout, b, t, n, dtype):
         w_base = torch.randn(2 * n, n + 3, generator=g, dtype=dtype) / n ** 0.5 - 0.1
         s_base = (torch.rand(b, 2 * n, generator=g) < 0.3).to(dtype)
         views = (lambda v: v[:, ::2, 1:-1], lambda v: v[::2, 2:-1], lambda v: v[:, 1::2])
-    return [base.requires_grad_() for base in (x_base, w_base, s_base)], views
+    return [base.to(device).requires_grad_() for base in (x_base, w_base, s_base)], views
 
 
-@needs_compiled
+@everywhere
 @pytest.mark.parametrize("layout", ["transposed", "sliced"])
 @pytest.mark.parametrize("ordering", ORDERINGS)
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_recurrent_noncontiguous(layout, ordering, dtype):
+def test_recurrent_noncontiguous(layout, ordering, dtype, where):
     b, t, n = 3, 8, 5
     results = []
     for backend in ("reference", "compiled"):
-        bases, views = _noncontiguous_inputs(layout, b, t, n, dtype)
+        bases, views = _noncontiguous_inputs(layout, b, t, n, dtype, where.device)
         x, weight, spikes0 = (view(base) for view, base in zip(views, bases))
         assert not (x.is_contiguous() or weight.is_contiguous() or spikes0.is_contiguous())
-        alpha_base = torch.linspace(0.7, 0.95, 2 * n, dtype=dtype).requires_grad_()
+        alpha_base = torch.linspace(0.7, 0.95, 2 * n, dtype=dtype, device=where.device).requires_grad_()
         state_base = (torch.randn(b, 3, n, generator=torch.Generator().manual_seed(1), dtype=dtype) * 0.5)
-        state_base.requires_grad_()
+        state_base = state_base.to(where.device).requires_grad_()
         res = snnkern.recurrent_lif(x, weight, alpha_base[::2], alpha_syn=0.7, state=state_base.transpose(0, 1),
                                     spikes=spikes0, ordering=ordering, return_membrane=True, backend=backend)
         loss = sum((v * upstream_like(v, k)).sum() for k, v in enumerate(res))
@@ -240,18 +272,19 @@ def _chunked(case, weight, spikes0, backend, chunks, seed=77, **opts):
     return out
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
+@everywhere_and_reference
 @pytest.mark.parametrize("ordering", ORDERINGS)
 @pytest.mark.parametrize("reset, detach, syn", [("zero", False, False), ("subtract", True, True),
                                                 ("none", False, True)])
-def test_recurrent_chunked_equals_whole(backend, ordering, reset, detach, syn):
-    case, weight, spikes0 = make_recurrent_case(3, 12, 6, torch.float64, syn=syn, seed=21)
+def test_recurrent_chunked_equals_whole(where, ordering, reset, detach, syn):
+    case, weight, spikes0 = make_recurrent_case(3, 12, 6, torch.float64, where.device, syn=syn, seed=21)
     opts = dict(ordering=ordering, reset=reset, detach_reset=detach, surrogate=SURROGATES[1])
-    whole = _chunked(*_clone(case, weight, spikes0), backend, [12], **opts)
+    whole = _chunked(*_clone(case, weight, spikes0), where.backend, [12], **opts)
     assert 0.0 < spike_rate(whole["spikes"]) < 1.0
     assert whole["grad_spikes0"].abs().sum() > 0
-    for chunks in ([5, 7], [1, 4, 1, 6]):
-        assert_same(_chunked(*_clone(case, weight, spikes0), backend, chunks, **opts), whole, TOL[torch.float64])
+    for chunks in ([5, 7], [1, 4, 1, 6], [1] * 12):
+        assert_same(_chunked(*_clone(case, weight, spikes0), where.backend, chunks, **opts), whole,
+                    TOL[torch.float64])
 
 
 # --------------------------------------------------------------------------------------------
@@ -294,40 +327,43 @@ def _gradcheck_inputs(case, weight, spikes0, spikes0_values=None):
     return tuple(case.leaves()) + (weight, spikes0), case.names() + ["weight", "spikes0"]
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
+@everywhere_and_reference
 @pytest.mark.parametrize("ordering", ORDERINGS)
 @pytest.mark.parametrize("reset, syn", [("zero", False), ("subtract", True)])
-def test_recurrent_gradcheck_no_spikes(backend, ordering, reset, syn):
-    case, weight, spikes0 = make_recurrent_case(2, 5, 3, torch.float64, syn=syn, seed=31)
-    inputs, names = _gradcheck_inputs(case, weight, spikes0, torch.randn(2, 3, dtype=torch.float64))
-    f = _gradcheck_fn(names, 1e6, ordering=ordering, reset=reset, surrogate=Sigmoid(5.0), backend=backend)
+def test_recurrent_gradcheck_no_spikes(where, ordering, reset, syn):
+    case, weight, spikes0 = make_recurrent_case(2, 5, 3, torch.float64, where.device, syn=syn, seed=31)
+    inputs, names = _gradcheck_inputs(case, weight, spikes0,
+                                      torch.randn(2, 3, dtype=torch.float64).to(where.device))
+    f = _gradcheck_fn(names, 1e6, ordering=ordering, reset=reset, surrogate=Sigmoid(5.0), backend=where.backend)
     res = snnkern.recurrent_lif(case.x, weight, case.alpha, alpha_syn=case.alpha_syn, state=case.state,
-                                spikes=inputs[-1], threshold=1e6, backend=backend)
+                                spikes=inputs[-1], threshold=1e6, backend=where.backend)
     assert not res.spikes.any()
-    assert torch.autograd.gradcheck(f, inputs, eps=1e-6, atol=1e-7, rtol=1e-6, fast_mode=_FAST[backend])
+    assert torch.autograd.gradcheck(f, inputs, eps=1e-6, atol=1e-7, rtol=1e-6, fast_mode=_FAST[where.backend])
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
+@everywhere_and_reference
 @pytest.mark.parametrize("ordering", ORDERINGS)
 @pytest.mark.parametrize("syn", [False, True], ids=["nosyn", "syn"])
-def test_recurrent_gradcheck_one_step(backend, ordering, syn):
-    case, weight, spikes0 = make_recurrent_case(3, 1, 4, torch.float64, syn=syn, seed=32, x_shift=0.8)
+def test_recurrent_gradcheck_one_step(where, ordering, syn):
+    case, weight, spikes0 = make_recurrent_case(3, 1, 4, torch.float64, where.device, syn=syn, seed=32, x_shift=0.8)
     inputs, names = _gradcheck_inputs(case, weight, spikes0)
-    f = _gradcheck_fn(names, 0.5, ordering=ordering, reset="none", surrogate=FastSigmoid(100.0), backend=backend)
+    f = _gradcheck_fn(names, 0.5, ordering=ordering, reset="none", surrogate=FastSigmoid(100.0),
+                      backend=where.backend)
     res = snnkern.recurrent_lif(case.x, weight, case.alpha, alpha_syn=case.alpha_syn, state=case.state,
-                                spikes=spikes0, threshold=0.5, ordering=ordering, reset="none")
+                                spikes=spikes0, threshold=0.5, ordering=ordering, reset="none",
+                                backend=where.backend)
     assert res.spikes.any()  # spikes occur, and must not matter
-    assert torch.autograd.gradcheck(f, inputs, eps=1e-6, atol=1e-7, rtol=1e-6, fast_mode=_FAST[backend])
+    assert torch.autograd.gradcheck(f, inputs, eps=1e-6, atol=1e-7, rtol=1e-6, fast_mode=_FAST[where.backend])
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_recurrent_one_step_by_hand(backend):
+@everywhere_and_reference
+def test_recurrent_one_step_by_hand(where):
     """T = 1, update_first, reset none, no synaptic state: the membrane is
     u_0 = alpha * v_0 + x_0 + spikes0 @ W.T, so for L = sum(u_0 * g): dL/dW = g.T @ spikes0,
     dL/dspikes0 = g @ W, dL/dx_0 = g and dL/dalpha = sum_b g * v_0."""
-    case, weight, spikes0 = make_recurrent_case(4, 1, 5, torch.float64, syn=False, seed=33)
+    case, weight, spikes0 = make_recurrent_case(4, 1, 5, torch.float64, where.device, syn=False, seed=33)
     res = snnkern.recurrent_lif(case.x, weight, case.alpha, state=case.state, spikes=spikes0, reset="none",
-                                ordering="update_first", return_membrane=True, backend=backend)
+                                ordering="update_first", return_membrane=True, backend=where.backend)
     x0, v0, w, s0, alpha = (t.detach() for t in (case.x[:, 0], case.state[0], weight, spikes0, case.alpha))
     torch.testing.assert_close(res.membrane[:, 0].detach(), alpha * v0 + x0 + s0 @ w.T, **TOL[torch.float64])
     g = upstream_like(res.membrane[:, 0], 5)
@@ -360,46 +396,45 @@ OPCHECK_BACKWARD = [(0, "all"), (1, "all"), (2, "all"), (3, "all"),
                     (0, "spikes_only"), (2, "spikes_only"), (1, "state_only"), (3, "state_only")]
 
 
-def _recurrent_op_args(shape, ordering, reset, detach, syn, s, requires_grad, save, record=True, seed=0):
-    case, weight, spikes0 = make_recurrent_case(*shape, torch.float64, syn=syn, seed=seed, requires_grad=False)
+def _recurrent_op_args(shape, ordering, reset, detach, syn, s, requires_grad, save, device, record=True, seed=0):
+    case, weight, spikes0 = make_recurrent_case(*shape, torch.float64, device, syn=syn, seed=seed,
+                                                requires_grad=False)
     r = prepare_recurrent_args(case.x, weight, spikes0, case.alpha, case.alpha_syn, case.state, 1.0, ordering,
                                reset, detach, SURROGATES[s])
     a = r.lif
     tensors = [a.x, r.weight, a.alpha, a.alpha_syn, a.state, r.spikes]
     tensors = [t.detach().clone().requires_grad_(requires_grad) if t is not None else None for t in tensors]
-    return (*tensors, a.threshold, a.ordering, a.reset, a.detach_reset, a.surrogate.code,
-            float(a.surrogate.param), record, save)
+    return (*tensors, *ops.op_options(a), record, save)
 
 
-
-@needs_compiled
+@everywhere
 @pytest.mark.parametrize("index, requires_grad, record", OPCHECK_FORWARD,
                          ids=[f"{_SAMPLE_ID(OPCHECK_SAMPLES[i])}-{'grad' if g else 'nograd'}-{'mem' if m else 'nomem'}"
                               for i, g, m in OPCHECK_FORWARD])
-def test_opcheck_recurrent_forward(index, requires_grad, record):
+def test_opcheck_recurrent_forward(index, requires_grad, record, where):
     args = _recurrent_op_args(*OPCHECK_SAMPLES[index], requires_grad=requires_grad, save=requires_grad,
-                              record=record)
+                              device=where.device, record=record)
     assert_opcheck(torch.ops.snnkern.recurrent_lif_forward.default, args)
 
 
-@needs_compiled
+@everywhere
 @pytest.mark.parametrize("index, grads", OPCHECK_BACKWARD,
                          ids=[f"{_SAMPLE_ID(OPCHECK_SAMPLES[i])}-{g}" for i, g in OPCHECK_BACKWARD])
-def test_opcheck_recurrent_backward(index, grads):
+def test_opcheck_recurrent_backward(index, grads, where):
     sample = OPCHECK_SAMPLES[index]
-    fwd = _recurrent_op_args(*sample, requires_grad=False, save=True)
+    fwd = _recurrent_op_args(*sample, requires_grad=False, save=True, device=where.device)
     spikes, membrane, state_out, pre_reset = torch.ops.snnkern.recurrent_lif_forward(*fwd)
     g_spikes = upstream_like(spikes, 1) if grads in ("all", "spikes_only") else None
     g_mem = upstream_like(membrane, 2) if grads == "all" else None
     g_state = upstream_like(state_out, 3) if grads in ("all", "state_only") else None
-    x, weight, alpha, alpha_syn, state, spikes0 = fwd[:6]
+    _, weight, alpha, alpha_syn, state, spikes0 = fwd[:6]
     args = (g_spikes, g_mem, g_state, pre_reset, spikes, weight, alpha, alpha_syn, state, spikes0, *fwd[6:12])
     assert_opcheck(torch.ops.snnkern.recurrent_lif_backward.default, args)
     # And the gradients it returns match the reference autograd (same upstream gradients).
     gx, gweight, galpha, galpha_syn, gstate, gspikes0 = torch.ops.snnkern.recurrent_lif_backward(*args)
     shape, ordering, reset, detach, syn, s = sample
     assert galpha_syn.shape == ((shape[2],) if syn else (0,))
-    case, weight_leaf, spikes0_leaf = make_recurrent_case(*shape, torch.float64, syn=syn, seed=0)
+    case, weight_leaf, spikes0_leaf = make_recurrent_case(*shape, torch.float64, where.device, syn=syn, seed=0)
     res = reference_ops.recurrent_lif(case.x, weight_leaf, case.alpha, alpha_syn=case.alpha_syn, state=case.state,
                                   spikes=spikes0_leaf, ordering=ordering, reset=reset, detach_reset=detach,
                                   surrogate=SURROGATES[s], return_membrane=True)
@@ -409,9 +444,9 @@ def test_opcheck_recurrent_backward(index, grads):
     loss = sum((o * g).sum() for o, g in zip(res, (g_spikes, g_mem, g_state)) if g is not None)
     if loss.requires_grad:
         want = torch.autograd.grad(loss, leaves, allow_unused=True)
-        want = [torch.zeros_like(l) if w is None else w for l, w in zip(leaves, want)]
+        want = [torch.zeros_like(leaf) if w is None else w for leaf, w in zip(leaves, want)]
     else:  # T = 0 and no state gradient: nothing depends on the inputs
-        want = [torch.zeros_like(l) for l in leaves]
+        want = [torch.zeros_like(leaf) for leaf in leaves]
     for g, w in zip(got, want):
         torch.testing.assert_close(g, w, **TOL[torch.float64])
 
@@ -420,19 +455,18 @@ def test_opcheck_recurrent_backward(index, grads):
 # The layer snnkern.nn.RecurrentLIF, and torch.compile
 # --------------------------------------------------------------------------------------------
 
-def _layer(backend=None, return_state=False, seed=0):
+def _layer(backend=None, return_state=False, seed=0, device="cpu"):
     torch.manual_seed(seed)
     layer = RecurrentLIF(4, 6, alpha=0.85, alpha_syn=0.8, learn_alpha=True, reset="subtract",
-                                    surrogate=SURROGATES[1], return_state=return_state, backend=backend,
-                                    dtype=torch.float64)
+                         surrogate=SURROGATES[1], return_state=return_state, backend=backend, dtype=torch.float64)
     with torch.no_grad():
         layer.linear.weight.mul_(2.0)
-    return layer
+    return layer.to(device)
 
 
-def _layer_input(b=3, t=12, seed=0):
+def _layer_input(b=3, t=12, seed=0, device="cpu"):
     g = torch.Generator().manual_seed(seed)
-    return torch.randn(b, t, 4, generator=g, dtype=torch.float64) + 0.8
+    return (torch.randn(b, t, 4, generator=g, dtype=torch.float64) + 0.8).to(device)
 
 
 def _layer_grads(layer, spikes, seed=5):
@@ -440,11 +474,11 @@ def _layer_grads(layer, spikes, seed=5):
     return dict(zip([n for n, _ in layer.named_parameters()], torch.autograd.grad(loss, list(layer.parameters()))))
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_recurrent_layer_return_state_continues(backend):
+@everywhere_and_reference
+def test_recurrent_layer_return_state_continues(where):
     """Two halves (and an empty piece between them) with return_state equal the whole sequence."""
-    layer = _layer(backend, return_state=True)
-    x = _layer_input()
+    layer = _layer(where.backend, return_state=True, device=where.device)
+    x = _layer_input(device=where.device)
     whole, (state_whole, last_whole) = layer(x)
     assert 0.0 < spike_rate(whole) < 1.0
     grads_whole = _layer_grads(layer, whole)
@@ -461,12 +495,12 @@ def test_recurrent_layer_return_state_continues(backend):
         torch.testing.assert_close(grads_halves[name], grads_whole[name], **TOL[torch.float64], msg=name)
 
 
-@needs_compiled
-def test_recurrent_layer_backends_agree():
-    x = _layer_input(seed=1)
+@everywhere
+def test_recurrent_layer_backends_agree(where):
+    x = _layer_input(seed=1, device=where.device)
     results = {}
     for backend in ("reference", "compiled"):
-        layer = _layer(backend, seed=3)
+        layer = _layer(backend, seed=3, device=where.device)
         spikes = layer(x)
         results[backend] = (spikes.detach(), _layer_grads(layer, spikes))
     (spk_r, grads_r), (spk_c, grads_c) = results["reference"], results["compiled"]
@@ -488,15 +522,19 @@ class _RecurrentNet(torch.nn.Module):
         return self.readout(spikes), spikes
 
 
-@needs_compiled
-@pytest.mark.parametrize("compile_backend", ["aot_eager", "inductor"])
-def test_recurrent_torch_compile_fullgraph(compile_backend):
+# The emulated lanes get the cheap aot_eager compile only (see test_ops.COMPILE_CASES).
+COMPILE_CASES = where_cases(("cpu", "aot_eager"), ("cpu", "inductor"), ("emulated", "aot_eager"),
+                            ("cuda", "aot_eager"), ("cuda", "inductor"))
+
+
+@pytest.mark.parametrize("where, compile_backend", COMPILE_CASES, indirect=["where"])
+def test_recurrent_torch_compile_fullgraph(where, compile_backend):
     torch._dynamo.reset()
-    eager = _RecurrentNet()
-    compiled_model = _RecurrentNet()
+    eager = _RecurrentNet().to(where.device)
+    compiled_model = _RecurrentNet().to(where.device)
     compiled_model.load_state_dict(eager.state_dict())
     compiled = torch.compile(compiled_model, fullgraph=True, backend=compile_backend)
-    x = _layer_input(seed=2)
+    x = _layer_input(seed=2, device=where.device)
     outs = {}
     for name, model in (("eager", eager), ("compiled", compiled)):
         out, spikes = model(x)

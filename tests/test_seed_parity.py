@@ -1,4 +1,5 @@
-"""snnkern's ops reproduce the seeds' naive loops (snnkern.seed_loops) exactly, on both backends.
+"""snnkern's ops reproduce the seeds' naive loops (snnkern.seed_loops) exactly: on the reference
+backend, the CPU kernels, the emulated CUDA lanes and CUDA (the ``where`` fixture, tests/helpers.py).
 
 * seed 000 hidden layer  == lif(ordering="delayed", reset="zero", detach_reset=False, Sigmoid(5)).spikes
 * seed 004 hidden layer  == lif(ordering="spike_first", alpha_syn, detach_reset=True, FastSigmoid(100)),
@@ -12,24 +13,23 @@ import pytest
 import torch
 
 import snnkern
+from helpers import DTYPES, TOL, everywhere_and_reference, spike_rate, upstream_like
 from snnkern import seed_loops
 from snnkern.surrogate import FastSigmoid, Sigmoid
 
-from helpers import BACKENDS, TOL, spike_rate, upstream_like
-
-DTYPES = [pytest.param(torch.float32, id="f32"), pytest.param(torch.float64, id="f64")]
 ALPHA_KINDS = ["float", "tensor"]
 
 
-def _current(b, t, n, dtype, seed, scale=0.6, shift=0.3):
+def _current(b, t, n, dtype, seed, scale=0.6, shift=0.3, device="cpu"):
     g = torch.Generator().manual_seed(seed)
-    return (torch.randn(b, t, n, generator=g, dtype=torch.float64) * scale + shift).to(dtype).requires_grad_()
+    x = torch.randn(b, t, n, generator=g, dtype=torch.float64) * scale + shift
+    return x.to(dtype).to(device).requires_grad_()
 
 
-def _decay(kind, value, n, dtype):
+def _decay(kind, value, n, dtype, device="cpu"):
     if kind == "float":
         return value
-    return torch.linspace(value - 0.1, value + 0.05, n, dtype=dtype).requires_grad_()
+    return torch.linspace(value - 0.1, value + 0.05, n, dtype=dtype, device=device).requires_grad_()
 
 
 def _leaves(*ts):
@@ -39,7 +39,8 @@ def _leaves(*ts):
 def _compare(got, want, dtype, spikes_key=None):
     for key in want:
         if key == spikes_key:
-            assert torch.equal(got[key], want[key]), f"{key}: differ at {(got[key] != want[key]).sum().item()} positions"
+            bad = (got[key] != want[key]).sum().item()
+            assert bad == 0, f"{key}: differ at {bad} positions"
         else:
             torch.testing.assert_close(got[key], want[key], **TOL[dtype], msg=lambda m, key=key: f"{key}: {m}")
 
@@ -56,20 +57,20 @@ def _with_grads(outputs: dict, leaves, seed=0):
 # Layers
 # --------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("backend", BACKENDS)
+@everywhere_and_reference
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("alpha_kind", ALPHA_KINDS)
-def test_seed000_hidden(backend, dtype, alpha_kind):
+def test_seed000_hidden(where, dtype, alpha_kind):
     b, t, n = 4, 25, 7
     runs = []
     for impl in ("naive", "snnkern"):
-        h = _current(b, t, n, dtype, seed=1)
-        alpha = _decay(alpha_kind, math.exp(-1 / 20) - 0.05, n, dtype)
+        h = _current(b, t, n, dtype, seed=1, device=where.device)
+        alpha = _decay(alpha_kind, math.exp(-1 / 20) - 0.05, n, dtype, where.device)
         if impl == "naive":
             spikes = seed_loops.seed000_hidden(h, alpha, beta=5.0)
         else:
             spikes = snnkern.lif(h, alpha, ordering="delayed", reset="zero", detach_reset=False,
-                                 surrogate=Sigmoid(5.0), backend=backend).spikes
+                                 surrogate=Sigmoid(5.0), backend=where.backend).spikes
         runs.append(_with_grads({"spikes": spikes}, _leaves(h, alpha)))
     assert runs[0]["spikes"].shape == (b, t, n)
     assert 0.02 < spike_rate(runs[0]["spikes"]) < 0.9
@@ -78,38 +79,39 @@ def test_seed000_hidden(backend, dtype, alpha_kind):
     _compare(runs[1], runs[0], dtype, spikes_key="spikes")
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
+@everywhere_and_reference
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("alpha_kind", ALPHA_KINDS)
-def test_seed004_hidden_feedforward(backend, dtype, alpha_kind):
+def test_seed004_hidden_feedforward(where, dtype, alpha_kind):
     b, t, n = 4, 25, 7
     runs = []
     for impl in ("naive", "snnkern"):
-        h = _current(b, t, n, dtype, seed=2, scale=0.5, shift=0.15)
-        a_syn = _decay(alpha_kind, math.exp(-1 / 5), n, dtype)
-        b_mem = _decay(alpha_kind, math.exp(-1 / 10), n, dtype)
+        h = _current(b, t, n, dtype, seed=2, scale=0.5, shift=0.15, device=where.device)
+        a_syn = _decay(alpha_kind, math.exp(-1 / 5), n, dtype, where.device)
+        b_mem = _decay(alpha_kind, math.exp(-1 / 10), n, dtype, where.device)
         if impl == "naive":
-            mem, spk = seed_loops.seed004_hidden(h, torch.zeros(n, n, dtype=dtype), a_syn, b_mem, scale=100.0)
+            no_recurrence = torch.zeros(n, n, dtype=dtype, device=where.device)
+            mem, spk = seed_loops.seed004_hidden(h, no_recurrence, a_syn, b_mem, scale=100.0)
         else:
             r = snnkern.lif(h, b_mem, alpha_syn=a_syn, ordering="spike_first", reset="zero", detach_reset=True,
-                            surrogate=FastSigmoid(100.0), return_membrane=True, backend=backend)
+                            surrogate=FastSigmoid(100.0), return_membrane=True, backend=where.backend)
             mem, spk = r.membrane, r.spikes
         runs.append(_with_grads({"spikes": spk, "membrane": mem}, _leaves(h, a_syn, b_mem)))
     assert 0.02 < spike_rate(runs[0]["spikes"]) < 0.9
     _compare(runs[1], runs[0], dtype, spikes_key="spikes")
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
+@everywhere_and_reference
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_seed004_hidden_recurrent_stepwise(backend, dtype):
+def test_seed004_hidden_recurrent_stepwise(where, dtype):
     """With a recurrent matrix, lif run one step at a time (state=) reproduces seed 004's loop."""
     b, t, n = 3, 20, 6
     g = torch.Generator().manual_seed(5)
-    v1_init = (torch.randn(n, n, generator=g, dtype=torch.float64) * 0.3).to(dtype)
+    v1_init = (torch.randn(n, n, generator=g, dtype=torch.float64) * 0.3).to(dtype).to(where.device)
     a_syn, b_mem = math.exp(-1 / 5), math.exp(-1 / 10)
     runs = []
     for impl in ("naive", "snnkern"):
-        h = _current(b, t, n, dtype, seed=6, scale=0.5, shift=0.15)
+        h = _current(b, t, n, dtype, seed=6, scale=0.5, shift=0.15, device=where.device)
         v1 = v1_init.clone().requires_grad_()
         if impl == "naive":
             mem, spk = seed_loops.seed004_hidden(h, v1, a_syn, b_mem)
@@ -118,7 +120,7 @@ def test_seed004_hidden_recurrent_stepwise(backend, dtype):
             for step in range(t):
                 drive = (h[:, step] + out @ v1)[:, None]
                 r = snnkern.lif(drive, b_mem, alpha_syn=a_syn, ordering="spike_first", detach_reset=True,
-                                surrogate=FastSigmoid(100.0), state=state, return_membrane=True, backend=backend)
+                                surrogate=FastSigmoid(100.0), state=state, return_membrane=True, backend=where.backend)
                 out, state = r.spikes[:, 0], r.state
                 mems.append(r.membrane)
                 spks.append(r.spikes)
@@ -128,39 +130,39 @@ def test_seed004_hidden_recurrent_stepwise(backend, dtype):
     _compare(runs[1], runs[0], dtype, spikes_key="spikes")
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
+@everywhere_and_reference
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("alpha_kind", ALPHA_KINDS)
-def test_seed000_readout(backend, dtype, alpha_kind):
+def test_seed000_readout(where, dtype, alpha_kind):
     b, t, c = 3, 15, 4
     runs = []
     for impl in ("naive", "snnkern"):
-        h = _current(b, t, c, dtype, seed=3, scale=1.0, shift=0.0)
-        alpha = _decay(alpha_kind, 0.9, c, dtype)
+        h = _current(b, t, c, dtype, seed=3, scale=1.0, shift=0.0, device=where.device)
+        alpha = _decay(alpha_kind, 0.9, c, dtype, where.device)
         if impl == "naive":
             v = seed_loops.seed000_readout(h, alpha)
         else:
-            mem = snnkern.leaky(h, alpha, backend=backend).membrane
+            mem = snnkern.leaky(h, alpha, backend=where.backend).membrane
             v = torch.cat([h.new_zeros(b, 1, c), mem[:, :-1]], dim=1)
         runs.append(_with_grads({"v": v}, _leaves(h, alpha)))
     assert runs[0]["v"].shape == (b, t, c)
     _compare(runs[1], runs[0], dtype)
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
+@everywhere_and_reference
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("alpha_kind", ALPHA_KINDS)
-def test_seed004_readout(backend, dtype, alpha_kind):
+def test_seed004_readout(where, dtype, alpha_kind):
     b, t, c = 3, 15, 4
     runs = []
     for impl in ("naive", "snnkern"):
-        h = _current(b, t, c, dtype, seed=4, scale=1.0, shift=0.0)
-        a_syn = _decay(alpha_kind, math.exp(-1 / 5), c, dtype)
-        b_mem = _decay(alpha_kind, math.exp(-1 / 10), c, dtype)
+        h = _current(b, t, c, dtype, seed=4, scale=1.0, shift=0.0, device=where.device)
+        a_syn = _decay(alpha_kind, math.exp(-1 / 5), c, dtype, where.device)
+        b_mem = _decay(alpha_kind, math.exp(-1 / 10), c, dtype, where.device)
         if impl == "naive":
             out = seed_loops.seed004_readout(h, a_syn, b_mem)
         else:
-            mem = snnkern.leaky(h, b_mem, alpha_syn=a_syn, backend=backend).membrane
+            mem = snnkern.leaky(h, b_mem, alpha_syn=a_syn, backend=where.backend).membrane
             out = torch.cat([h.new_zeros(b, 1, c), mem], dim=1)
         runs.append(_with_grads({"out": out}, _leaves(h, a_syn, b_mem)))
     assert runs[0]["out"].shape == (b, t + 1, c)
@@ -171,9 +173,9 @@ def test_seed004_readout(backend, dtype, alpha_kind):
 # Whole models built from snnkern ops
 # --------------------------------------------------------------------------------------------
 
-def _input_spikes(b, t, n, p, dtype, seed):
+def _input_spikes(b, t, n, p, dtype, seed, device="cpu"):
     g = torch.Generator().manual_seed(seed)
-    return (torch.rand(b, t, n, generator=g) < p).to(dtype)
+    return (torch.rand(b, t, n, generator=g) < p).to(dtype).to(device)
 
 
 def _snnkern_seed000(x, W1, W2, alpha, backend):
@@ -187,18 +189,19 @@ def _ipd_loss(v, labels):
     return torch.nn.functional.nll_loss(torch.log_softmax(v.mean(1), dim=1), labels)
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
+@everywhere_and_reference
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("dales", [False, True], ids=["seed000", "seed001_dales"])
-def test_seed000_snn_model(backend, dtype, dales):
+def test_seed000_snn_model(where, dtype, dales):
     b, t, n_in, n_hid, n_out = 6, 40, 12, 10, 5
-    x = _input_spikes(b, t, n_in, 0.25, dtype, seed=8)
-    labels = torch.arange(b) % n_out
+    x = _input_spikes(b, t, n_in, 0.25, dtype, seed=8, device=where.device)
+    labels = (torch.arange(b) % n_out).to(where.device)
     g = torch.Generator().manual_seed(9)
-    w1_init = (torch.randn(n_in, n_hid, generator=g, dtype=torch.float64) * 0.8).to(dtype)
-    w2_init = (torch.randn(n_hid, n_out, generator=g, dtype=torch.float64) * 0.5).to(dtype)
+    w1_init = (torch.randn(n_in, n_hid, generator=g, dtype=torch.float64) * 0.8).to(dtype).to(where.device)
+    w2_init = (torch.randn(n_hid, n_out, generator=g, dtype=torch.float64) * 0.5).to(dtype).to(where.device)
     alpha = math.exp(-1e-3 / 20e-3)
-    signs = (seed_loops.dales_signs(n_in, 0.1, dtype=dtype), seed_loops.dales_signs(n_hid, 0.1, dtype=dtype)) if dales else None
+    signs = (seed_loops.dales_signs(n_in, 0.1, dtype=dtype).to(where.device),
+             seed_loops.dales_signs(n_hid, 0.1, dtype=dtype).to(where.device)) if dales else None
     if dales:
         w1_init = w1_init.abs() + 0.1   # keep the hidden layer active despite the inhibitory rows
     runs = []
@@ -206,12 +209,12 @@ def test_seed000_snn_model(backend, dtype, dales):
         W1, W2 = w1_init.clone().requires_grad_(), w2_init.clone().requires_grad_()
         if impl == "naive":
             v = seed_loops.seed001_snn(x, W1, W2, signs, alpha) if dales else seed_loops.seed000_snn(x, W1, W2, alpha)
-            s = seed_loops.seed000_hidden(torch.einsum("btc,cd->btd", x, seed_loops.signed_weight(W1, signs and signs[0])),
-                                     alpha)
+            eff1 = seed_loops.signed_weight(W1, signs and signs[0])
+            s = seed_loops.seed000_hidden(torch.einsum("btc,cd->btd", x, eff1), alpha)
         else:
             eff1 = seed_loops.signed_weight(W1, signs[0]) if dales else W1
             eff2 = seed_loops.signed_weight(W2, signs[1]) if dales else W2
-            v, s = _snnkern_seed000(x, eff1, eff2, alpha, backend)
+            v, s = _snnkern_seed000(x, eff1, eff2, alpha, where.backend)
         gw1, gw2 = torch.autograd.grad(_ipd_loss(v, labels), [W1, W2])
         runs.append({"spikes": s.detach(), "v": v.detach(), "gW1": gw1, "gW2": gw2})
     assert runs[0]["v"].shape == (b, t, n_out)
@@ -232,27 +235,28 @@ def test_seed000_membrane_only_is_the_readout():
     torch.testing.assert_close(v, torch.stack(want, 1), rtol=0, atol=1e-14)
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
+@everywhere_and_reference
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_seed004_snn_model(backend, dtype):
+def test_seed004_snn_model(where, dtype):
     b, t, n_in, n_hid, n_out = 5, 40, 12, 10, 4
-    x = _input_spikes(b, t, n_in, 0.25, dtype, seed=10)
-    labels = torch.arange(b) % n_out
+    x = _input_spikes(b, t, n_in, 0.25, dtype, seed=10, device=where.device)
+    labels = (torch.arange(b) % n_out).to(where.device)
     g = torch.Generator().manual_seed(11)
-    w1_init = (torch.randn(n_in, n_hid, generator=g, dtype=torch.float64) * 0.5).to(dtype)
-    w2_init = (torch.randn(n_hid, n_out, generator=g, dtype=torch.float64) * 0.5).to(dtype)
+    w1_init = (torch.randn(n_in, n_hid, generator=g, dtype=torch.float64) * 0.5).to(dtype).to(where.device)
+    w2_init = (torch.randn(n_hid, n_out, generator=g, dtype=torch.float64) * 0.5).to(dtype).to(where.device)
     a_syn, b_mem = math.exp(-1e-3 / 5e-3), math.exp(-1e-3 / 10e-3)
     runs = []
     for impl in ("naive", "snnkern"):
         w1, w2 = w1_init.clone().requires_grad_(), w2_init.clone().requires_grad_()
         if impl == "naive":
-            out, (mem, spk) = seed_loops.seed004_snn(x, w1, w2, torch.zeros(n_hid, n_hid, dtype=dtype), a_syn, b_mem)
+            no_recurrence = torch.zeros(n_hid, n_hid, dtype=dtype, device=where.device)
+            out, (mem, spk) = seed_loops.seed004_snn(x, w1, w2, no_recurrence, a_syn, b_mem)
         else:
             r = snnkern.lif(torch.einsum("btc,cd->btd", x, w1), b_mem, alpha_syn=a_syn, ordering="spike_first",
                             reset="zero", detach_reset=True, surrogate=FastSigmoid(100.0), return_membrane=True,
-                            backend=backend)
+                            backend=where.backend)
             mem, spk = r.membrane, r.spikes
-            ro = snnkern.leaky(torch.einsum("btc,cd->btd", spk, w2), b_mem, alpha_syn=a_syn, backend=backend)
+            ro = snnkern.leaky(torch.einsum("btc,cd->btd", spk, w2), b_mem, alpha_syn=a_syn, backend=where.backend)
             out = torch.cat([ro.membrane.new_zeros(b, 1, n_out), ro.membrane], dim=1)
         loss = torch.nn.functional.cross_entropy(out.max(dim=1).values, labels)
         gw1, gw2 = torch.autograd.grad(loss, [w1, w2])

@@ -1,10 +1,12 @@
-"""The event-driven spike products, CPU: ``torch.ops.snnkern.spike_matmul`` (spikes @ other),
+"""The spike products: ``torch.ops.snnkern.spike_matmul`` (spikes @ other),
 ``torch.ops.snnkern.spike_matmul_t`` (spikes^T @ other), :func:`snnkern.spike_linear` on top of
-them, and the layers' ``sparse_input=True`` projection.
+them, and the layers' ``sparse_input=True`` projection; on the CPU kernels, the emulated CUDA
+build and CUDA (the ``where`` fixture, tests/helpers.py).
 
 The CPU kernels (csrc/cpu/spike_matmul.h) visit only the nonzero entries of ``spikes``, in SIMD
 vectors of K (with a scalar tail) and in column blocks of N (with a partial last block), so the
-shapes below put K and N on and off those vector and block widths. The products are checked
+shapes below put K and N on and off those vector and block widths. The CUDA build (and so its
+emulation) runs the dense product (cuBLAS; at::mm on the host). The products are checked
 against the exact float64 product of the same inputs, with a tolerance relative to the size of
 the terms (``|spikes| @ |other|``), and against the dense ``@`` of the same dtype.
 """
@@ -13,25 +15,34 @@ import torch
 import torch.nn.functional as F
 
 import snnkern
+from helpers import (
+    DTYPES,
+    TOL,
+    assert_opcheck,
+    at,
+    everywhere,
+    everywhere_and_reference,
+    spike_rate,
+    upstream_like,
+    where_cases,
+)
 from snnkern import ops
 from snnkern.nn import LIF, LeakyReadout, RecurrentLIF
 
-from helpers import BACKENDS, TOL, assert_opcheck, needs_compiled, spike_rate, upstream_like
-
-DTYPES = [pytest.param(torch.float32, id="f32"), pytest.param(torch.float64, id="f64")]
 # Relative to the size of the terms |spikes| @ |other|: float64 sums of up to 700 terms are good
 # to ~1e-14 of it, float32 ones to ~1e-6.
 PRODUCT_RTOL = {torch.float32: 1e-5, torch.float64: 1e-12}
 DENSITIES = [0.0, 0.02, 0.3, 1.0]
 # (M, K, N): K on and off the SIMD width (8 floats / 4 doubles with AVX2, 16 / 8 with AVX-512),
 # N on and off the column block (8 vectors: 64 floats / 32 doubles with AVX2), M = 1.
+# (64, 300, 513): many CUDA blocks / CPU row tasks.
 SHAPES = [(1, 1, 1), (1, 13, 7), (3, 13, 100), (5, 700, 130), (17, 64, 200), (4, 8, 64), (2, 16, 128),
-          (9, 130, 1), (1, 700, 200), (6, 33, 513)]
+          (9, 130, 1), (1, 700, 200), (6, 33, 513), (64, 300, 513)]
 SHAPE_IDS = ["x".join(map(str, s)) for s in SHAPES]
 MATMUL_OPS = [pytest.param(False, id="spike_matmul"), pytest.param(True, id="spike_matmul_t")]
 
 
-def make_spikes(m, k, density, dtype=torch.float64, seed=0, kind="binary"):
+def make_spikes(m, k, density, dtype=torch.float64, seed=0, kind="binary", device="cpu"):
     """[m, k] with about ``density`` nonzeros: 0/1 spikes ("binary"), spike counts 1..3
     ("counts") or signed normal values ("signed") where nonzero."""
     g = torch.Generator().manual_seed(seed)
@@ -45,12 +56,12 @@ def make_spikes(m, k, density, dtype=torch.float64, seed=0, kind="binary"):
         values = torch.where(values == 0, torch.ones_like(values), values)
     else:
         raise ValueError(kind)
-    return (values * mask).to(dtype)
+    return (values * mask).to(dtype).to(device)
 
 
-def make_dense(*shape, dtype=torch.float64, seed=1):
+def make_dense(*shape, dtype=torch.float64, seed=1, device="cpu"):
     g = torch.Generator().manual_seed(seed)
-    return torch.randn(*shape, generator=g, dtype=torch.float64).to(dtype)
+    return torch.randn(*shape, generator=g, dtype=torch.float64).to(dtype).to(device)
 
 
 def run_op(transpose, spikes, other):
@@ -82,86 +93,88 @@ def assert_product(got, spikes, other, transpose=False, rtol=None):
 # The raw ops against dense products
 # --------------------------------------------------------------------------------------------
 
-@needs_compiled
+@everywhere
 @pytest.mark.parametrize("transpose", MATMUL_OPS)
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("density", DENSITIES)
 @pytest.mark.parametrize("shape", SHAPES, ids=SHAPE_IDS)
-def test_spike_matmul_binary(shape, density, dtype, transpose):
+def test_spike_matmul_binary(shape, density, dtype, transpose, where):
     m, k, n = shape
-    spikes = make_spikes(m, k, density, dtype, seed=m * 1000 + k)
-    other = make_dense(m if transpose else k, n, dtype=dtype, seed=n)
+    spikes = make_spikes(m, k, density, dtype, seed=m * 1000 + k, device=where.device)
+    other = make_dense(m if transpose else k, n, dtype=dtype, seed=n, device=where.device)
     got = run_op(transpose, spikes, other)
+    assert got.device.type == where.device
     assert_product(got, spikes, other, transpose)
     if density == 0.0:
         assert torch.equal(got, torch.zeros_like(got))
 
 
-@needs_compiled
+@everywhere
 @pytest.mark.parametrize("transpose", MATMUL_OPS)
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("kind", ["counts", "signed"])
 @pytest.mark.parametrize("density", [0.02, 0.3, 1.0])
 @pytest.mark.parametrize("shape", [(1, 13, 7), (5, 700, 130), (17, 64, 200), (9, 130, 1), (6, 33, 513)],
                          ids=lambda s: "x".join(map(str, s)))
-def test_spike_matmul_values(shape, density, kind, dtype, transpose):
+def test_spike_matmul_values(shape, density, kind, dtype, transpose, where):
     """Not only 0/1: spike counts 0..3 and signed (also negative) values are multiplied in."""
     m, k, n = shape
-    spikes = make_spikes(m, k, density, dtype, seed=k + 7, kind=kind)
+    spikes = make_spikes(m, k, density, dtype, seed=k + 7, kind=kind, device=where.device)
     if kind == "signed" and density == 1.0:
         assert (spikes < 0).any()
-    other = make_dense(m if transpose else k, n, dtype=dtype, seed=3)
+    other = make_dense(m if transpose else k, n, dtype=dtype, seed=3, device=where.device)
     assert_product(run_op(transpose, spikes, other), spikes, other, transpose)
 
 
-@needs_compiled
+@everywhere
 @pytest.mark.parametrize("transpose", MATMUL_OPS)
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", [(7, 13, 100), (40, 700, 130), (3, 33, 513)], ids=lambda s: "x".join(map(str, s)))
-def test_spike_matmul_exact_on_integers(shape, dtype, transpose):
+def test_spike_matmul_exact_on_integers(shape, dtype, transpose, where):
     """With spike counts and integer-valued ``other`` every partial sum is an exact integer, so the
     result must equal the dense product bit for bit: a dropped or doubled term shows."""
     m, k, n = shape
-    spikes = make_spikes(m, k, 0.3, dtype, seed=11, kind="counts")
+    spikes = make_spikes(m, k, 0.3, dtype, seed=11, kind="counts", device=where.device)
     g = torch.Generator().manual_seed(12)
-    other = torch.randint(-8, 9, (m if transpose else k, n), generator=g).to(dtype)
+    other = torch.randint(-8, 9, (m if transpose else k, n), generator=g).to(dtype).to(where.device)
     got = run_op(transpose, spikes, other)
     want = (spikes.t() if transpose else spikes).double() @ other.double()
     assert torch.equal(got.double(), want)
 
 
-@needs_compiled
+@everywhere
 @pytest.mark.parametrize("transpose", MATMUL_OPS)
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", [(0, 5, 3), (4, 0, 3), (4, 5, 0), (0, 0, 0), (0, 5, 0), (0, 0, 3), (4, 0, 0)],
                          ids=lambda s: "x".join(map(str, s)))
-def test_spike_matmul_empty(shape, dtype, transpose):
+def test_spike_matmul_empty(shape, dtype, transpose, where):
     """M, K or N zero: the right shape, and zeros where the summed-over dimension is empty (K for
     spike_matmul, M for spike_matmul_t), whatever memory torch.empty hands out."""
     m, k, n = shape
-    spikes = make_spikes(m, k, 0.5, dtype)
-    other = make_dense(m if transpose else k, n, dtype=dtype)
+    spikes = make_spikes(m, k, 0.5, dtype, device=where.device)
+    other = make_dense(m if transpose else k, n, dtype=dtype, device=where.device)
     got = run_op(transpose, spikes, other)
-    want = torch.zeros((k, n) if transpose else (m, n), dtype=dtype)
+    want = torch.zeros((k, n) if transpose else (m, n), dtype=dtype, device=where.device)
     assert got.shape == want.shape and got.dtype == dtype
     assert torch.equal(got, want)
 
 
-@needs_compiled
+@everywhere
 @pytest.mark.parametrize("transpose", MATMUL_OPS)
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_spike_matmul_empty_sum_after_garbage(dtype, transpose):
+def test_spike_matmul_empty_sum_after_garbage(dtype, transpose, where):
     """The summed-over dimension empty for an output that is large enough for the allocator to
     hand back memory a previous result (all nonzero) has just freed: still all zeros."""
+    kw = dict(dtype=dtype, device=where.device)
     for _ in range(3):
-        junk = torch.full((300, 257), 7.0, dtype=dtype)
+        junk = torch.full((300, 257), 7.0, **kw)
         del junk
         if transpose:
-            got = torch.ops.snnkern.spike_matmul_t(torch.zeros(0, 300, dtype=dtype), torch.zeros(0, 257, dtype=dtype))
+            got = torch.ops.snnkern.spike_matmul_t(torch.zeros(0, 300, **kw), torch.zeros(0, 257, **kw))
         else:
-            got = torch.ops.snnkern.spike_matmul(torch.zeros(300, 0, dtype=dtype), torch.zeros(0, 257, dtype=dtype))
+            got = torch.ops.snnkern.spike_matmul(torch.zeros(300, 0, **kw), torch.zeros(0, 257, **kw))
         assert got.shape == (300, 257)
-        assert torch.equal(got, torch.zeros(300, 257, dtype=dtype))
+        assert torch.equal(got, torch.zeros(300, 257, **kw))
 
 
 LAYOUTS = ["transposed", "sliced", "strided", "expanded"]
@@ -173,11 +186,11 @@ def _layout(t: torch.Tensor, layout: str) -> torch.Tensor:
     if layout == "transposed":
         out = t.t().contiguous().t()
     elif layout == "sliced":
-        big = torch.full((r + 3, c + 5), float("nan"), dtype=t.dtype)
+        big = torch.full((r + 3, c + 5), float("nan"), dtype=t.dtype, device=t.device)
         big[2:2 + r, 3:3 + c] = t
         out = big[2:2 + r, 3:3 + c]
     elif layout == "strided":
-        big = torch.full((r, 2 * c), float("nan"), dtype=t.dtype)
+        big = torch.full((r, 2 * c), float("nan"), dtype=t.dtype, device=t.device)
         big[:, ::2] = t
         out = big[:, ::2]
     elif layout == "expanded":
@@ -188,15 +201,15 @@ def _layout(t: torch.Tensor, layout: str) -> torch.Tensor:
     return out
 
 
-@needs_compiled
+@everywhere
 @pytest.mark.parametrize("transpose", MATMUL_OPS)
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("which", ["spikes", "other", "both"])
 @pytest.mark.parametrize("layout", LAYOUTS)
-def test_spike_matmul_noncontiguous(layout, which, dtype, transpose):
+def test_spike_matmul_noncontiguous(layout, which, dtype, transpose, where):
     m, k, n = 11, 37, 70
-    spikes = make_spikes(m, k, 0.3, dtype, seed=5, kind="counts")
-    other = make_dense(m if transpose else k, n, dtype=dtype, seed=6)
+    spikes = make_spikes(m, k, 0.3, dtype, seed=5, kind="counts", device=where.device)
+    other = make_dense(m if transpose else k, n, dtype=dtype, seed=6, device=where.device)
     s = _layout(spikes, layout) if which in ("spikes", "both") else spikes
     o = _layout(other, layout) if which in ("other", "both") else other
     assert not (s.is_contiguous() and o.is_contiguous())
@@ -208,11 +221,13 @@ def test_spike_matmul_noncontiguous(layout, which, dtype, transpose):
     assert_product(got, s.contiguous(), o.contiguous(), transpose)
 
 
-@needs_compiled
+# The CPU kernels' event-driven semantics: the CUDA build (and its emulation) runs the dense
+# product, where 0 * inf = NaN, so the two tests below are for the CPU kernels only.
+@at("cpu")
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("bad", [float("inf"), float("-inf"), float("nan")], ids=["inf", "-inf", "nan"])
 @pytest.mark.parametrize("k", [13, 37, 300])
-def test_spike_matmul_zeros_skip_nonfinite(k, bad, dtype):
+def test_spike_matmul_zeros_skip_nonfinite(k, bad, dtype, where):
     """Zeros of spikes contribute exactly nothing, also where ``other`` is not finite (documented
     in csrc/cpu/spike_matmul.h): a row of ``other`` holding inf/NaN, selected only by zero
     entries of spikes (including -0.0), leaves those output rows finite and equal to the product
@@ -238,10 +253,10 @@ def test_spike_matmul_zeros_skip_nonfinite(k, bad, dtype):
     assert_product(got[~hit], spikes[~hit], clean)
 
 
-@needs_compiled
+@at("cpu")
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("bad", [float("inf"), float("nan")], ids=["inf", "nan"])
-def test_spike_matmul_t_zeros_skip_nonfinite(bad, dtype):
+def test_spike_matmul_t_zeros_skip_nonfinite(bad, dtype, where):
     """spike_matmul_t: a non-finite row m0 of ``other`` only reaches the output rows k where
     spikes[m0, k] is nonzero; the other rows stay finite (zeros contribute nothing)."""
     m, k, n = 20, 37, 70
@@ -261,22 +276,22 @@ def test_spike_matmul_t_zeros_skip_nonfinite(bad, dtype):
     assert_product(got[~hit], spikes[:, ~hit], clean, transpose=True)
 
 
-@needs_compiled
+@everywhere
 @pytest.mark.parametrize("transpose", MATMUL_OPS)
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("k0", [0, 9, 36], ids=["first", "middle", "tail"])
-def test_spike_matmul_nan_spike_propagates(k0, dtype, transpose):
+def test_spike_matmul_nan_spike_propagates(k0, dtype, transpose, where):
     """A NaN in spikes is not zero (NaN != 0): it makes its output row all NaN (spike_matmul_t:
     output row k0); the other rows are unaffected."""
     m, k, n = 6, 37, 70
-    spikes = make_spikes(m, k, 0.3, dtype, seed=4)
-    other = make_dense(m if transpose else k, n, dtype=dtype, seed=5)
+    spikes = make_spikes(m, k, 0.3, dtype, seed=4, device=where.device)
+    other = make_dense(m if transpose else k, n, dtype=dtype, seed=5, device=where.device)
     m0 = 2
     spikes[m0, k0] = float("nan")
     got = run_op(transpose, spikes, other)
     row = k0 if transpose else m0
     assert torch.isnan(got[row]).all()
-    rest = torch.ones(got.shape[0], dtype=torch.bool)
+    rest = torch.ones(got.shape[0], dtype=torch.bool, device=where.device)
     rest[row] = False
     assert torch.isfinite(got[rest]).all()
     clean = spikes.clone()
@@ -284,12 +299,12 @@ def test_spike_matmul_nan_spike_propagates(k0, dtype, transpose):
     torch.testing.assert_close(got[rest], run_op(transpose, clean, other)[rest], rtol=0, atol=0)
 
 
-@needs_compiled
+@at("cpu")  # at::parallel_for of the CPU kernels
 @pytest.mark.parametrize("transpose", MATMUL_OPS)
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", [(600, 300, 100), (2000, 13, 7), (64, 130, 513)],
                          ids=lambda s: "x".join(map(str, s)))
-def test_spike_matmul_threads(shape, dtype, transpose):
+def test_spike_matmul_threads(shape, dtype, transpose, where):
     """1 thread and 2 threads give the same result up to rounding (large M, so that the rows are
     split between threads and spike_matmul_t adds up per-thread partial sums)."""
     m, k, n = shape
@@ -320,11 +335,12 @@ X_SHAPES = [pytest.param((3, 5, 13), id="BTK"), pytest.param((7, 13), id="MK"), 
 OUT_FEATURES = 10
 
 
-def _linear_inputs(x_shape, dtype, bias, requires=("x", "weight", "bias"), seed=0, kind="binary"):
+def _linear_inputs(x_shape, dtype, bias, requires=("x", "weight", "bias"), seed=0, kind="binary", device="cpu"):
     k = x_shape[-1]
-    x = make_spikes(int(torch.Size(x_shape[:-1]).numel()), k, 0.3, dtype, seed=seed, kind=kind).reshape(x_shape)
-    weight = make_dense(OUT_FEATURES, k, dtype=dtype, seed=seed + 1)
-    b = make_dense(OUT_FEATURES, dtype=dtype, seed=seed + 2) if bias else None
+    x = make_spikes(int(torch.Size(x_shape[:-1]).numel()), k, 0.3, dtype, seed=seed, kind=kind,
+                    device=device).reshape(x_shape)
+    weight = make_dense(OUT_FEATURES, k, dtype=dtype, seed=seed + 1, device=device)
+    b = make_dense(OUT_FEATURES, dtype=dtype, seed=seed + 2, device=device) if bias else None
     tensors = {"x": x, "weight": weight, "bias": b}
     for name, t in tensors.items():
         if t is not None:
@@ -354,13 +370,13 @@ def _forward_backward(fn, tensors, seed=3):
     return result
 
 
-@needs_compiled
+@everywhere
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("bias", [False, True], ids=["nobias", "bias"])
 @pytest.mark.parametrize("x_shape", X_SHAPES)
 @pytest.mark.parametrize("kind", ["binary", "signed"])
-def test_spike_linear_matches_linear(x_shape, bias, dtype, kind):
-    tensors = _linear_inputs(x_shape, dtype, bias, kind=kind)
+def test_spike_linear_matches_linear(x_shape, bias, dtype, kind, where):
+    tensors = _linear_inputs(x_shape, dtype, bias, kind=kind, device=where.device)
     got = _forward_backward(lambda x, w, b: snnkern.spike_linear(x, w, b, backend="compiled"), _clone_inputs(tensors))
     want = _forward_backward(F.linear, tensors)
     assert got.keys() == want.keys()
@@ -371,12 +387,12 @@ def test_spike_linear_matches_linear(x_shape, bias, dtype, kind):
         torch.testing.assert_close(got[key], want[key], **TOL[dtype], msg=lambda m, key=key: f"{key}: {m}")
 
 
-@needs_compiled
+@everywhere
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("requires", [("weight",), ("x",), ("bias",), ("x", "bias"), ("weight", "bias"), ()],
                          ids=["weight", "x", "bias", "x+bias", "weight+bias", "none"])
-def test_spike_linear_partial_requires_grad(requires, dtype):
-    tensors = _linear_inputs((3, 5, 13), dtype, True, requires=requires, seed=4)
+def test_spike_linear_partial_requires_grad(requires, dtype, where):
+    tensors = _linear_inputs((3, 5, 13), dtype, True, requires=requires, seed=4, device=where.device)
     got = _forward_backward(lambda x, w, b: snnkern.spike_linear(x, w, b, backend="compiled"), _clone_inputs(tensors))
     want = _forward_backward(F.linear, tensors)
     assert set(got) == {"out"} | {"grad_" + r for r in requires}
@@ -385,24 +401,24 @@ def test_spike_linear_partial_requires_grad(requires, dtype):
         torch.testing.assert_close(got[key], want[key], **TOL[dtype], msg=lambda m, key=key: f"{key}: {m}")
 
 
-@needs_compiled
-def test_spike_linear_no_grad_mode():
-    tensors = _linear_inputs((3, 5, 13), torch.float64, True, seed=5)
+@everywhere
+def test_spike_linear_no_grad_mode(where):
+    tensors = _linear_inputs((3, 5, 13), torch.float64, True, seed=5, device=where.device)
     with torch.no_grad():
         out = snnkern.spike_linear(tensors["x"], tensors["weight"], tensors["bias"], backend="compiled")
     assert not out.requires_grad
     torch.testing.assert_close(out, F.linear(*tensors.values()).detach(), **TOL[torch.float64])
 
 
-@needs_compiled
+@everywhere
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("x_shape, out_features", [((0, 13), 10), ((2, 0, 13), 10), ((4, 13), 0), ((0, 13), 0),
                                                    ((13,), 0)],
                          ids=["M0", "T0", "out0", "M0-out0", "1d-out0"])
-def test_spike_linear_empty(x_shape, out_features, dtype):
-    x = torch.zeros(x_shape, dtype=dtype, requires_grad=True)
-    weight = make_dense(out_features, x_shape[-1], dtype=dtype).requires_grad_()
-    bias = make_dense(out_features, dtype=dtype).requires_grad_()
+def test_spike_linear_empty(x_shape, out_features, dtype, where):
+    x = torch.zeros(x_shape, dtype=dtype, device=where.device, requires_grad=True)
+    weight = make_dense(out_features, x_shape[-1], dtype=dtype, device=where.device).requires_grad_()
+    bias = make_dense(out_features, dtype=dtype, device=where.device).requires_grad_()
     got = snnkern.spike_linear(x, weight, bias, backend="compiled")
     want = F.linear(x, weight, bias)
     assert got.shape == want.shape
@@ -410,29 +426,29 @@ def test_spike_linear_empty(x_shape, out_features, dtype):
     grads = torch.autograd.grad((got * 2.0).sum(), (x, weight, bias), allow_unused=True)
     want_grads = torch.autograd.grad((want * 2.0).sum(), (x, weight, bias), allow_unused=True)
     for g, w in zip(grads, want_grads):
-        torch.testing.assert_close(torch.zeros(0) if g is None else g, torch.zeros(0) if w is None else w,
+        torch.testing.assert_close(torch.zeros(0, device=where.device) if g is None else g,
+                                   torch.zeros(0, device=where.device) if w is None else w,
                                    rtol=0, atol=0, check_dtype=False)
 
 
-@needs_compiled
-@pytest.mark.parametrize("backend", ["compiled", "reference"])
+@everywhere_and_reference
 @pytest.mark.parametrize("x_shape", [(4, 0), (2, 3, 0), (0,)], ids=["MK0", "BTK0", "K0"])
-def test_spike_linear_no_in_features(x_shape, backend):
+def test_spike_linear_no_in_features(x_shape, where):
     """in_features = 0 (x [..., 0], weight [out, 0]): F.linear gives the bias broadcast (zeros
     plus bias); spike_linear, documented to equal F.linear for any input, must too."""
-    x = torch.zeros(x_shape, dtype=torch.float64)
-    weight = torch.zeros(5, 0, dtype=torch.float64)
-    bias = make_dense(5)
+    x = torch.zeros(x_shape, dtype=torch.float64, device=where.device)
+    weight = torch.zeros(5, 0, dtype=torch.float64, device=where.device)
+    bias = make_dense(5, device=where.device)
     want = F.linear(x, weight, bias)
-    got = snnkern.spike_linear(x, weight, bias, backend=backend)
+    got = snnkern.spike_linear(x, weight, bias, backend=where.backend)
     torch.testing.assert_close(got, want, rtol=0, atol=0)
 
 
-@needs_compiled
+@everywhere
 @pytest.mark.parametrize("bias", [False, True], ids=["nobias", "bias"])
 @pytest.mark.parametrize("x_shape", [(2, 3, 6), (4, 6), (6,)], ids=["BTK", "MK", "K"])
-def test_spike_linear_gradcheck(x_shape, bias):
-    tensors = _linear_inputs(x_shape, torch.float64, bias, seed=6, kind="counts")
+def test_spike_linear_gradcheck(x_shape, bias, where):
+    tensors = _linear_inputs(x_shape, torch.float64, bias, seed=6, kind="counts", device=where.device)
     tensors["weight"] = tensors["weight"][:4].detach().requires_grad_()
     if bias:
         tensors["bias"] = tensors["bias"][:4].detach().requires_grad_()
@@ -444,23 +460,21 @@ def test_spike_linear_gradcheck(x_shape, bias):
     assert torch.autograd.gradcheck(f, inputs, eps=1e-6, atol=1e-8, rtol=1e-7)
 
 
-@needs_compiled
+@everywhere
 @pytest.mark.parametrize("shape", [(3, 6, 4), (1, 9, 1), (5, 1, 3)], ids=lambda s: "x".join(map(str, s)))
-def test_spike_matmul_gradcheck(shape):
+def test_spike_matmul_gradcheck(shape, where):
     m, k, n = shape
-    spikes = make_spikes(m, k, 0.5, torch.float64, seed=8, kind="signed").requires_grad_()
-    other = make_dense(k, n, seed=9).requires_grad_()
+    spikes = make_spikes(m, k, 0.5, torch.float64, seed=8, kind="signed", device=where.device).requires_grad_()
+    other = make_dense(k, n, seed=9, device=where.device).requires_grad_()
     assert torch.autograd.gradcheck(torch.ops.snnkern.spike_matmul, (spikes, other), eps=1e-6, atol=1e-8, rtol=1e-7)
 
 
-@needs_compiled
 def test_spike_linear_reference_backend_is_linear():
+    """The reference backend is F.linear itself (the compiled one is compared with F.linear in
+    test_spike_linear_matches_linear)."""
     tensors = _linear_inputs((3, 5, 13), torch.float64, True, seed=10, kind="signed")
     got = snnkern.spike_linear(tensors["x"], tensors["weight"], tensors["bias"], backend="reference")
     assert torch.equal(got, F.linear(tensors["x"], tensors["weight"], tensors["bias"]))
-    # The compiled backend agrees with it to rounding.
-    compiled = snnkern.spike_linear(tensors["x"], tensors["weight"], tensors["bias"], backend="compiled")
-    torch.testing.assert_close(compiled, got, **TOL[torch.float64])
 
 
 # --------------------------------------------------------------------------------------------
@@ -471,22 +485,23 @@ OPCHECK_SHAPES = [(3, 13, 7), (2, 5, 3), (1, 1, 1), (6, 40, 70), (0, 4, 3), (3, 
 
 
 
-@needs_compiled
+@everywhere
 @pytest.mark.parametrize("requires_grad", [False, True], ids=["nograd", "grad"])
 @pytest.mark.parametrize("shape", OPCHECK_SHAPES, ids=lambda s: "x".join(map(str, s)))
-def test_opcheck_spike_matmul(shape, requires_grad):
+def test_opcheck_spike_matmul(shape, requires_grad, where):
     m, k, n = shape
-    spikes = make_spikes(m, k, 0.4, torch.float64, seed=1, kind="counts").requires_grad_(requires_grad)
-    other = make_dense(k, n, seed=2).requires_grad_(requires_grad)
-    assert_opcheck(torch.ops.snnkern.spike_matmul.default, (spikes, other))
+    spikes = make_spikes(m, k, 0.4, torch.float64, seed=1, kind="counts", device=where.device)
+    other = make_dense(k, n, seed=2, device=where.device)
+    assert_opcheck(torch.ops.snnkern.spike_matmul.default,
+                   (spikes.requires_grad_(requires_grad), other.requires_grad_(requires_grad)))
 
 
-@needs_compiled
+@everywhere
 @pytest.mark.parametrize("shape", OPCHECK_SHAPES, ids=lambda s: "x".join(map(str, s)))
-def test_opcheck_spike_matmul_t(shape):
+def test_opcheck_spike_matmul_t(shape, where):
     m, k, n = shape
-    spikes = make_spikes(m, k, 0.4, torch.float64, seed=3, kind="counts")
-    other = make_dense(m, n, seed=4)
+    spikes = make_spikes(m, k, 0.4, torch.float64, seed=3, kind="counts", device=where.device)
+    other = make_dense(m, n, seed=4, device=where.device)
     assert_opcheck(torch.ops.snnkern.spike_matmul_t.default, (spikes, other))
 
 
@@ -494,12 +509,16 @@ def _small_projection(x, weight, bias):
     return torch.tanh(snnkern.spike_linear(x, weight, bias)) * 2.0
 
 
-@needs_compiled
-@pytest.mark.parametrize("compile_backend", ["aot_eager", "inductor"])
-def test_spike_linear_torch_compile_fullgraph(compile_backend):
+# The emulated lanes get the cheap aot_eager compile only (see test_ops.COMPILE_CASES).
+COMPILE_CASES = where_cases(("cpu", "aot_eager"), ("cpu", "inductor"), ("emulated", "aot_eager"),
+                            ("cuda", "aot_eager"), ("cuda", "inductor"))
+
+
+@pytest.mark.parametrize("where, compile_backend", COMPILE_CASES, indirect=["where"])
+def test_spike_linear_torch_compile_fullgraph(where, compile_backend):
     torch._dynamo.reset()
     try:
-        tensors = _linear_inputs((3, 5, 13), torch.float64, True, seed=12)
+        tensors = _linear_inputs((3, 5, 13), torch.float64, True, seed=12, device=where.device)
         compiled_fn = torch.compile(_small_projection, fullgraph=True, backend=compile_backend)
         got = _forward_backward(compiled_fn, _clone_inputs(tensors), seed=13)
         want = _forward_backward(_small_projection, tensors, seed=13)
@@ -543,19 +562,19 @@ def _counting_spike_linear(monkeypatch):
     return calls
 
 
-@needs_compiled
+@everywhere
 @pytest.mark.parametrize("name", list(LAYERS))
-def test_layer_sparse_input_matches_dense(name, monkeypatch):
+def test_layer_sparse_input_matches_dense(name, monkeypatch, where):
     """Same layer, same state_dict, float64, a 0/1 spike train as input: sparse_input=True (the
     projection through snnkern.spike_linear) gives the spikes / membrane and parameter gradients
     of sparse_input=False (nn.Linear / DaleLinear)."""
     torch.manual_seed(3)
-    dense = LAYERS[name](sparse_input=False, backend="compiled", dtype=torch.float64)
+    dense = LAYERS[name](sparse_input=False, backend="compiled", dtype=torch.float64).to(where.device)
     with torch.no_grad():
         dense.linear.weight.mul_(4.0)  # a livelier spike rate
-    sparse = LAYERS[name](sparse_input=True, backend="compiled", dtype=torch.float64)
+    sparse = LAYERS[name](sparse_input=True, backend="compiled", dtype=torch.float64).to(where.device)
     sparse.load_state_dict(dense.state_dict())
-    x = make_spikes(B * T, IN, 0.2, torch.float64, seed=14).reshape(B, T, IN)
+    x = make_spikes(B * T, IN, 0.2, torch.float64, seed=14, device=where.device).reshape(B, T, IN)
     calls = _counting_spike_linear(monkeypatch)
 
     results = {}
@@ -581,18 +600,18 @@ def test_layer_sparse_input_matches_dense(name, monkeypatch):
                                    msg=lambda m, key=key: f"{key}: {m}")
 
 
-@needs_compiled
+@everywhere
 @pytest.mark.parametrize("name", ["lif", "recurrent", "readout"])
-def test_layer_sparse_input_reference_backend(name, monkeypatch):
+def test_layer_sparse_input_reference_backend(name, monkeypatch, where):
     """backend="reference" with sparse_input=True: spike_linear's reference (F.linear), the same
     outputs as the compiled sparse layer."""
     torch.manual_seed(4)
-    ref = LAYERS[name](sparse_input=True, backend="reference", dtype=torch.float64)
+    ref = LAYERS[name](sparse_input=True, backend="reference", dtype=torch.float64).to(where.device)
     with torch.no_grad():
         ref.linear.weight.mul_(4.0)
-    comp = LAYERS[name](sparse_input=True, backend="compiled", dtype=torch.float64)
+    comp = LAYERS[name](sparse_input=True, backend="compiled", dtype=torch.float64).to(where.device)
     comp.load_state_dict(ref.state_dict())
-    x = make_spikes(2 * 10, IN, 0.2, torch.float64, seed=16).reshape(2, 10, IN)
+    x = make_spikes(2 * 10, IN, 0.2, torch.float64, seed=16, device=where.device).reshape(2, 10, IN)
     calls = _counting_spike_linear(monkeypatch)
     out_r = ref(x)
     assert calls == ["reference"]
@@ -612,82 +631,91 @@ ERR = (ValueError, TypeError)
 K_IN = 5
 
 
-def _good():
-    return torch.zeros(2, 3, K_IN), torch.zeros(4, K_IN), torch.zeros(4)
+def _good(device):
+    return (torch.zeros(2, 3, K_IN, device=device), torch.zeros(4, K_IN, device=device),
+            torch.zeros(4, device=device))
 
 
+# Each case: a function of (x, weight, bias, zeros) giving the bad arguments (``zeros(*shape)``
+# makes a float32 tensor beside x), and the error it must raise.
 BAD_LINEAR = {
-    "x_not_tensor": (lambda x, w, b: ([[0.0] * K_IN], w, b), r"\bx\b.*torch\.Tensor"),
-    "weight_not_tensor": (lambda x, w, b: (x, [[0.0] * K_IN] * 4, b), r"\bweight\b.*torch\.Tensor"),
-    "bias_not_tensor": (lambda x, w, b: (x, w, [0.0] * 4), r"\bbias\b"),
-    "integer_x": (lambda x, w, b: (x.long(), w, b), r"\bx\b.*floating"),
-    "bool_x": (lambda x, w, b: (x.bool(), w, b), r"\bx\b.*floating"),
-    "weight_in_features": (lambda x, w, b: (x, torch.zeros(4, K_IN + 1), b), r"\bweight\b.*shape"),
-    "weight_transposed": (lambda x, w, b: (x, torch.zeros(K_IN, 4), b), r"\bweight\b.*shape"),
-    "weight_1d": (lambda x, w, b: (x, torch.zeros(K_IN), b), r"\bweight\b.*shape"),
-    "weight_3d": (lambda x, w, b: (x, torch.zeros(1, 4, K_IN), b), r"\bweight\b.*shape"),
-    "weight_dtype": (lambda x, w, b: (x, w.double(), b), r"\bweight\b.*dtype"),
-    "weight_meta": (lambda x, w, b: (x, w.to("meta"), b), r"\bweight\b.*meta"),
-    "bias_shape": (lambda x, w, b: (x, w, torch.zeros(5)), r"\bbias\b.*shape"),
-    "bias_2d": (lambda x, w, b: (x, w, torch.zeros(1, 4)), r"\bbias\b.*shape"),
-    "bias_dtype": (lambda x, w, b: (x, w, b.double()), r"\bbias\b.*dtype"),
-    "x_0d": (lambda x, w, b: (torch.tensor(1.0), w, b), r"\bx\b.*dimension"),
+    "x_not_tensor": (lambda x, w, b, z: ([[0.0] * K_IN], w, b), r"\bx\b.*torch\.Tensor"),
+    "weight_not_tensor": (lambda x, w, b, z: (x, [[0.0] * K_IN] * 4, b), r"\bweight\b.*torch\.Tensor"),
+    "bias_not_tensor": (lambda x, w, b, z: (x, w, [0.0] * 4), r"\bbias\b"),
+    "integer_x": (lambda x, w, b, z: (x.long(), w, b), r"\bx\b.*floating"),
+    "bool_x": (lambda x, w, b, z: (x.bool(), w, b), r"\bx\b.*floating"),
+    "weight_in_features": (lambda x, w, b, z: (x, z(4, K_IN + 1), b), r"\bweight\b.*shape"),
+    "weight_transposed": (lambda x, w, b, z: (x, z(K_IN, 4), b), r"\bweight\b.*shape"),
+    "weight_1d": (lambda x, w, b, z: (x, z(K_IN), b), r"\bweight\b.*shape"),
+    "weight_3d": (lambda x, w, b, z: (x, z(1, 4, K_IN), b), r"\bweight\b.*shape"),
+    "weight_dtype": (lambda x, w, b, z: (x, w.double(), b), r"\bweight\b.*dtype"),
+    "weight_meta": (lambda x, w, b, z: (x, w.to("meta"), b), r"\bweight\b.*meta"),
+    "bias_shape": (lambda x, w, b, z: (x, w, z(5)), r"\bbias\b.*shape"),
+    "bias_2d": (lambda x, w, b, z: (x, w, z(1, 4)), r"\bbias\b.*shape"),
+    "bias_dtype": (lambda x, w, b, z: (x, w, b.double()), r"\bbias\b.*dtype"),
+    "x_0d": (lambda x, w, b, z: (z(), w, b), r"\bx\b.*dimension"),
 }
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
+@everywhere_and_reference
 @pytest.mark.parametrize("case", list(BAD_LINEAR))
-def test_spike_linear_bad_input(case, backend):
+def test_spike_linear_bad_input(case, where):
     make, pattern = BAD_LINEAR[case]
-    x, w, b = make(*_good())
+    x, w, b = make(*_good(where.device), lambda *shape: torch.zeros(shape, device=where.device))
     with pytest.raises(ERR, match=pattern):
-        snnkern.spike_linear(x, w, b, backend=backend)
+        snnkern.spike_linear(x, w, b, backend=where.backend)
 
 
 def test_spike_linear_bad_backend():
-    x, w, b = _good()
+    x, w, b = _good("cpu")
     with pytest.raises(ValueError, match="backend"):
         snnkern.spike_linear(x, w, b, backend="dense")
 
 
-def _f(*shape, dtype=torch.float32):
-    return torch.zeros(shape, dtype=dtype)
-
-
-# (spikes, other) for spike_matmul; spike_matmul_t swaps the meaning of other's rows.
+# (spikes, other) for spike_matmul, as a function of (transpose, zeros), ``zeros(*shape, dtype=)``
+# making a tensor on the test's device; spike_matmul_t swaps the meaning of other's rows.
 BAD_OPS = {
-    "spikes_1d": (lambda t: (_f(4), _f(4, 3)), r"spikes must be a matrix"),
-    "spikes_3d": (lambda t: (_f(2, 4, 3), _f(3, 3)), r"spikes must be a matrix"),
-    "other_1d": (lambda t: (_f(2, 4), _f(4)), r"other must have shape"),
-    "inner_mismatch": (lambda t: (_f(2, 4), _f(2 + 1 if t else 4 + 1, 3)), r"other must have shape \[\d+, \*\]"),
-    "dtype_mismatch": (lambda t: (_f(2, 4), _f(2 if t else 4, 3, dtype=torch.float64)), r"other has dtype.*spikes"),
-    "integer_spikes": (lambda t: (_f(2, 4, dtype=torch.int64), _f(2 if t else 4, 3, dtype=torch.int64)),
+    "spikes_1d": (lambda t, z: (z(4), z(4, 3)), r"spikes must be a matrix"),
+    "spikes_3d": (lambda t, z: (z(2, 4, 3), z(3, 3)), r"spikes must be a matrix"),
+    "other_1d": (lambda t, z: (z(2, 4), z(4)), r"other must have shape"),
+    "inner_mismatch": (lambda t, z: (z(2, 4), z(2 + 1 if t else 4 + 1, 3)), r"other must have shape \[\d+, \*\]"),
+    "dtype_mismatch": (lambda t, z: (z(2, 4), z(2 if t else 4, 3, dtype=torch.float64)), r"other has dtype.*spikes"),
+    "integer_spikes": (lambda t, z: (z(2, 4, dtype=torch.int64), z(2 if t else 4, 3, dtype=torch.int64)),
                        r"spikes must be floating point"),
-    "bool_spikes": (lambda t: (_f(2, 4, dtype=torch.bool), _f(2 if t else 4, 3, dtype=torch.bool)),
+    "bool_spikes": (lambda t, z: (z(2, 4, dtype=torch.bool), z(2 if t else 4, 3, dtype=torch.bool)),
                     r"spikes must be floating point"),
-    "float16_cpu": (lambda t: (_f(2, 4, dtype=torch.float16), _f(2 if t else 4, 3, dtype=torch.float16)),
+}
+# Half precision is for the CUDA build (and its emulation); the CPU kernels reject it.
+BAD_OPS_CPU = {
+    "float16_cpu": (lambda t, z: (z(2, 4, dtype=torch.float16), z(2 if t else 4, 3, dtype=torch.float16)),
                     r"float32 and float64"),
-    "bfloat16_cpu": (lambda t: (_f(2, 4, dtype=torch.bfloat16), _f(2 if t else 4, 3, dtype=torch.bfloat16)),
+    "bfloat16_cpu": (lambda t, z: (z(2, 4, dtype=torch.bfloat16), z(2 if t else 4, 3, dtype=torch.bfloat16)),
                      r"float32 and float64"),
 }
+BAD_OP_CASES = where_cases(*((w, c) for w in ("cpu", "emulated", "cuda") for c in BAD_OPS),
+                           *(("cpu", c) for c in BAD_OPS_CPU))
 
 
-@needs_compiled
 @pytest.mark.parametrize("transpose", MATMUL_OPS)
-@pytest.mark.parametrize("case", list(BAD_OPS))
-def test_spike_matmul_bad_input(case, transpose):
-    make, pattern = BAD_OPS[case]
+@pytest.mark.parametrize("where, case", BAD_OP_CASES, indirect=["where"])
+def test_spike_matmul_bad_input(where, case, transpose):
+    make, pattern = {**BAD_OPS, **BAD_OPS_CPU}[case]
     name = "spike_matmul_t" if transpose else "spike_matmul"
+
+    def zeros(*shape, dtype=torch.float32):
+        return torch.zeros(shape, dtype=dtype, device=where.device)
+
     with pytest.raises(RuntimeError, match=rf"snnkern\.{name}\b.*{pattern}"):
-        run_op(transpose, *make(transpose))
+        run_op(transpose, *make(transpose, zeros))
 
 
-@needs_compiled
-def test_spike_matmul_inner_mismatch_transposed_meaning():
+@everywhere
+def test_spike_matmul_inner_mismatch_transposed_meaning(where):
     """spike_matmul needs other [K, *] (K = columns of spikes), spike_matmul_t other [M, *]
     (M = rows of spikes): an operand valid for one is rejected by the other."""
-    spikes = make_spikes(2, 4, 0.5, torch.float32)
-    for_matmul, for_t = make_dense(4, 3, dtype=torch.float32), make_dense(2, 3, dtype=torch.float32)
+    spikes = make_spikes(2, 4, 0.5, torch.float32, device=where.device)
+    for_matmul = make_dense(4, 3, dtype=torch.float32, device=where.device)
+    for_t = make_dense(2, 3, dtype=torch.float32, device=where.device)
     assert torch.ops.snnkern.spike_matmul(spikes, for_matmul).shape == (2, 3)
     assert torch.ops.snnkern.spike_matmul_t(spikes, for_t).shape == (4, 3)
     with pytest.raises(RuntimeError, match=r"other must have shape \[4, \*\]"):

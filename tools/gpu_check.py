@@ -295,7 +295,7 @@ def where_of(name: str, classname: str) -> str:
     for where in ("cuda", "emulated", "cpu"):
         if where in tokens:
             return where
-    if classname.split(".")[-1] == "test_cuda":
+    if classname.split(".")[-1] == "test_cuda_only":
         return "cuda"
     return "unlabelled"
 

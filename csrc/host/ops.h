@@ -64,29 +64,30 @@ struct Ops {
     return g.results();
   }
 
-  static std::tuple<Tensor, Tensor> leaky_forward(const Tensor& x, const Tensor& alpha, const OptTensor& alpha_syn,
-                                                  const Tensor& state) {
+  static std::tuple<Tensor, Tensor, Tensor> leaky_forward(const Tensor& x, const Tensor& alpha,
+                                                          const OptTensor& alpha_syn, const Tensor& state,
+                                                          bool save_for_backward) {
     const char* op = "snnkern.leaky_forward";
-    auto f = prepare_forward(op, x, alpha, alpha_syn, state, false, true, false);
+    auto f = prepare_forward(op, x, alpha, alpha_syn, state, false, true, save_for_backward);
     L::dispatch(x.scalar_type(), op, [&](auto tag) {
       using scalar_t = decltype(tag);
       scan_forward<scalar_t>(f, leaky_config<at::opmath_type<scalar_t>>(present(alpha_syn)));
     });
-    return {f.membrane, f.state_out};
+    return {f.membrane, f.state_out, f.pre_reset};
   }
 
+  // `saved_membrane`: the membrane trace in the accumulate type, which for the leaky integrator is
+  // its pre-reset potential (leaky_config); `dtype`: the storage type of x.
   static std::tuple<Tensor, Tensor, Tensor, Tensor> leaky_backward(const OptTensor& grad_membrane,
-                                                                   const OptTensor& grad_state, const Tensor& membrane,
-                                                                   const Tensor& alpha, const OptTensor& alpha_syn,
-                                                                   const Tensor& state) {
+                                                                   const OptTensor& grad_state,
+                                                                   const Tensor& saved_membrane, const Tensor& alpha,
+                                                                   const OptTensor& alpha_syn, const Tensor& state,
+                                                                   at::ScalarType dtype) {
     const char* op = "snnkern.leaky_backward";
-    const auto seq_dtype = membrane.scalar_type();
-    TORCH_CHECK(at::isFloatingType(seq_dtype), op, ": membrane must be floating point, got ", seq_dtype);
-    // The leaky integrator's membrane trace is its pre-reset potential (leaky_config).
-    const auto pre_reset = membrane.to(opmath_type(seq_dtype));
-    auto g = prepare_backward(op, OptTensor(), grad_membrane, grad_state, pre_reset, Tensor(), alpha, alpha_syn, state,
-                              false, seq_dtype);
-    L::dispatch(seq_dtype, op, [&](auto tag) {
+    TORCH_CHECK(at::isFloatingType(dtype), op, ": dtype must be floating point, got ", dtype);
+    auto g = prepare_backward(op, OptTensor(), grad_membrane, grad_state, saved_membrane, Tensor(), alpha, alpha_syn,
+                              state, false, dtype);
+    L::dispatch(dtype, op, [&](auto tag) {
       using scalar_t = decltype(tag);
       scan_backward<scalar_t>(g, leaky_config<at::opmath_type<scalar_t>>(present(alpha_syn)));
     });
