@@ -1,6 +1,7 @@
 """The name of the device a benchmark runs on, and the folder name of its results
 (benchmarks/results/<slug>/). Needs neither snnkern nor, for the CPU, torch: tools/gpu_check.py
 uses it before anything is built."""
+
 from __future__ import annotations
 
 import platform

@@ -11,6 +11,7 @@ the same machine state. An epoch is the training pass (forward, loss, backward, 
 every training batch, data generation included); validation and evaluation are not timed.
 Writes epochs.json and epochs.md under benchmarks/results/<device-slug>/ (or next to --json).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -38,8 +39,14 @@ from snnkern.train import MODELS, TrainConfig, make_task  # noqa: E402
 def time_model(model: str, args, workdir: str) -> dict:
     cfg = TrainConfig(model=model, device=args.device, out=os.path.join(workdir, model), progress=False, plots=False)
     if args.quick:
-        cfg = replace(cfg, train_batches=2, test_batches=1, shd_train_samples=64, shd_test_samples=32,
-                      batch_size=32 if model == "shd" else None)
+        cfg = replace(
+            cfg,
+            train_batches=2,
+            test_batches=1,
+            shd_train_samples=64,
+            shd_test_samples=32,
+            batch_size=32 if model == "shd" else None,
+        )
     cfg = cfg.resolved()
     os.makedirs(cfg.out, exist_ok=True)
     task = make_task(cfg)
@@ -50,21 +57,30 @@ def time_model(model: str, args, workdir: str) -> dict:
         fused.append(task.train_epoch(epoch)[1])
         naive.append(task.naive_epoch_seconds())
     f, n = statistics.median(fused), statistics.median(naive)
-    shape = (f"{cfg.train_batches} batches of {cfg.batch_size}" if model != "shd"
-             else f"{len(task.train_set) // cfg.batch_size} batches of {cfg.batch_size}")
+    shape = (
+        f"{cfg.train_batches} batches of {cfg.batch_size}"
+        if model != "shd"
+        else f"{len(task.train_set) // cfg.batch_size} batches of {cfg.batch_size}"
+    )
     return dict(model=model, epoch=shape, snnkern_s=f, naive_s=n, speedup=n / f, snnkern_all=fused, naive_all=naive)
 
 
 def markdown(env: dict, rows) -> str:
-    lines = [f"# Time per training epoch: snnkern against the seed loops ({env['device']})", "",
-             f"- date {env['date']}, torch {env['torch']}, snnkern {env['snnkern']}, threads {env['threads']}",
-             f"- medians of {env['repeats']} epochs of each after one warm-up epoch, alternating snnkern and naive",
-             "- epoch = training pass over all training batches (data, forward, loss, backward, Adam)", "",
-             *([f"- INTERRUPTED: {env['interrupted']}", ""] if env.get("interrupted") else []),
-             "| model | epoch | snnkern s/epoch | seed loop s/epoch | speedup |", "| --- | --- | ---: | ---: | ---: |"]
+    lines = [
+        f"# Time per training epoch: snnkern against the seed loops ({env['device']})",
+        "",
+        f"- date {env['date']}, torch {env['torch']}, snnkern {env['snnkern']}, threads {env['threads']}",
+        f"- medians of {env['repeats']} epochs of each after one warm-up epoch, alternating snnkern and naive",
+        "- epoch = training pass over all training batches (data, forward, loss, backward, Adam)",
+        "",
+        *([f"- INTERRUPTED: {env['interrupted']}", ""] if env.get("interrupted") else []),
+        "| model | epoch | snnkern s/epoch | seed loop s/epoch | speedup |",
+        "| --- | --- | ---: | ---: | ---: |",
+    ]
     for r in rows:
-        lines.append(f"| {r['model']} | {r['epoch']} | {r['snnkern_s']:.3f} | {r['naive_s']:.3f} | "
-                     f"{r['speedup']:.1f}x |")
+        lines.append(
+            f"| {r['model']} | {r['epoch']} | {r['snnkern_s']:.3f} | {r['naive_s']:.3f} | {r['speedup']:.1f}x |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -91,8 +107,9 @@ def main(argv=None) -> int:
     device = torch.device(args.device)
     name = device_name(device.type)
     env = dict(environment_basics(device, name), repeats=args.repeats, quick=args.quick)
-    path = args.json or os.path.join(HERE, "results", device_slug(name, device.type) + ("-quick" if args.quick else ""),
-                                     "epochs.json")
+    path = args.json or os.path.join(
+        HERE, "results", device_slug(name, device.type) + ("-quick" if args.quick else ""), "epochs.json"
+    )
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     rows = []
     try:
@@ -100,8 +117,11 @@ def main(argv=None) -> int:
             for model in args.model or MODELS:
                 row = time_model(model, args, workdir)
                 rows.append(row)
-                print(f"{model:13s} snnkern {row['snnkern_s']:.3f} s/epoch, seed loop {row['naive_s']:.3f} s/epoch, "
-                      f"speedup {row['speedup']:.1f}x", flush=True)
+                print(
+                    f"{model:13s} snnkern {row['snnkern_s']:.3f} s/epoch, seed loop {row['naive_s']:.3f} s/epoch, "
+                    f"speedup {row['speedup']:.1f}x",
+                    flush=True,
+                )
                 write(path, env, rows)  # after every model: a run stopped from outside keeps what it timed
     except KeyboardInterrupt:
         env["interrupted"] = f"stopped from outside after {len(rows)} model(s)"

@@ -7,19 +7,20 @@ inputs through ``snnkern.reference_ops`` configured with ``config`` and compares
 
 Peers (snnTorch, SpikingJelly, Norse) are optional: a missing one raises ``Skip``.
 """
+
 from __future__ import annotations
 
 import importlib
 import importlib.util
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional
 
 import torch
 
 import snnkern
 from snnkern import seed_loops
-from snnkern.surrogate import ATan, FastSigmoid, Sigmoid
+from snnkern.surrogate import FastSigmoid, Sigmoid
 
 
 class Skip(Exception):
@@ -34,16 +35,20 @@ class LIFConfig:
     reset: str = "zero"
     detach_reset: bool = False
     surrogate: object = Sigmoid(5.0)
-    alpha_syn: Optional[float] = None
+    alpha_syn: float | None = None
 
     def kwargs(self) -> dict:
-        return dict(ordering=self.ordering, reset=self.reset, detach_reset=self.detach_reset,
-                    surrogate=self.surrogate, alpha_syn=self.alpha_syn)
+        return dict(
+            ordering=self.ordering,
+            reset=self.reset,
+            detach_reset=self.detach_reset,
+            surrogate=self.surrogate,
+            alpha_syn=self.alpha_syn,
+        )
 
     def describe(self) -> str:
         s = self.surrogate
-        return (f"{self.ordering}/{self.reset}{'/detached' if self.detach_reset else ''}/"
-                f"{type(s).__name__}({s.param:g})")
+        return f"{self.ordering}/{self.reset}{'/detached' if self.detach_reset else ''}/{type(s).__name__}({s.param:g})"
 
 
 SEED000 = LIFConfig("delayed", "zero", False, Sigmoid(5.0))
@@ -51,16 +56,16 @@ SEED000 = LIFConfig("delayed", "zero", False, Sigmoid(5.0))
 
 @dataclass
 class Workload:
-    forward: Callable[[], torch.Tensor]       # runs the forward pass, returns the output
-    inputs: List[torch.Tensor]                 # leaves whose gradients are compared and cleared
-    config: Optional[LIFConfig] = None         # neuron the output should equal (scan-type cases)
-    exact: bool = True                         # False: closest match only (see note)
+    forward: Callable[[], torch.Tensor]  # runs the forward pass, returns the output
+    inputs: list[torch.Tensor]  # leaves whose gradients are compared and cleared
+    config: LIFConfig | None = None  # neuron the output should equal (scan-type cases)
+    exact: bool = True  # False: closest match only (see note)
     note: str = ""
-    step: Optional[Callable[[], None]] = None  # optimizer step after backward (training cases)
-    extra: Dict[str, object] = field(default_factory=dict)
+    step: Callable[[], None] | None = None  # optimizer step after backward (training cases)
+    extra: dict[str, object] = field(default_factory=dict)
 
 
-def peer_version(name: str) -> Optional[str]:
+def peer_version(name: str) -> str | None:
     try:
         module = importlib.import_module(name)
     except Exception:  # noqa: BLE001 - any import failure means "not available"
@@ -69,6 +74,7 @@ def peer_version(name: str) -> Optional[str]:
     if version is None:  # SpikingJelly 2 has no __version__
         try:
             from importlib import metadata
+
             version = metadata.version(name)
         except Exception:  # noqa: BLE001
             version = "unknown"
@@ -86,6 +92,7 @@ def _import_peer(name: str):
 # Scan-type cases: input current x [B, T, N] (optionally through Linear(n, n) first) -> spikes
 # --------------------------------------------------------------------------------------------
 
+
 def _naive_seed000(x, alpha):
     return seed_loops.seed000_hidden(x, alpha, 5.0)
 
@@ -93,6 +100,7 @@ def _naive_seed000(x, alpha):
 def _snntorch_loop(x, alpha, surrogate_name):
     snn = _import_peer("snntorch")
     from snntorch import surrogate as sg
+
     spike_grad = sg.sigmoid(slope=5.0) if surrogate_name == "sigmoid" else sg.atan(alpha=2.0)
     lif = snn.Leaky(beta=alpha, threshold=1.0, spike_grad=spike_grad, reset_mechanism="subtract")
     lif = lif.to(x.device)
@@ -104,6 +112,7 @@ def _snntorch_loop(x, alpha, surrogate_name):
             spk, mem = lif(inp[:, t], mem)
             out.append(spk)
         return torch.stack(out, dim=1)
+
     return run
 
 
@@ -120,6 +129,7 @@ def _sj_bind_provider(provider: str, device) -> str:
     try:
         from spikingjelly._ops import lif as sj_lif_ops
         from spikingjelly.activation_based.functional.neuron import neuron_implementation
+
         selection = sj_lif_ops._selection
         selection._requested = provider
         selection._selections.clear()
@@ -127,8 +137,9 @@ def _sj_bind_provider(provider: str, device) -> str:
     except Exception as error:  # noqa: BLE001 - another SpikingJelly version
         if provider == "auto":
             return "automatic"
-        raise Skip(f"cannot pick SpikingJelly's {provider!r} LIF provider in this version "
-                   f"({type(error).__name__}: {error})") from None
+        raise Skip(
+            f"cannot pick SpikingJelly's {provider!r} LIF provider in this version ({type(error).__name__}: {error})"
+        ) from None
     if device.type != "cuda":
         return "CPU provider"
     try:
@@ -147,25 +158,38 @@ def _spikingjelly_module(alpha, device, provider: str = "auto"):
     except Exception as error:  # noqa: BLE001
         raise Skip(f"spikingjelly.activation_based not importable ({error})") from None
     # decay_input=False, v_reset=0: H = (1 - 1/tau) V + X, so tau = 1 / (1 - alpha) gives H = alpha V + X.
-    kwargs = dict(tau=1.0 / (1.0 - alpha), decay_input=False, v_threshold=1.0, v_reset=0.0,
-                  surrogate_function=surrogate.Sigmoid(alpha=5.0), detach_reset=False, step_mode="m")
+    kwargs = dict(
+        tau=1.0 / (1.0 - alpha),
+        decay_input=False,
+        v_threshold=1.0,
+        v_reset=0.0,
+        surrogate_function=surrogate.Sigmoid(alpha=5.0),
+        detach_reset=False,
+        step_mode="m",
+    )
     try:  # SpikingJelly < 2 takes backend= ('torch' | 'cupy'); pick the fastest one available
         backend = "torch"
         if device.type == "cuda" and importlib.util.find_spec("cupy") is not None:
             backend = "cupy"
         node = neuron.LIFNode(backend=backend, **kwargs).to(device)
         if provider != "auto":
-            raise Skip(f"SpikingJelly {getattr(_import_peer('spikingjelly'), '__version__', '< 2')} has no "
-                       f"{provider!r} LIF provider (backend={backend!r} is in the 'spikingjelly' row)")
+            raise Skip(
+                f"SpikingJelly {getattr(_import_peer('spikingjelly'), '__version__', '< 2')} has no "
+                f"{provider!r} LIF provider (backend={backend!r} is in the 'spikingjelly' row)"
+            )
     except TypeError:  # SpikingJelly >= 2: one registered op (sj_lif) that picks its provider itself
         bound = _sj_bind_provider(provider, device)
         node = neuron.LIFNode(**kwargs).to(device)
-        backend = (f"sj_lif op, {bound}" if device.type == "cpu" else
-                   f"sj_lif op, CUDA provider {bound}" + (" (its automatic choice)" if provider == "auto" else ""))
+        backend = (
+            f"sj_lif op, {bound}"
+            if device.type == "cpu"
+            else f"sj_lif op, CUDA provider {bound}" + (" (its automatic choice)" if provider == "auto" else "")
+        )
 
     def run(inp):
         functional.reset_net(node)
         return node(inp.transpose(0, 1).contiguous()).transpose(0, 1)
+
     return run, backend
 
 
@@ -176,8 +200,14 @@ def _norse_loop(alpha, device):
     except Exception as error:  # noqa: BLE001
         raise Skip(f"norse.torch not importable ({error})") from None
     c = 1.0 - alpha  # dv = c (x' - v): v <- alpha v + c x'; feed x' = x / c to get alpha v + x
-    params = LIFBoxParameters(tau_mem_inv=torch.tensor(c), v_leak=torch.tensor(0.0), v_th=torch.tensor(1.0),
-                              v_reset=torch.tensor(0.0), method="super", alpha=torch.tensor(100.0))
+    params = LIFBoxParameters(
+        tau_mem_inv=torch.tensor(c),
+        v_leak=torch.tensor(0.0),
+        v_th=torch.tensor(1.0),
+        v_reset=torch.tensor(0.0),
+        method="super",
+        alpha=torch.tensor(100.0),
+    )
     cell = LIFBoxCell(p=params, dt=1.0).to(device)
 
     def run(inp):
@@ -188,22 +218,29 @@ def _norse_loop(alpha, device):
             z, state = cell(scaled[:, t], state)
             out.append(z)
         return torch.stack(out, dim=1)
+
     return run
 
 
-SJ_NOTE = ("SpikingJelly LIFNode(decay_input=False, v_reset=0, Sigmoid(5)): resets in the step it fires and "
-           "keeps that step's input after the reset's next charge (V=H(1-S); H'=alpha V+X'), whereas snnkern's "
-           "zero reset also zeroes the next input; compared with snnkern update_first/zero/Sigmoid(5), "
-           "spike counts agree only approximately")
-NORSE_NOTE = ("Norse LIFBoxCell(method='super', alpha=100, input scaled by 1/(1-alpha)): same reset "
-              "convention as SpikingJelly (reset in the firing step, next input kept) and no sigmoid surrogate; "
-              "compared with snnkern update_first/zero/FastSigmoid(100), approximate")
-SNNTORCH_NOTE = ("snnTorch Leaky(reset_mechanism='subtract', spike_grad=sigmoid(slope=5)) is exactly snnkern "
-                 "update_first/subtract/detach_reset=True/Sigmoid(5) (snnTorch detaches its reset); "
-                 "snnTorch cannot do seed 000's delayed ordering or its zero reset")
+SJ_NOTE = (
+    "SpikingJelly LIFNode(decay_input=False, v_reset=0, Sigmoid(5)): resets in the step it fires and "
+    "keeps that step's input after the reset's next charge (V=H(1-S); H'=alpha V+X'), whereas snnkern's "
+    "zero reset also zeroes the next input; compared with snnkern update_first/zero/Sigmoid(5), "
+    "spike counts agree only approximately"
+)
+NORSE_NOTE = (
+    "Norse LIFBoxCell(method='super', alpha=100, input scaled by 1/(1-alpha)): same reset "
+    "convention as SpikingJelly (reset in the firing step, next input kept) and no sigmoid surrogate; "
+    "compared with snnkern update_first/zero/FastSigmoid(100), approximate"
+)
+SNNTORCH_NOTE = (
+    "snnTorch Leaky(reset_mechanism='subtract', spike_grad=sigmoid(slope=5)) is exactly snnkern "
+    "update_first/subtract/detach_reset=True/Sigmoid(5) (snnTorch detaches its reset); "
+    "snnTorch cannot do seed 000's delayed ordering or its zero reset"
+)
 
 
-def scan_impl(impl: str, x: torch.Tensor, alpha: float, linear: Optional[torch.nn.Linear] = None) -> Workload:
+def scan_impl(impl: str, x: torch.Tensor, alpha: float, linear: torch.nn.Linear | None = None) -> Workload:
     """x: [B, T, N] leaf requiring grad. With ``linear`` the case is Linear(n, n) -> LIF."""
     device = x.device
     params = [x] + (list(linear.parameters()) if linear is not None else [])
@@ -214,42 +251,77 @@ def scan_impl(impl: str, x: torch.Tensor, alpha: float, linear: Optional[torch.n
         return lambda: fn(linear(x))
 
     if impl == "naive":
-        return Workload(wrap(lambda h: _naive_seed000(h, alpha)), params, SEED000,
-                        note="seed 000's python loop (snnkern.seed_loops.seed000_hidden)")
+        return Workload(
+            wrap(lambda h: _naive_seed000(h, alpha)),
+            params,
+            SEED000,
+            note="seed 000's python loop (snnkern.seed_loops.seed000_hidden)",
+        )
     if impl in ("reference", "fused"):
         backend = "reference" if impl == "reference" else "compiled"
-        return Workload(wrap(lambda h: snnkern.lif(h, alpha, backend=backend, **SEED000.kwargs()).spikes),
-                        params, SEED000)
+        return Workload(
+            wrap(lambda h: snnkern.lif(h, alpha, backend=backend, **SEED000.kwargs()).spikes), params, SEED000
+        )
     if impl == "fused@snntorch":
         cfg = LIFConfig("update_first", "subtract", True, Sigmoid(5.0))
-        return Workload(wrap(lambda h: snnkern.lif(h, alpha, backend="compiled", **cfg.kwargs()).spikes),
-                        params, cfg, note="snnkern fused configured as the snnTorch neuron")
+        return Workload(
+            wrap(lambda h: snnkern.lif(h, alpha, backend="compiled", **cfg.kwargs()).spikes),
+            params,
+            cfg,
+            note="snnkern fused configured as the snnTorch neuron",
+        )
     if impl == "fused@sj":
         cfg = LIFConfig("update_first", "zero", False, Sigmoid(5.0))
-        return Workload(wrap(lambda h: snnkern.lif(h, alpha, backend="compiled", **cfg.kwargs()).spikes),
-                        params, cfg, note="snnkern fused configured as the closest match to SpikingJelly")
+        return Workload(
+            wrap(lambda h: snnkern.lif(h, alpha, backend="compiled", **cfg.kwargs()).spikes),
+            params,
+            cfg,
+            note="snnkern fused configured as the closest match to SpikingJelly",
+        )
     if impl == "torch.compile":
         fn = torch.compile(lambda h: _naive_seed000(h, alpha))
         return Workload(wrap(fn), params, SEED000, note="torch.compile of the naive loop (inductor)")
     if impl == "snntorch":
         run = _snntorch_loop(x, alpha, "sigmoid")
-        return Workload(wrap(run), params, LIFConfig("update_first", "subtract", True, Sigmoid(5.0)),
-                        note=SNNTORCH_NOTE)
+        return Workload(
+            wrap(run), params, LIFConfig("update_first", "subtract", True, Sigmoid(5.0)), note=SNNTORCH_NOTE
+        )
     if impl == "spikingjelly" or impl in SJ_GPU_PROVIDERS:
         if impl in SJ_GPU_PROVIDERS and device.type != "cuda":
             raise Skip("SpikingJelly's GPU providers run on CUDA devices only")
         run, backend = _spikingjelly_module(alpha, device, SJ_GPU_PROVIDERS.get(impl, "auto"))
-        return Workload(wrap(run), params, LIFConfig("update_first", "zero", False, Sigmoid(5.0)), exact=False,
-                        note=f"backend={backend}; " + SJ_NOTE)
+        return Workload(
+            wrap(run),
+            params,
+            LIFConfig("update_first", "zero", False, Sigmoid(5.0)),
+            exact=False,
+            note=f"backend={backend}; " + SJ_NOTE,
+        )
     if impl == "norse":
         run = _norse_loop(alpha, device)
-        return Workload(wrap(run), params, LIFConfig("update_first", "zero", False, FastSigmoid(100.0)),
-                        exact=False, note=NORSE_NOTE)
+        return Workload(
+            wrap(run),
+            params,
+            LIFConfig("update_first", "zero", False, FastSigmoid(100.0)),
+            exact=False,
+            note=NORSE_NOTE,
+        )
     raise Skip(f"implementation {impl!r} does not apply to this case")
 
 
-SCAN_IMPLS = ["naive", "reference", "fused", "torch.compile", "snntorch", "fused@snntorch", "spikingjelly",
-              "spikingjelly-cuda", "spikingjelly-triton", "fused@sj", "norse"]
+SCAN_IMPLS = [
+    "naive",
+    "reference",
+    "fused",
+    "torch.compile",
+    "snntorch",
+    "fused@snntorch",
+    "spikingjelly",
+    "spikingjelly-cuda",
+    "spikingjelly-triton",
+    "fused@sj",
+    "norse",
+]
 
 
 # --------------------------------------------------------------------------------------------
@@ -271,26 +343,46 @@ def recurrent_impl(impl: str, x: torch.Tensor, hidden: int, seed: int = 0) -> Wo
 
         def fwd(inp):
             return seed_loops.seed004_hidden(torch.einsum("btc,cd->btd", inp, w1p), v1p, alpha, beta)[1]
+
         if impl == "torch.compile":
             fwd = torch.compile(fwd)
-        return Workload(lambda: fwd(x), [x, w1p, v1p], None, note=note + ("; torch.compile" if impl != "naive" else ""),
-                        extra={"grads": lambda: [w1p.grad, v1p.grad]})
+        return Workload(
+            lambda: fwd(x),
+            [x, w1p, v1p],
+            None,
+            note=note + ("; torch.compile" if impl != "naive" else ""),
+            extra={"grads": lambda: [w1p.grad, v1p.grad]},
+        )
     if impl in ("fused", "reference"):
         try:
             from snnkern.nn import RecurrentLIF
         except Exception as error:  # noqa: BLE001
             raise Skip(f"snnkern.nn.RecurrentLIF not available ({error})") from None
         # The input is a spike train: the fused layer projects it event-driven (sparse_input).
-        layer = RecurrentLIF(n_in, hidden, alpha=beta, alpha_syn=alpha, ordering="spike_first", reset="zero",
-                             detach_reset=True, surrogate=FastSigmoid(100.0), sparse_input=impl == "fused",
-                             backend="compiled" if impl == "fused" else "reference").to(x.device)
+        layer = RecurrentLIF(
+            n_in,
+            hidden,
+            alpha=beta,
+            alpha_syn=alpha,
+            ordering="spike_first",
+            reset="zero",
+            detach_reset=True,
+            surrogate=FastSigmoid(100.0),
+            sparse_input=impl == "fused",
+            backend="compiled" if impl == "fused" else "reference",
+        ).to(x.device)
         with torch.no_grad():
             layer.linear.weight.copy_(w1.T)
             layer.recurrent_weight.copy_(v1.T)
-        return Workload(lambda: layer(x), [x] + list(layer.parameters()), None,
-                        note="snnkern.nn.RecurrentLIF (" + ("compiled, sparse_input=True" if impl == "fused"
-                                                             else "reference") + ")",
-                        extra={"grads": lambda: [layer.linear.weight.grad.T, layer.recurrent_weight.grad.T]})
+        return Workload(
+            lambda: layer(x),
+            [x] + list(layer.parameters()),
+            None,
+            note="snnkern.nn.RecurrentLIF ("
+            + ("compiled, sparse_input=True" if impl == "fused" else "reference")
+            + ")",
+            extra={"grads": lambda: [layer.linear.weight.grad.T, layer.recurrent_weight.grad.T]},
+        )
     raise Skip("no peer model of seed 004's recurrent two-state layer is configured in this benchmark")
 
 
@@ -300,6 +392,7 @@ RECURRENT_IMPLS = ["naive", "reference", "fused", "torch.compile", "snntorch", "
 # --------------------------------------------------------------------------------------------
 # One training step (forward, loss, backward, Adam) of the seed models
 # --------------------------------------------------------------------------------------------
+
 
 def training_impl(impl: str, model_name: str, inputs: torch.Tensor, labels: torch.Tensor) -> Workload:
     device = inputs.device
@@ -334,11 +427,20 @@ def training_impl(impl: str, model_name: str, inputs: torch.Tensor, labels: torc
 
         def grads():
             if model_name == "shd":
-                return [model.hidden.linear.weight.grad.T, model.hidden.recurrent_weight.grad.T,
-                        model.readout.linear.weight.grad.T]
+                return [
+                    model.hidden.linear.weight.grad.T,
+                    model.hidden.recurrent_weight.grad.T,
+                    model.readout.linear.weight.grad.T,
+                ]
             return [model.hidden.linear.weight.grad.T, model.readout.linear.weight.grad.T]
-        return Workload(loss_fn, list(model.parameters()), step=opt.step,
-                        note=f"snnkern.models ({backend})", extra={"grads": grads, "zero": opt.zero_grad})
+
+        return Workload(
+            loss_fn,
+            list(model.parameters()),
+            step=opt.step,
+            note=f"snnkern.models ({backend})",
+            extra={"grads": grads, "zero": opt.zero_grad},
+        )
 
     if impl in ("naive", "torch.compile"):
         if model_name == "shd":
@@ -363,15 +465,23 @@ def training_impl(impl: str, model_name: str, inputs: torch.Tensor, labels: torc
             alpha = snnkern.decay(tau, DT)
 
             def loss_fn_raw(inp, lab):
-                out = seed_loops.seed001_snn(inp, w1, w2, signs, alpha) if signs is not None \
+                out = (
+                    seed_loops.seed001_snn(inp, w1, w2, signs, alpha)
+                    if signs is not None
                     else seed_loops.seed000_snn(inp, w1, w2, alpha)
+                )
                 return torch.nn.functional.nll_loss(torch.log_softmax(out.mean(dim=1), dim=1), lab)
+
         if impl == "torch.compile":
             loss_fn_raw = torch.compile(loss_fn_raw)
         opt = torch.optim.Adam(params, lr=2e-4)
-        return Workload(lambda: loss_fn_raw(inputs, labels), params, step=opt.step,
-                        note="seed loop (snnkern.seed_loops)" + (", torch.compile of the loss" if impl != "naive" else ""),
-                        extra={"grads": lambda: [p.grad for p in params], "zero": opt.zero_grad})
+        return Workload(
+            lambda: loss_fn_raw(inputs, labels),
+            params,
+            step=opt.step,
+            note="seed loop (snnkern.seed_loops)" + (", torch.compile of the loss" if impl != "naive" else ""),
+            extra={"grads": lambda: [p.grad for p in params], "zero": opt.zero_grad},
+        )
     raise Skip("no peer version of the seed model is configured in this benchmark")
 
 

@@ -7,6 +7,7 @@
 Writes results.json, results.md and speedup.png under benchmarks/results/<device-slug>/ (or next to
 --json). See benchmarks/README.md.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -15,14 +16,13 @@ import json
 import math
 import os
 import platform
-import re
 import statistics
 import subprocess
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -33,19 +33,30 @@ if HERE not in sys.path:
 
 import torch  # noqa: E402
 
-import snnkern  # noqa: E402
 import impls  # noqa: E402
+import snnkern  # noqa: E402
 from device import device_name, device_slug  # noqa: E402
 from impls import Skip, Workload  # noqa: E402
 
 # Peak memory bandwidth (GB/s) of known accelerators, by a substring of the device name.
-GPU_BANDWIDTH_GBS = {"H200": 4800.0, "H100 SXM": 3350.0, "H100 PCIe": 2000.0, "H100 NVL": 3900.0, "H100": 3350.0,
-                     "A100-SXM4-80GB": 2039.0, "A100": 1555.0, "L4": 300.0, "T4": 320.0, "RTX 4090": 1008.0}
+GPU_BANDWIDTH_GBS = {
+    "H200": 4800.0,
+    "H100 SXM": 3350.0,
+    "H100 PCIe": 2000.0,
+    "H100 NVL": 3900.0,
+    "H100": 3350.0,
+    "A100-SXM4-80GB": 2039.0,
+    "A100": 1555.0,
+    "L4": 300.0,
+    "T4": 320.0,
+    "RTX 4090": 1008.0,
+}
 
 
 # --------------------------------------------------------------------------------------------
 # Device description
 # --------------------------------------------------------------------------------------------
+
 
 def measure_cpu_bandwidth(nbytes: int = 256 << 20, repeats: int = 5) -> float:
     """GB/s of a large float32 copy (read + write counted), median of ``repeats``."""
@@ -78,7 +89,7 @@ def measure_cuda_bandwidth(device: torch.device, nbytes: int = 1 << 30, repeats:
     return 2 * nbytes / statistics.median(times) / 1e9
 
 
-def device_bandwidth(device: torch.device, name: str, override: Optional[float], quick: bool):
+def device_bandwidth(device: torch.device, name: str, override: float | None, quick: bool):
     if override:
         return override, "--bandwidth-gbs"
     if device.type == "cuda":
@@ -93,19 +104,20 @@ def device_bandwidth(device: torch.device, name: str, override: Optional[float],
 # Cases
 # --------------------------------------------------------------------------------------------
 
+
 @dataclass
 class Case:
-    name: str           # unique id, e.g. "scan B64 T100 N100"
-    family: str         # plot group: scan, on-bench, recurrent, train-ipd, ...
+    name: str  # unique id, e.g. "scan B64 T100 N100"
+    family: str  # plot group: scan, on-bench, recurrent, train-ipd, ...
     shape: str
-    size: int           # x-axis of the speedup plot
-    impl_names: List[str]
+    size: int  # x-axis of the speedup plot
+    impl_names: list[str]
     build: Callable[[str, torch.device], Workload]
-    scan_elements: int = 0   # B*T*N of the neuron scan (for GB/s), 0 when not a pure scan case
-    kind: str = "scan"       # scan | train | recurrent
+    scan_elements: int = 0  # B*T*N of the neuron scan (for GB/s), 0 when not a pure scan case
+    kind: str = "scan"  # scan | train | recurrent
 
 
-_DATA: Dict[tuple, object] = {}
+_DATA: dict[tuple, object] = {}
 
 
 def _cached(key, make):
@@ -127,6 +139,7 @@ def _randn(shape, seed, device, scale=1.0, shift=0.0):
     def make():
         gen = torch.Generator().manual_seed(seed)
         return torch.randn(*shape, generator=gen) * scale + shift
+
     return _on(_cached(("randn", tuple(shape), seed, scale, shift), make), device)
 
 
@@ -136,8 +149,16 @@ def scan_case(b, t, n, quick=False) -> Case:
     def build(impl, device):
         x = _randn((b, t, n), 1, device, 0.35, 0.08).requires_grad_()
         return impls.scan_impl(impl, x, alpha)
-    return Case(f"scan B{b} T{t} N{n}", "scan (seed 000 neuron)", f"B{b} T{t} N{n}", b * t * n, impls.SCAN_IMPLS,
-                build, scan_elements=b * t * n)
+
+    return Case(
+        f"scan B{b} T{t} N{n}",
+        "scan (seed 000 neuron)",
+        f"B{b} T{t} N{n}",
+        b * t * n,
+        impls.SCAN_IMPLS,
+        build,
+        scan_elements=b * t * n,
+    )
 
 
 def on_bench_case(b, t, n) -> Case:
@@ -155,8 +176,15 @@ def on_bench_case(b, t, n) -> Case:
         with torch.no_grad():
             linear.weight.copy_(w_host)
         return impls.scan_impl(impl, x, alpha, linear)
-    return Case(f"linear+lif B{b} T{t} n{n}", "Linear(n,n)+LIF (Open Neuromorphic)", f"B{b} T{t} n{n}", n,
-                impls.SCAN_IMPLS, build)
+
+    return Case(
+        f"linear+lif B{b} T{t} n{n}",
+        "Linear(n,n)+LIF (Open Neuromorphic)",
+        f"B{b} T{t} n{n}",
+        n,
+        impls.SCAN_IMPLS,
+        build,
+    )
 
 
 def recurrent_case(b, t, n_in, hidden) -> Case:
@@ -164,8 +192,16 @@ def recurrent_case(b, t, n_in, hidden) -> Case:
         gen = torch.Generator().manual_seed(3)
         x = (torch.rand(b, t, n_in, generator=gen) < 0.05).float().to(device).requires_grad_()
         return impls.recurrent_impl(impl, x, hidden)
-    return Case(f"recurrent B{b} T{t} {n_in}->{hidden}", "recurrent LIF (SHD)", f"B{b} T{t} in{n_in} h{hidden}",
-                b * t * hidden, impls.RECURRENT_IMPLS, build, kind="recurrent")
+
+    return Case(
+        f"recurrent B{b} T{t} {n_in}->{hidden}",
+        "recurrent LIF (SHD)",
+        f"B{b} T{t} in{n_in} h{hidden}",
+        b * t * hidden,
+        impls.RECURRENT_IMPLS,
+        build,
+        kind="recurrent",
+    )
 
 
 def training_case(model, b, t, n_in, classes, rate) -> Case:
@@ -174,49 +210,70 @@ def training_case(model, b, t, n_in, classes, rate) -> Case:
         x = (torch.rand(b, t, n_in, generator=gen) < rate).float().to(device)
         y = torch.randint(0, classes, (b,), generator=gen).to(device)
         return impls.training_impl(impl, model, x, y)
+
     label = {"ipd": "IPD (seed 000)", "dale": "Dale's law IPD (seed 001)", "shd": "SHD recurrent (seed 004)"}[model]
-    return Case(f"train {model} B{b} T{t}", f"training step: {label}", f"B{b} T{t} in{n_in}", b * t,
-                impls.TRAINING_IMPLS, build, kind="train")
+    return Case(
+        f"train {model} B{b} T{t}",
+        f"training step: {label}",
+        f"B{b} T{t} in{n_in}",
+        b * t,
+        impls.TRAINING_IMPLS,
+        build,
+        kind="train",
+    )
 
 
-def all_cases(device: torch.device, quick: bool) -> List[Case]:
+def all_cases(device: torch.device, quick: bool) -> list[Case]:
     if quick:
-        return [scan_case(4, 20, 16), on_bench_case(2, 20, 32), training_case("ipd", 4, 20, 200, 12, 0.1),
-                training_case("dale", 4, 20, 200, 12, 0.1), training_case("shd", 4, 20, 700, 20, 0.02),
-                recurrent_case(4, 20, 700, 128)]
+        return [
+            scan_case(4, 20, 16),
+            on_bench_case(2, 20, 32),
+            training_case("ipd", 4, 20, 200, 12, 0.1),
+            training_case("dale", 4, 20, 200, 12, 0.1),
+            training_case("shd", 4, 20, 700, 20, 0.02),
+            recurrent_case(4, 20, 700, 128),
+        ]
     on_sizes = (4096, 8192, 16384) if device.type == "cuda" else (512, 1024, 2048)
     # On a GPU the seed shapes take microseconds (launch-bound); B256 T100 N4096 (105M elements,
     # 2.5 GB of minimum traffic) is where the scan's time can be held against the memory bandwidth.
     big_scan = [scan_case(256, 100, 4096)] if device.type == "cuda" else []
-    return ([scan_case(64, 100, 100), scan_case(256, 100, 128)] + big_scan
-            + [on_bench_case(16, 500, n) for n in on_sizes]
-            + [training_case("ipd", 64, 100, 200, 12, 0.1), training_case("dale", 64, 100, 200, 12, 0.1),
-               training_case("shd", 256, 100, 700, 20, 0.02)]
-            + [recurrent_case(256, 100, 700, 128)])
+    return (
+        [scan_case(64, 100, 100), scan_case(256, 100, 128)]
+        + big_scan
+        + [on_bench_case(16, 500, n) for n in on_sizes]
+        + [
+            training_case("ipd", 64, 100, 200, 12, 0.1),
+            training_case("dale", 64, 100, 200, 12, 0.1),
+            training_case("shd", 256, 100, 700, 20, 0.02),
+        ]
+        + [recurrent_case(256, 100, 700, 128)]
+    )
 
 
 # --------------------------------------------------------------------------------------------
 # Timing, memory, agreement
 # --------------------------------------------------------------------------------------------
 
+
 class Timer:
     def __init__(self, device):
         self.cuda = device.type == "cuda"
 
-    def __call__(self, fn):
+    def __call__(self, fn, *args):
+        """``(fn(*args), milliseconds)``."""
         if self.cuda:
             start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
             start.record()
-            result = fn()
+            result = fn(*args)
             end.record()
             torch.cuda.synchronize()
             return result, start.elapsed_time(end)
         t0 = time.perf_counter()
-        result = fn()
+        result = fn(*args)
         return result, (time.perf_counter() - t0) * 1e3
 
 
-_READOUT: Dict[tuple, torch.Tensor] = {}
+_READOUT: dict[tuple, torch.Tensor] = {}
 
 
 def _loss(out: torch.Tensor, kind: str) -> torch.Tensor:
@@ -241,7 +298,7 @@ def _zero(w: Workload):
 
 def saved_tensor_bytes(w: Workload) -> int:
     """Bytes of the unique storages autograd keeps for backward during one forward."""
-    storages: Dict[int, int] = {}
+    storages: dict[int, int] = {}
 
     def pack(t):
         try:
@@ -257,6 +314,12 @@ def saved_tensor_bytes(w: Workload) -> int:
     return sum(storages.values())
 
 
+def _backward(w: Workload, loss: torch.Tensor) -> None:
+    loss.backward()
+    if w.step is not None:
+        w.step()
+
+
 def time_workload(w: Workload, kind: str, device, warmup: int, repeats: int, budget_s: float):
     timer = Timer(device)
     fwd, bwd, tot = [], [], []
@@ -265,12 +328,9 @@ def time_workload(w: Workload, kind: str, device, warmup: int, repeats: int, bud
         _zero(w)
         out, tf = timer(w.forward)
         loss = _loss(out, kind)
-
-        def backward():
-            loss.backward()
-            if w.step is not None:
-                w.step()
-        _, tb = timer(backward)
+        # The loss goes in as an argument (a closure over it would see whatever `loss` is bound to
+        # when it runs, and nothing once it is deleted).
+        _, tb = timer(_backward, w, loss)
         del out, loss
         if i >= warmup:
             fwd.append(tf)
@@ -316,21 +376,24 @@ def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a - b).norm() / b.norm().clamp_min(1e-30))
 
 
-def check_against(w: Workload, kind: str, truth_builder: Callable[[], Workload]) -> Dict[str, object]:
+def check_against(w: Workload, kind: str, truth_builder: Callable[[], Workload]) -> dict[str, object]:
     """Run ``w`` and the ground truth on the same inputs; compare spikes and gradients."""
     out, loss, grads = run_once(w, kind)
     truth = truth_builder()
     t_out, t_loss, t_grads = run_once(truth, kind)
-    result: Dict[str, object] = {}
+    result: dict[str, object] = {}
     if kind == "train":
         result["loss_rel_err"] = abs(float(loss) - float(t_loss)) / max(abs(float(t_loss)), 1e-30)
     else:
         result["spikes"] = float(out.sum())
         result["spikes_ref"] = float(t_out.sum())
         result["spike_mismatch"] = float((out != t_out).float().mean())
-    result["grad_rel_err"] = max(rel_err(g, tg) for g, tg in zip(grads, t_grads))
-    ok = result["grad_rel_err"] <= 1e-2 and result.get("spike_mismatch", 0.0) <= 1e-3 \
+    result["grad_rel_err"] = max(rel_err(g, tg) for g, tg in zip(grads, t_grads, strict=True))
+    ok = (
+        result["grad_rel_err"] <= 1e-2
+        and result.get("spike_mismatch", 0.0) <= 1e-3
         and result.get("loss_rel_err", 0.0) <= 1e-4
+    )
     result["agrees"] = ("yes" if ok else "NO") if w.exact else "approx (closest match, see note)"
     return result
 
@@ -351,6 +414,7 @@ def truth_for(case: Case, impl: str, w: Workload, device) -> Callable[[], Worklo
             else:
                 fwd = lambda: snnkern.lif(x, alpha, backend="reference", **cfg.kwargs()).spikes  # noqa: E731
             return Workload(fwd, tw.inputs, cfg)
+
         return build
     # recurrent and training cases: the naive seed loop is the ground truth (it is what snnkern
     # must reproduce exactly); the naive row itself is checked against snnkern's reference backend.
@@ -361,15 +425,21 @@ def truth_for(case: Case, impl: str, w: Workload, device) -> Callable[[], Worklo
 # Running
 # --------------------------------------------------------------------------------------------
 
+
 def bytes_moved(elements: int, dtype_bytes: int = 4) -> int:
     """Minimum traffic of the fused scan: forward reads x, writes spikes and the saved membrane;
     backward reads the spike gradient and the saved membrane and writes the input gradient."""
     return 6 * elements * dtype_bytes
 
 
-def bench_one(case: Case, impl: str, device, args, bandwidth) -> Dict[str, object]:
-    row: Dict[str, object] = {"case": case.name, "family": case.family, "implementation": impl, "shape": case.shape,
-                              "size": case.size}
+def bench_one(case: Case, impl: str, device, args, bandwidth) -> dict[str, object]:
+    row: dict[str, object] = {
+        "case": case.name,
+        "family": case.family,
+        "implementation": impl,
+        "shape": case.shape,
+        "size": case.size,
+    }
     try:
         w = case.build(impl, device)
     except Skip as why:
@@ -405,12 +475,30 @@ def bench_one(case: Case, impl: str, device, args, bandwidth) -> Dict[str, objec
     return row
 
 
-def bench_in_subprocess(case: Case, impl: str, args, timeout: float) -> Dict[str, object]:
+def bench_in_subprocess(case: Case, impl: str, args, timeout: float) -> dict[str, object]:
     """torch.compile runs in a child process so that a slow compile can be abandoned."""
     out = os.path.join("/tmp", f"snnkern-bench-{os.getpid()}-{abs(hash((case.name, impl)))}.json")
-    cmd = [sys.executable, os.path.abspath(__file__), "--worker", "--case-exact", case.name, "--impl", impl,
-           "--device", args.device, "--json", out, "--warmup", str(args.warmup), "--repeats", str(args.repeats),
-           "--time-budget", str(args.time_budget), "--threads", str(args.threads)]
+    cmd = [
+        sys.executable,
+        os.path.abspath(__file__),
+        "--worker",
+        "--case-exact",
+        case.name,
+        "--impl",
+        impl,
+        "--device",
+        args.device,
+        "--json",
+        out,
+        "--warmup",
+        str(args.warmup),
+        "--repeats",
+        str(args.repeats),
+        "--time-budget",
+        str(args.time_budget),
+        "--threads",
+        str(args.threads),
+    ]
     if args.quick:
         cmd.append("--quick")
     if args.no_check:
@@ -431,7 +519,7 @@ def bench_in_subprocess(case: Case, impl: str, args, timeout: float) -> Dict[str
     return row
 
 
-def verify_snntorch_default(device) -> Dict[str, object]:
+def verify_snntorch_default(device) -> dict[str, object]:
     """snnTorch's default ``Leaky(beta, reset_mechanism='subtract')`` (ATan(2) surrogate) against snnkern
     ``ordering='update_first', reset='subtract'`` with and without ``detach_reset``."""
     try:
@@ -448,10 +536,11 @@ def verify_snntorch_default(device) -> Dict[str, object]:
         out.append(spk)
     peer = torch.stack(out, 1)
     (gx_peer,) = torch.autograd.grad((peer * g).sum(), x)
-    result: Dict[str, object] = {"spikes": float(peer.sum())}
+    result: dict[str, object] = {"spikes": float(peer.sum())}
     for detach in (False, True):
-        ours = snnkern.lif(x, beta, ordering="update_first", reset="subtract", detach_reset=detach,
-                           surrogate=snnkern.ATan(2.0)).spikes
+        ours = snnkern.lif(
+            x, beta, ordering="update_first", reset="subtract", detach_reset=detach, surrogate=snnkern.ATan(2.0)
+        ).spikes
         (gx,) = torch.autograd.grad((ours * g).sum(), x)
         key = "detach_reset=True" if detach else "detach_reset=False"
         result[key] = {"spike_mismatch": float((ours != peer).float().mean()), "grad_rel_err": rel_err(gx, gx_peer)}
@@ -464,21 +553,29 @@ def select(items, filters, key):
     return [i for i in items if any(f.lower() in key(i).lower() for f in filters)]
 
 
-def environment_basics(device, name) -> Dict[str, object]:
+def environment_basics(device, name) -> dict[str, object]:
     """Date, device and versions: the header of every result file."""
     return {
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "device": name, "device_type": device.type, "torch": torch.__version__, "snnkern": snnkern.__version__,
-        "snnkern_compiled": snnkern.ops._C is not None, "python": platform.python_version(),
-        "threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
+        "device": name,
+        "device_type": device.type,
+        "torch": torch.__version__,
+        "snnkern": snnkern.__version__,
+        "snnkern_compiled": snnkern.ops._C is not None,
+        "python": platform.python_version(),
+        "threads": torch.get_num_threads(),
+        "cpu_count": os.cpu_count(),
     }
 
 
-def environment(device, name, bandwidth, bw_source, args) -> Dict[str, object]:
+def environment(device, name, bandwidth, bw_source, args) -> dict[str, object]:
     peers = {p: impls.peer_version(p) for p in ("snntorch", "spikingjelly", "norse")}
     env = {
         **environment_basics(device, name),
-        "bandwidth_gbs": bandwidth, "bandwidth_source": bw_source, "peers": peers, "quick": bool(args.quick),
+        "bandwidth_gbs": bandwidth,
+        "bandwidth_source": bw_source,
+        "peers": peers,
+        "quick": bool(args.quick),
         "timing": ("CUDA events" if device.type == "cuda" else "time.perf_counter")
         + f", median of {args.repeats} after {args.warmup} warm-up",
     }
@@ -504,18 +601,26 @@ def main(argv=None):
     p.add_argument("--time-budget", type=float, default=3.0, help="seconds of timed repeats per row before stopping")
     p.add_argument("--compile-timeout", type=float, default=120.0, help="seconds per torch.compile row")
     p.add_argument("--compile-budget", type=float, default=300.0, help="total seconds for torch.compile rows")
-    p.add_argument("--compile-all", action="store_true",
-                   help="also torch.compile the 500-step Linear+LIF loop (many minutes)")
-    p.add_argument("--deadline-s", type=float, default=0.0,
-                   help="wall-clock budget of the whole run in seconds (0: none); rows not started by then are "
-                        "reported as skipped, torch.compile rows (run last) get what is left")
+    p.add_argument(
+        "--compile-all", action="store_true", help="also torch.compile the 500-step Linear+LIF loop (many minutes)"
+    )
+    p.add_argument(
+        "--deadline-s",
+        type=float,
+        default=0.0,
+        help="wall-clock budget of the whole run in seconds (0: none); rows not started by then are "
+        "reported as skipped, torch.compile rows (run last) get what is left",
+    )
     p.add_argument("--no-check", action="store_true", help="skip the agreement checks")
     p.add_argument("--no-plot", action="store_true")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--case-exact", help=argparse.SUPPRESS)
-    p.add_argument("--default-allocator", action="store_true",
-                   help="keep glibc's default malloc trimming (by default snnkern.tune_cpu_allocator() is applied, "
-                        "for every implementation alike)")
+    p.add_argument(
+        "--default-allocator",
+        action="store_true",
+        help="keep glibc's default malloc trimming (by default snnkern.tune_cpu_allocator() is applied, "
+        "for every implementation alike)",
+    )
     args = p.parse_args(argv)
 
     if not args.default_allocator:
@@ -526,7 +631,9 @@ def main(argv=None):
     cases = all_cases(device, args.quick)
     if args.case_exact:
         cases = [c for c in cases if c.name == args.case_exact]
-    cases = [c for c in cases if not args.case or any(f.lower() in (c.name + " " + c.family).lower() for f in args.case)]
+    cases = [
+        c for c in cases if not args.case or any(f.lower() in (c.name + " " + c.family).lower() for f in args.case)
+    ]
 
     if args.worker:
         rows = [bench_one(c, i, device, args, None) for c in cases for i in select(c.impl_names, args.impl, str)]
@@ -538,21 +645,32 @@ def main(argv=None):
     env = environment(device, name, bandwidth, bw_source, args)
     env["snntorch_default_leaky_check"] = verify_snntorch_default(device)
     print("snnTorch default Leaky vs snnkern:", env["snntorch_default_leaky_check"], flush=True)
-    print(f"# {name} | torch {env['torch']} | snnkern {env['snnkern']} | threads {env['threads']} | "
-          f"bandwidth {bandwidth and round(bandwidth, 1)} GB/s ({bw_source})", flush=True)
-    path = args.json or os.path.join(HERE, "results", device_slug(name, device.type) + ("-quick" if args.quick else ""),
-                                     "results.json")
+    print(
+        f"# {name} | torch {env['torch']} | snnkern {env['snnkern']} | threads {env['threads']} | "
+        f"bandwidth {bandwidth and round(bandwidth, 1)} GB/s ({bw_source})",
+        flush=True,
+    )
+    path = args.json or os.path.join(
+        HERE, "results", device_slug(name, device.type) + ("-quick" if args.quick else ""), "results.json"
+    )
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     order = [(case, impl) for case in cases for impl in select(case.impl_names, args.impl, str)]
-    done: Dict[tuple, Dict[str, object]] = {}
+    done: dict[tuple, dict[str, object]] = {}
     started = time.perf_counter()
 
     def time_left() -> float:
         return args.deadline_s - (time.perf_counter() - started) if args.deadline_s > 0 else math.inf
 
     def skipped(case, impl, reason):
-        return {"case": case.name, "family": case.family, "implementation": impl, "shape": case.shape,
-                "size": case.size, "status": "skipped", "reason": reason}
+        return {
+            "case": case.name,
+            "family": case.family,
+            "implementation": impl,
+            "shape": case.shape,
+            "size": case.size,
+            "status": "skipped",
+            "reason": reason,
+        }
 
     def record(case, impl, row):
         done[(case.name, impl)] = row
@@ -564,8 +682,13 @@ def main(argv=None):
     try:
         for case, impl in order:  # torch.compile rows last: their compiles take the longest and are cut first
             if impl != "torch.compile":
-                record(case, impl, bench_one(case, impl, device, args, bandwidth) if time_left() > 0
-                       else skipped(case, impl, out_of_time))
+                record(
+                    case,
+                    impl,
+                    bench_one(case, impl, device, args, bandwidth)
+                    if time_left() > 0
+                    else skipped(case, impl, out_of_time),
+                )
         compile_spent, compile_dead = 0.0, set()
         # the smallest case of every family first, then the larger sizes: a budget that runs out
         # leaves one torch.compile row in each family rather than all sizes of the first ones
@@ -576,11 +699,19 @@ def main(argv=None):
             if args.quick:
                 row = skipped(case, impl, "not run in --quick (compiles take minutes)")
             elif case.family.startswith("Linear") and not args.compile_all:
-                row = skipped(case, impl, "not attempted: inductor takes many minutes on the 500-step unrolled "
-                                          "loop (pass --compile-all)")
+                row = skipped(
+                    case,
+                    impl,
+                    "not attempted: inductor takes many minutes on the 500-step unrolled loop (pass --compile-all)",
+                )
             elif case.family in compile_dead or compile_spent >= args.compile_budget:
-                row = skipped(case, impl, "an earlier size of this case timed out" if case.family in compile_dead
-                              else f"torch.compile time budget ({args.compile_budget:.0f} s) used up")
+                row = skipped(
+                    case,
+                    impl,
+                    "an earlier size of this case timed out"
+                    if case.family in compile_dead
+                    else f"torch.compile time budget ({args.compile_budget:.0f} s) used up",
+                )
             elif time_left() < 30:
                 row = skipped(case, impl, out_of_time)
             else:
@@ -592,8 +723,9 @@ def main(argv=None):
                     compile_dead.add(case.family)
             record(case, impl, row)
     except KeyboardInterrupt:
-        env["interrupted"] = (f"stopped from outside {time.perf_counter() - started:.0f} s into the rows; "
-                             "rows not run are missing")
+        env["interrupted"] = (
+            f"stopped from outside {time.perf_counter() - started:.0f} s into the rows; rows not run are missing"
+        )
         print(f"interrupted: writing the {len(done)} rows measured so far", flush=True)
     rows = [done[(c.name, i)] for c, i in order if (c.name, i) in done]
     add_speedups(rows)
@@ -629,7 +761,7 @@ def _fmt(v, digits=2):
     if v is None or v == "":
         return ""
     if isinstance(v, float):
-        if v != 0 and (abs(v) >= 1e4 or abs(v) < 10 ** -digits):
+        if v != 0 and (abs(v) >= 1e4 or abs(v) < 10**-digits):
             return f"{v:.2e}"
         return f"{v:.{digits}f}"
     return str(v)
@@ -638,50 +770,83 @@ def _fmt(v, digits=2):
 def format_row(r) -> str:
     if r.get("status") != "ok":
         return f"{r['case']:<32} {r['implementation']:<15} {r.get('status')}: {r.get('reason', '')}"
-    return (f"{r['case']:<32} {r['implementation']:<15} fwd {r['forward_ms']:9.2f} ms  bwd {r['backward_ms']:9.2f} ms  "
-            f"total {r['total_ms']:9.2f} ms  mem {r['peak_memory_bytes'] / 2**20:8.1f} MiB  "
-            f"agrees {r.get('agrees', '-')}")
+    return (
+        f"{r['case']:<32} {r['implementation']:<15} fwd {r['forward_ms']:9.2f} ms  bwd {r['backward_ms']:9.2f} ms  "
+        f"total {r['total_ms']:9.2f} ms  mem {r['peak_memory_bytes'] / 2**20:8.1f} MiB  "
+        f"agrees {r.get('agrees', '-')}"
+    )
 
 
 def markdown(env, rows) -> str:
-    lines = [f"# snnkern benchmark results: {env['device']}", "",
-             f"- date {env['date']}, torch {env['torch']}, snnkern {env['snnkern']} (compiled extension: "
-             f"{env['snnkern_compiled']}), python {env['python']}",
-             f"- threads {env['threads']} of {env['cpu_count']} cores; timing: {env['timing']}",
-             f"- memory bandwidth {_fmt(env['bandwidth_gbs'], 1)} GB/s ({env['bandwidth_source']})"
-             + (f"; a device-to-device copy measured {_fmt(env['measured_copy_gbs'], 0)} GB/s (read+write)"
-                if env.get("measured_copy_gbs") else ""),
-             "- peers: " + ", ".join(f"{k} {v or 'not installed'}" for k, v in env["peers"].items()),
-             "- memory: " + ("torch.cuda.max_memory_allocated" if env["device_type"] == "cuda"
-                             else "bytes of the tensors autograd saves for backward (unique storages)"),
-             "- agrees: spikes and gradients against snnkern.reference_ops configured as the same neuron "
-             "(recurrent/training rows: against the naive seed loop); 'approx' = closest-match neuron, see note",
-             *([f"- INTERRUPTED: {env['interrupted']}"] if env.get("interrupted") else []),
-             "", "| case | implementation | forward ms | backward ms | total ms | speedup vs naive | memory MiB | "
-                 "GB/s (% peak) | agrees | spike mismatch | grad rel err | note |",
-             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | --- |"]
+    lines = [
+        f"# snnkern benchmark results: {env['device']}",
+        "",
+        f"- date {env['date']}, torch {env['torch']}, snnkern {env['snnkern']} (compiled extension: "
+        f"{env['snnkern_compiled']}), python {env['python']}",
+        f"- threads {env['threads']} of {env['cpu_count']} cores; timing: {env['timing']}",
+        f"- memory bandwidth {_fmt(env['bandwidth_gbs'], 1)} GB/s ({env['bandwidth_source']})"
+        + (
+            f"; a device-to-device copy measured {_fmt(env['measured_copy_gbs'], 0)} GB/s (read+write)"
+            if env.get("measured_copy_gbs")
+            else ""
+        ),
+        "- peers: " + ", ".join(f"{k} {v or 'not installed'}" for k, v in env["peers"].items()),
+        "- memory: "
+        + (
+            "torch.cuda.max_memory_allocated"
+            if env["device_type"] == "cuda"
+            else "bytes of the tensors autograd saves for backward (unique storages)"
+        ),
+        "- agrees: spikes and gradients against snnkern.reference_ops configured as the same neuron "
+        "(recurrent/training rows: against the naive seed loop); 'approx' = closest-match neuron, see note",
+        *([f"- INTERRUPTED: {env['interrupted']}"] if env.get("interrupted") else []),
+        "",
+        "| case | implementation | forward ms | backward ms | total ms | speedup vs naive | memory MiB | "
+        "GB/s (% peak) | agrees | spike mismatch | grad rel err | note |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | --- |",
+    ]
     for r in rows:
         if r.get("status") != "ok":
-            lines.append(f"| {r['case']} | {r['implementation']} | | | | | | | {r.get('status')} | | | "
-                         f"{r.get('reason', '')} |")
+            lines.append(
+                f"| {r['case']} | {r['implementation']} | | | | | | | {r.get('status')} | | | {r.get('reason', '')} |"
+            )
             continue
         gbs = ""
         if "achieved_gbs" in r:
-            gbs = _fmt(r["achieved_gbs"], 1) + (f" ({100 * r['bandwidth_fraction']:.0f}%)" if "bandwidth_fraction" in r else "")
-        lines.append("| " + " | ".join([
-            r["case"], r["implementation"], _fmt(r["forward_ms"]), _fmt(r["backward_ms"]), _fmt(r["total_ms"]),
-            _fmt(r.get("speedup_vs_naive")) + ("x" if "speedup_vs_naive" in r else ""),
-            _fmt(r["peak_memory_bytes"] / 2**20, 1), gbs, str(r.get("agrees", "")),
-            _fmt(r.get("spike_mismatch"), 4), _fmt(r.get("grad_rel_err"), 4),
-            (r.get("neuron", "") + ("; " if r.get("neuron") and r.get("note") else "") + r.get("note", "")
-             ).replace("|", "/")]) + " |")
+            gbs = _fmt(r["achieved_gbs"], 1) + (
+                f" ({100 * r['bandwidth_fraction']:.0f}%)" if "bandwidth_fraction" in r else ""
+            )
+        lines.append(
+            "| "
+            + " | ".join(
+                [
+                    r["case"],
+                    r["implementation"],
+                    _fmt(r["forward_ms"]),
+                    _fmt(r["backward_ms"]),
+                    _fmt(r["total_ms"]),
+                    _fmt(r.get("speedup_vs_naive")) + ("x" if "speedup_vs_naive" in r else ""),
+                    _fmt(r["peak_memory_bytes"] / 2**20, 1),
+                    gbs,
+                    str(r.get("agrees", "")),
+                    _fmt(r.get("spike_mismatch"), 4),
+                    _fmt(r.get("grad_rel_err"), 4),
+                    (
+                        r.get("neuron", "") + ("; " if r.get("neuron") and r.get("note") else "") + r.get("note", "")
+                    ).replace("|", "/"),
+                ]
+            )
+            + " |"
+        )
     return "\n".join(lines) + "\n"
 
 
 def plot(rows, env, path):
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
     families = []
     for r in rows:
         if r["family"] not in families:
@@ -689,7 +854,7 @@ def plot(rows, env, path):
     cols = min(3, len(families))
     nrows = math.ceil(len(families) / cols)
     fig, axes = plt.subplots(nrows, cols, figsize=(5 * cols, 3.6 * nrows), squeeze=False)
-    for ax, fam in zip(axes.flat, families):
+    for ax, fam in zip(axes.flat, families, strict=False):  # the spare panels are hidden below
         sub = [r for r in rows if r["family"] == fam and "speedup_vs_naive" in r]
         cases = []
         for r in sub:
@@ -705,7 +870,7 @@ def plot(rows, env, path):
         ax.set_title(fam, fontsize=9)
         ax.set_ylabel("speedup over naive loop (x)")
         ax.legend(fontsize=6)
-    for ax in list(axes.flat)[len(families):]:
+    for ax in list(axes.flat)[len(families) :]:
         ax.axis("off")
     fig.suptitle(f"snnkern, {env['device']}, torch {env['torch']}, {env['threads']} threads", fontsize=10)
     fig.tight_layout()

@@ -11,12 +11,15 @@
 namespace snnkern {
 
 // Converts between the storage type of a tensor and the arithmetic type acc_t of one thread.
+// (clang-format would spread each one-line member template over three lines.)
 template <class acc_t>
 struct ThreadIO {
+  // clang-format off
   template <class T>
   SNN_HD acc_t load(const T* p) const { return static_cast<acc_t>(*p); }
   template <class T>
   SNN_HD void store(T* p, acc_t v) const { *p = static_cast<T>(v); }
+  // clang-format on
 };
 
 // Thread k of a launch; false when k lies past the last neuron (the grid's tail).

@@ -78,8 +78,7 @@ SNN_HD V surrogate_grad(int kind, V x, V param, V threshold) {
       const V d = param * M::abs(x) + one;
       return one / (d * d);
     }
-    case kTriangle:
-      return param * M::max(V(0), one - M::abs(x) / threshold);
+    case kTriangle: return param * M::max(V(0), one - M::abs(x) / threshold);
     default: {  // kATan
       const V y = V(1.5707963267948966) * param * x;
       return param / V(2) / (one + y * y);
@@ -92,10 +91,9 @@ template <class V, class acc_t>
 struct ResetCoeffs {
   V kz, ks_theta;
   SNN_HD explicit ResetCoeffs(const LifConfig<acc_t>& c)
-      : kz(c.reset == kResetZero ? acc_t(1) : acc_t(0)),
-        ks_theta(c.reset == kResetSubtract ? c.threshold : acc_t(0)) {}
+      : kz(c.reset == kResetZero ? acc_t(1) : acc_t(0)), ks_theta(c.reset == kResetSubtract ? c.threshold : acc_t(0)) {}
   SNN_HD V apply(V p, V r) const { return p * (V(1) - kz * r) - ks_theta * r; }
-  SNN_HD V d_pre(V r) const { return V(1) - kz * r; }           // d v_{t+1} / d p_t
+  SNN_HD V d_pre(V r) const { return V(1) - kz * r; }                 // d v_{t+1} / d p_t
   SNN_HD V d_spike(V p) const { return V(0) - (kz * p + ks_theta); }  // d v_{t+1} / d r_t
 };
 
@@ -129,9 +127,7 @@ struct LifStep {
       : c(config), theta(config.threshold), alpha(a), alpha_syn(a_syn), reset(config) {}
 
   SNN_HD V fire(V u) const { return c.spiking ? M::heaviside(u - theta) : V(0); }
-  SNN_HD V surrogate(V u) const {
-    return surrogate_grad<V, M>(c.surrogate, u - theta, V(c.surrogate_param), theta);
-  }
+  SNN_HD V surrogate(V u) const { return surrogate_grad<V, M>(c.surrogate, u - theta, V(c.surrogate_param), theta); }
 
   SNN_HD StepOutput<V> forward(V x, NeuronState<V>& s) const {
     V u = c.ordering == kDelayed ? s.w : s.v;  // membrane the output spike comes from
@@ -202,9 +198,15 @@ struct ForwardLanes {
   // The lanes of neuron n of batch element b.
   SNN_HD ForwardLanes at(int64_t b, int64_t n, int64_t T, int64_t N) const {
     const int64_t seq = b * T * N + n, st = b * N + n;
-    return {x + seq, alpha + n, alpha_syn ? alpha_syn + n : nullptr, state0 + st, state_out + st,
-            spikes ? spikes + seq : nullptr, membrane ? membrane + seq : nullptr,
-            pre_reset ? pre_reset + seq : nullptr};
+    auto shift = [](auto* p, int64_t k) { return p ? p + k : p; };
+    return {.x = x + seq,
+            .alpha = alpha + n,
+            .alpha_syn = shift(alpha_syn, n),
+            .state0 = state0 + st,
+            .state_out = state_out + st,
+            .spikes = shift(spikes, seq),
+            .membrane = shift(membrane, seq),
+            .pre_reset = shift(pre_reset, seq)};
   }
 };
 
@@ -220,15 +222,24 @@ struct BackwardLanes {
   const acc_t* state0;
   scalar_t* grad_x;
   acc_t* grad_state0;
-  acc_t* grad_alpha;      // [B, N] partial sums over time
+  acc_t* grad_alpha;  // [B, N] partial sums over time
   acc_t* grad_alpha_syn;
 
   SNN_HD BackwardLanes at(int64_t b, int64_t n, int64_t T, int64_t N) const {
     const int64_t seq = b * T * N + n, st = b * N + n;
     auto shift = [](auto* p, int64_t k) { return p ? p + k : p; };
-    return {shift(grad_spikes, seq), shift(grad_membrane, seq), shift(grad_state, st),
-            pre_reset + seq, shift(spikes, seq), alpha + n, shift(alpha_syn, n), state0 + st,
-            grad_x + seq, grad_state0 + st, grad_alpha + st, shift(grad_alpha_syn, st)};
+    return {.grad_spikes = shift(grad_spikes, seq),
+            .grad_membrane = shift(grad_membrane, seq),
+            .grad_state = shift(grad_state, st),
+            .pre_reset = pre_reset + seq,
+            .spikes = shift(spikes, seq),
+            .alpha = alpha + n,
+            .alpha_syn = shift(alpha_syn, n),
+            .state0 = state0 + st,
+            .grad_x = grad_x + seq,
+            .grad_state0 = grad_state0 + st,
+            .grad_alpha = grad_alpha + st,
+            .grad_alpha_syn = shift(grad_alpha_syn, st)};
   }
 };
 
@@ -280,9 +291,9 @@ SNN_HD void store_state(const IO& io, T* p, int64_t stride, const NeuronState<V>
 // The forward of steps [t0, t1) of one lane group; `state` holds the state before t0 and gets
 // the state after t1 - 1. `recurrent` (a [B, N] row or null) is added to the input x_t.
 template <class V, class M, class IO, class scalar_t, class acc_t>
-SNN_HD void lif_forward_steps(const LifConfig<acc_t>& c, const IO& io, int64_t t0, int64_t t1,
-                              int64_t time_stride, const ForwardLanes<scalar_t, acc_t>& a,
-                              const scalar_t* recurrent, NeuronState<V>& state) {
+SNN_HD void lif_forward_steps(const LifConfig<acc_t>& c, const IO& io, int64_t t0, int64_t t1, int64_t time_stride,
+                              const ForwardLanes<scalar_t, acc_t>& a, const scalar_t* recurrent,
+                              NeuronState<V>& state) {
   const LifStep<V, M, acc_t> step(c, io.load(a.alpha), c.synaptic ? io.load(a.alpha_syn) : V(0));
   for (int64_t t = t0; t < t1; ++t) {
     const int64_t o = t * time_stride;
@@ -300,12 +311,12 @@ SNN_HD void lif_forward_steps(const LifConfig<acc_t>& c, const IO& io, int64_t t
 // row or null) is added to dL/dz_{t1-1}: the gradient that reached the spikes through the
 // recurrent input of the next step.
 template <class V, class M, class IO, class scalar_t, class acc_t>
-SNN_HD void lif_backward_steps(const LifConfig<acc_t>& c, const IO& io, int64_t t0, int64_t t1,
-                               int64_t time_stride, int64_t state_stride, const BackwardLanes<scalar_t, acc_t>& a,
-                               const scalar_t* recurrent, GradCarry<V>& carry) {
+SNN_HD void lif_backward_steps(const LifConfig<acc_t>& c, const IO& io, int64_t t0, int64_t t1, int64_t time_stride,
+                               int64_t state_stride, const BackwardLanes<scalar_t, acc_t>& a, const scalar_t* recurrent,
+                               GradCarry<V>& carry) {
   const LifStep<V, M, acc_t> step(c, io.load(a.alpha), c.synaptic ? io.load(a.alpha_syn) : V(0));
-  const Replay<V, M, IO, scalar_t, acc_t> replay{step, io, a, time_stride, io.load(a.state0 + kV * state_stride),
-                                                  io.load(a.state0 + kW * state_stride)};
+  const Replay<V, M, IO, scalar_t, acc_t> replay{
+      step, io, a, time_stride, io.load(a.state0 + kV * state_stride), io.load(a.state0 + kW * state_stride)};
   for (int64_t t = t1 - 1; t >= t0; --t) {
     const int64_t o = t * time_stride;
     V g_out = load_or_zero<V>(io, a.grad_spikes, o);

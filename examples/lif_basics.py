@@ -18,6 +18,7 @@ membrane settles at ``5 i``: 0.0 and 0.1 stay below threshold, 0.3 fires periodi
 Usage: ``python examples/lif_basics.py --out figures/lif_basics`` (needs the ``train`` extra:
 matplotlib and h5py).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,12 +28,12 @@ import tempfile
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
 
-import snnkern  # noqa: E402
-from snnkern.data.shd import dense_batch, load_shd, write_shd_file  # noqa: E402
+import snnkern
+from snnkern.data.shd import dense_batch, load_shd, write_shd_file
 
 
 def as_bt1(signal) -> torch.Tensor:
@@ -65,9 +66,15 @@ def figure_leaky(out):
 
 def figure_currents(out, tau=5.0, steps=100):
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.5), sharey=True)
-    for ax, current in zip(axes, (0.0, 0.1, 0.3)):
-        res = snnkern.lif(as_bt1(torch.full((steps,), current)), 1.0 - 1.0 / tau, threshold=1.0, reset="zero",
-                          ordering="update_first", return_membrane=True)
+    for ax, current in zip(axes, (0.0, 0.1, 0.3), strict=True):
+        res = snnkern.lif(
+            as_bt1(torch.full((steps,), current)),
+            1.0 - 1.0 / tau,
+            threshold=1.0,
+            reset="zero",
+            ordering="update_first",
+            return_membrane=True,
+        )
         v, s = res.membrane[0, :, 0].numpy(), res.spikes[0, :, 0].numpy()
         ax.plot(v, label="membrane")
         ax.axhline(1.0, color="grey", ls="--", lw=0.8, label="threshold")
@@ -83,11 +90,10 @@ def figure_currents(out, tau=5.0, steps=100):
 
 
 def figure_frequency(out, tau=10.0, threshold=0.8, samples=100):
-    cycles = np.linspace(0.25, 12, 48)                    # periods of the cosine over the 100 samples
+    cycles = np.linspace(0.25, 12, 48)  # periods of the cosine over the 100 samples
     signals = [(np.cos(np.linspace(0, 2 * np.pi * c, samples)) + 1) / 2 for c in cycles]
     x = torch.tensor(np.stack(signals), dtype=torch.float32).T[None]  # one neuron per frequency
-    res = snnkern.lif(x / tau, 1.0 - 1.0 / tau, threshold=threshold, ordering="update_first",
-                      return_membrane=True)
+    res = snnkern.lif(x / tau, 1.0 - 1.0 / tau, threshold=threshold, ordering="update_first", return_membrane=True)
     counts = res.spikes[0].sum(0).numpy()
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.5))
     for k in (2, 40):
@@ -142,8 +148,10 @@ def main(argv=None):
     figure_currents(args.out)
     cycles, counts = figure_frequency(args.out)
     figure_time_surfaces(args.out)
-    print(f"wrote 4 figures to {args.out}; spike counts from {cycles[0]:.2f} to {cycles[-1]:.1f} cycles: "
-          f"{int(counts[0])} -> {int(counts[-1])}")
+    print(
+        f"wrote 4 figures to {args.out}; spike counts from {cycles[0]:.2f} to {cycles[-1]:.1f} cycles: "
+        f"{int(counts[0])} -> {int(counts[-1])}"
+    )
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
 """snnkern: fused leaky integrate-and-fire kernels for training spiking networks in PyTorch."""
+
 import importlib.metadata
 
 from ._checks import STATE_SIZE, decay
@@ -12,6 +13,22 @@ try:
 except importlib.metadata.PackageNotFoundError:  # a source tree that was never installed
     __version__ = "0+unknown"
 
-__all__ = ["lif", "recurrent_lif", "leaky", "spike_linear", "decay", "LIFResult", "LeakyResult", "STATE_SIZE",
-           "compiled_with_cuda", "build_info", "tune_cpu_allocator", "Surrogate", "Sigmoid", "FastSigmoid", "Triangle", "ATan",
-           "__version__"]
+__all__ = [
+    "lif",
+    "recurrent_lif",
+    "leaky",
+    "spike_linear",
+    "decay",
+    "LIFResult",
+    "LeakyResult",
+    "STATE_SIZE",
+    "compiled_with_cuda",
+    "build_info",
+    "tune_cpu_allocator",
+    "Surrogate",
+    "Sigmoid",
+    "FastSigmoid",
+    "Triangle",
+    "ATan",
+    "__version__",
+]

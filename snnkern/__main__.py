@@ -9,10 +9,12 @@ Examples::
     python -m snnkern train ipd --out runs/ipd --epochs 20 --resume  # continue a run
     python -m snnkern sweep envelope-power --repeats 3 --out runs/sweep
 """
+
 from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
@@ -30,38 +32,54 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bars or log lines")
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m snnkern", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m snnkern", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     from .train import MODELS
+
     t = sub.add_parser("train", help="train one of the seed models")
     t.add_argument("model", choices=MODELS)
     _add_common(t)
     t.add_argument("--out", help="output folder (default: runs/MODEL)")
     t.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
-    t.add_argument("--data", help="SHD: folder with shd_train.h5 and shd_test.h5 "
-                                  "(default: generate synthetic SHD-format files into OUT/shd_data)")
+    t.add_argument(
+        "--data",
+        help="SHD: folder with shd_train.h5 and shd_test.h5 "
+        "(default: generate synthetic SHD-format files into OUT/shd_data)",
+    )
     t.add_argument("--envelope-power", type=float, default=2.0, help="IPD: envelope power (seed: 2)")
     t.add_argument("--ie-ratio", type=float, help="ipd-dales: fraction of inhibitory presynaptic units (0.5)")
     t.add_argument("--patience", type=int, help="ipd-dales: early-stopping patience in epochs (10; 0 = off)")
-    t.add_argument("--noise-offsets", dest="noise_offsets", action="store_true", default=None,
-                   help="IPD: redraw a random phase offset every epoch (default for ipd-dales)")
+    t.add_argument(
+        "--noise-offsets",
+        dest="noise_offsets",
+        action="store_true",
+        default=None,
+        help="IPD: redraw a random phase offset every epoch (default for ipd-dales)",
+    )
     t.add_argument("--no-noise-offsets", dest="noise_offsets", action="store_false")
     t.add_argument("--nb-steps", type=int, default=100, help="SHD: time bins (seed 004: 100)")
     t.add_argument("--max-time", type=float, default=1.0, help="SHD: seconds covered by the bins (seed 004: 1.0)")
     t.add_argument("--shd-train-samples", type=int, default=2560, help="synthetic SHD: training samples")
     t.add_argument("--shd-test-samples", type=int, default=768, help="synthetic SHD: test samples")
-    t.add_argument("--compare-naive", action="store_true",
-                   help="also time one epoch of the seed's naive loop on the same data and report the speedup")
+    t.add_argument(
+        "--compare-naive",
+        action="store_true",
+        help="also time one epoch of the seed's naive loop on the same data and report the speedup",
+    )
     t.add_argument("--no-plots", action="store_true")
 
     s = sub.add_parser("sweep", help="repeat the seed-000 training over a parameter")
     s.add_argument("parameter", choices=("envelope-power",))
     s.add_argument("--repeats", type=int, default=3, help="runs per value (seeds seed .. seed+repeats-1)")
-    s.add_argument("--values", default="0,1,2,3,4,5,10,30,40,50,100",
-                   help="comma-separated envelope powers (default: the seed's list)")
+    s.add_argument(
+        "--values",
+        default="0,1,2,3,4,5,10,30,40,50,100",
+        help="comma-separated envelope powers (default: the seed's list)",
+    )
     s.add_argument("--model", default="ipd", choices=("ipd", "ipd-membrane", "ipd-dales"))
     s.add_argument("--out", default="runs/sweep_envelope_power")
     _add_common(s)
@@ -72,15 +90,38 @@ def main(argv=None) -> int:
 
     tune_cpu_allocator()  # reuse freed activation buffers instead of page-faulting them back in
 
-    common = dict(epochs=args.epochs, seed=args.seed, device=args.device, hidden=args.hidden, tau=args.tau,
-                  batch_size=args.batch_size, lr=args.lr, backend=args.backend, train_batches=args.train_batches,
-                  test_batches=args.test_batches, anf_per_ear=args.anf_per_ear, progress=not args.no_progress)
+    common = dict(
+        epochs=args.epochs,
+        seed=args.seed,
+        device=args.device,
+        hidden=args.hidden,
+        tau=args.tau,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        backend=args.backend,
+        train_batches=args.train_batches,
+        test_batches=args.test_batches,
+        anf_per_ear=args.anf_per_ear,
+        progress=not args.no_progress,
+    )
     if args.command == "train":
-        cfg = TrainConfig(model=args.model, out=args.out, resume=args.resume, data=args.data,
-                          envelope_power=args.envelope_power, ie_ratio=args.ie_ratio, patience=args.patience,
-                          noise_offsets=args.noise_offsets, nb_steps=args.nb_steps, max_time=args.max_time,
-                          shd_train_samples=args.shd_train_samples, shd_test_samples=args.shd_test_samples,
-                          compare_naive=args.compare_naive, plots=not args.no_plots, **common)
+        cfg = TrainConfig(
+            model=args.model,
+            out=args.out,
+            resume=args.resume,
+            data=args.data,
+            envelope_power=args.envelope_power,
+            ie_ratio=args.ie_ratio,
+            patience=args.patience,
+            noise_offsets=args.noise_offsets,
+            nb_steps=args.nb_steps,
+            max_time=args.max_time,
+            shd_train_samples=args.shd_train_samples,
+            shd_test_samples=args.shd_test_samples,
+            compare_naive=args.compare_naive,
+            plots=not args.no_plots,
+            **common,
+        )
         train(cfg)
     else:
         values = [float(v) for v in args.values.split(",") if v.strip()]

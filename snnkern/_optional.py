@@ -3,6 +3,7 @@
 The kernels, layers and models need only torch and numpy; these imports happen where the
 packages are used, so that ``import snnkern`` works without them.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -17,5 +18,7 @@ def require(module: str, purpose: str) -> ModuleType:
         package = module.split(".")[0]
         if error.name is None or error.name.split(".")[0] != package:
             raise  # the package is there but fails to import: its own error says why
-        raise ImportError(f"the package {package!r} is missing; it is needed for {purpose}. "
-                          f'Install it with the training extra: pip install "snnkern[train]"') from error
+        raise ImportError(
+            f"the package {package!r} is missing; it is needed for {purpose}. "
+            f'Install it with the training extra: pip install "snnkern[train]"'
+        ) from error

@@ -1,25 +1,38 @@
-from typing import NamedTuple, Optional
+"""The named tuples the ops return."""
+
+from typing import NamedTuple
 
 import torch
 
 
 class LIFResult(NamedTuple):
-    """Output of :func:`snnkern.lif`.
+    """Output of :func:`snnkern.lif` and :func:`snnkern.recurrent_lif`.
 
-    spikes:   [batch, time, neurons], 0/1 in the dtype of the input.
-    membrane: [batch, time, neurons], the membrane potential each spike was thresholded from
-              (None unless ``return_membrane=True``).
-    state:    [3, batch, neurons], the neuron state after the last step; pass it as ``state=``
-              to continue the sequence (rows: membrane, synaptic current, previous membrane).
+    Attributes:
+        spikes (torch.Tensor): ``[batch, time, neurons]``, 0 or 1 in the dtype of the input.
+        membrane (torch.Tensor | None): ``[batch, time, neurons]``, the membrane potential each
+            spike was thresholded from, in the dtype of the input; ``None`` unless
+            ``return_membrane=True``.
+        state (torch.Tensor): ``[3, batch, neurons]``, the neuron state after the last step (rows:
+            membrane, synaptic current, previous membrane), in the accumulate dtype (float64 for
+            float64 input, else float32). Pass it as ``state=`` to continue the sequence.
     """
 
     spikes: torch.Tensor
-    membrane: Optional[torch.Tensor]
+    membrane: torch.Tensor | None
     state: torch.Tensor
 
 
 class LeakyResult(NamedTuple):
-    """Output of :func:`snnkern.leaky`: the membrane trace after each step, and the final state."""
+    """Output of :func:`snnkern.leaky`.
+
+    Attributes:
+        membrane (torch.Tensor): ``[batch, time, neurons]``, the membrane potential after each
+            step, in the dtype of the input.
+        state (torch.Tensor): ``[3, batch, neurons]``, the state after the last step, in the
+            accumulate dtype (float64 for float64 input, else float32). Pass it as ``state=`` to
+            continue the sequence.
+    """
 
     membrane: torch.Tensor
     state: torch.Tensor

@@ -9,23 +9,26 @@ Time constants are given either as a decay ``alpha`` (``exp(-dt/tau)``) or as ``
 ``dt`` (same unit). ``learn_alpha=True`` makes the decay a learnable per-neuron parameter
 (clamped to ``[0, 1]`` in forward).
 """
+
 from __future__ import annotations
 
 import math
-from typing import Optional, Tuple
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.types import Device
 
 from . import ops
-from ._checks import decay
+from ._checks import Decay, decay
+from ._types import LIFResult
 from .surrogate import Sigmoid, Surrogate
 
 __all__ = ["DaleLinear", "LIF", "RecurrentLIF", "LeakyReadout", "dale_signs", "effective_weight", "seed_uniform_"]
 
 
-def seed_uniform_(weight: torch.Tensor, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+def seed_uniform_(weight: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
     """Initialise ``weight`` [out, in] as the IPD seeds do (000/001 ``init_weight_matrices``).
 
     The seeds store ``W`` as ``[in, out]`` and compute the bound from PyTorch's fan-in of that
@@ -36,7 +39,7 @@ def seed_uniform_(weight: torch.Tensor, generator: Optional[torch.Generator] = N
         return weight.uniform_(-bound, bound, generator=generator)
 
 
-def dale_signs(n_pre: int, ie_ratio: float, device=None, dtype=None) -> torch.Tensor:
+def dale_signs(n_pre: int, ie_ratio: float, device: Device = None, dtype: torch.dtype | None = None) -> torch.Tensor:
     """Signs of the presynaptic units, shape [n_pre]: the first ``int(ie_ratio * n_pre)`` are -1."""
     if not 0.0 <= ie_ratio <= 1.0:
         raise ValueError(f"ie_ratio must lie in [0, 1], got {ie_ratio!r}")
@@ -56,8 +59,19 @@ class DaleLinear(nn.Module):
     ``weight`` ``[out_features, in_features]``; buffer ``signs`` ``[in_features]``.
     """
 
-    def __init__(self, in_features: int, out_features: int, ie_ratio: float = 0.5, bias: bool = False,
-                 device=None, dtype=None):
+    weight: nn.Parameter
+    bias: nn.Parameter | None
+    signs: torch.Tensor
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        ie_ratio: float = 0.5,
+        bias: bool = False,
+        device: Device = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
         super().__init__()
         self.in_features, self.out_features, self.ie_ratio = in_features, out_features, float(ie_ratio)
         self.weight = nn.Parameter(torch.empty(out_features, in_features, device=device, dtype=dtype))
@@ -76,7 +90,7 @@ class DaleLinear(nn.Module):
         return f"in_features={self.in_features}, out_features={self.out_features}, ie_ratio={self.ie_ratio}"
 
 
-def _resolve_decay(alpha: Optional[float], tau: Optional[float], dt: float, name: str) -> Optional[float]:
+def _resolve_decay(alpha: float | None, tau: float | None, dt: float, name: str) -> float | None:
     if alpha is not None and tau is not None:
         raise ValueError(f"give either {name} or its time constant, not both")
     if tau is not None:
@@ -86,7 +100,14 @@ def _resolve_decay(alpha: Optional[float], tau: Optional[float], dt: float, name
     return None if alpha is None else float(alpha)
 
 
-def _make_projection(in_features, out_features, bias, dale_ie_ratio, device, dtype) -> nn.Module:
+def _make_projection(
+    in_features: int,
+    out_features: int,
+    bias: bool,
+    dale_ie_ratio: float | None,
+    device: Device,
+    dtype: torch.dtype | None,
+) -> nn.Linear | DaleLinear:
     if dale_ie_ratio is None:
         return nn.Linear(in_features, out_features, bias=bias, device=device, dtype=dtype)
     return DaleLinear(in_features, out_features, ie_ratio=dale_ie_ratio, bias=bias, device=device, dtype=dtype)
@@ -94,7 +115,12 @@ def _make_projection(in_features, out_features, bias, dale_ie_ratio, device, dty
 
 def effective_weight(linear: nn.Module) -> torch.Tensor:
     """The weight a projection applies: ``|w| * sign`` for :class:`DaleLinear`, else ``weight``."""
-    return linear.effective_weight() if isinstance(linear, DaleLinear) else linear.weight
+    if isinstance(linear, DaleLinear):
+        return linear.effective_weight()
+    weight = linear.weight
+    if not isinstance(weight, torch.Tensor):
+        raise TypeError(f"{type(linear).__name__} has no weight tensor: not a projection")
+    return weight
 
 
 class _ProjectedScan(nn.Module):
@@ -104,7 +130,27 @@ class _ProjectedScan(nn.Module):
     zeros of the input: much faster on the CPU when the input is a spike train.
     """
 
-    def _setup_projection(self, in_features, out_features, bias, dale_ie_ratio, init, sparse_input, device, dtype):
+    in_features: int
+    out_features: int
+    sparse_input: bool
+    linear: nn.Linear | DaleLinear
+    backend: str | None
+    learn_alpha: bool
+    # Python floats, or learnable Parameters [neurons] (learn_alpha); alpha_syn None: one state.
+    alpha: Decay
+    alpha_syn: Decay | None
+
+    def _setup_projection(
+        self,
+        in_features: int,
+        out_features: int,
+        bias: bool,
+        dale_ie_ratio: float | None,
+        init: str,
+        sparse_input: bool,
+        device: Device,
+        dtype: torch.dtype | None,
+    ) -> None:
         self.in_features, self.out_features = in_features, out_features
         self.sparse_input = bool(sparse_input)
         self.linear = _make_projection(in_features, out_features, bias, dale_ie_ratio, device, dtype)
@@ -123,7 +169,18 @@ class _ProjectedScan(nn.Module):
             return self.linear(x)
         return ops.spike_linear(x, effective_weight(self.linear), self.linear.bias, backend=self.backend)
 
-    def _setup_decays(self, n, alpha, tau, alpha_syn, tau_syn, dt, learn_alpha, device, dtype):
+    def _setup_decays(
+        self,
+        n: int,
+        alpha: float | None,
+        tau: float | None,
+        alpha_syn: float | None,
+        tau_syn: float | None,
+        dt: float,
+        learn_alpha: bool,
+        device: Device,
+        dtype: torch.dtype | None,
+    ) -> None:
         a = _resolve_decay(alpha, tau, dt, "alpha")
         if a is None:
             raise ValueError("give the membrane decay as alpha=exp(-dt/tau) or as tau= (and dt=)")
@@ -139,11 +196,13 @@ class _ProjectedScan(nn.Module):
             else:  # a python float: the op builds it in the input's dtype at full precision
                 setattr(self, name, value)
 
-    def _decays(self):
+    def _decays(self) -> tuple[Decay, Decay | None]:
         a, a_syn = self.alpha, self.alpha_syn
-        if self.learn_alpha:
-            a = a.clamp(0.0, 1.0)
-            a_syn = None if a_syn is None else a_syn.clamp(0.0, 1.0)
+        if self.learn_alpha:  # Parameters: clamped, an optimiser step may leave [0, 1]
+            if isinstance(a, torch.Tensor):
+                a = a.clamp(0.0, 1.0)
+            if isinstance(a_syn, torch.Tensor):
+                a_syn = a_syn.clamp(0.0, 1.0)
         return a, a_syn
 
 
@@ -160,13 +219,31 @@ class LIF(_ProjectedScan):
     :func:`snnkern.spike_linear`).
     """
 
-    def __init__(self, in_features: int, out_features: int, *, alpha: Optional[float] = None,
-                 tau: Optional[float] = None, dt: float = 1e-3, alpha_syn: Optional[float] = None,
-                 tau_syn: Optional[float] = None, learn_alpha: bool = False, threshold: float = 1.0,
-                 reset: str = "zero", detach_reset: bool = False, ordering: str = "spike_first",
-                 surrogate: Surrogate = Sigmoid(), bias: bool = False, dale_ie_ratio: Optional[float] = None,
-                 init: str = "default", sparse_input: bool = False, return_state: bool = False,
-                 backend: Optional[str] = None, device=None, dtype=None):
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        *,
+        alpha: float | None = None,
+        tau: float | None = None,
+        dt: float = 1e-3,
+        alpha_syn: float | None = None,
+        tau_syn: float | None = None,
+        learn_alpha: bool = False,
+        threshold: float = 1.0,
+        reset: str = "zero",
+        detach_reset: bool = False,
+        ordering: str = "spike_first",
+        surrogate: Surrogate = Sigmoid(),
+        bias: bool = False,
+        dale_ie_ratio: float | None = None,
+        init: str = "default",
+        sparse_input: bool = False,
+        return_state: bool = False,
+        backend: str | None = None,
+        device: Device = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
         super().__init__()
         self.backend = backend
         self._setup_projection(in_features, out_features, bias, dale_ie_ratio, init, sparse_input, device, dtype)
@@ -175,20 +252,33 @@ class LIF(_ProjectedScan):
         self.ordering, self.surrogate = ordering, surrogate
         self.return_state = return_state
 
-    def scan(self, current: torch.Tensor, state: Optional[torch.Tensor] = None):
+    def scan(self, current: torch.Tensor, state: torch.Tensor | None = None) -> LIFResult:
         """Run the LIF scan on an already projected current [batch, time, out_features]."""
         a, a_syn = self._decays()
-        return ops.lif(current, a, alpha_syn=a_syn, threshold=self.threshold, reset=self.reset,
-                       detach_reset=self.detach_reset, ordering=self.ordering, surrogate=self.surrogate,
-                       state=state, backend=self.backend)
+        return ops.lif(
+            current,
+            a,
+            alpha_syn=a_syn,
+            threshold=self.threshold,
+            reset=self.reset,
+            detach_reset=self.detach_reset,
+            ordering=self.ordering,
+            surrogate=self.surrogate,
+            state=state,
+            backend=self.backend,
+        )
 
-    def forward(self, x: torch.Tensor, state: Optional[torch.Tensor] = None):
+    def forward(
+        self, x: torch.Tensor, state: torch.Tensor | None = None
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         result = self.scan(self.project(x), state)
         return (result.spikes, result.state) if self.return_state else result.spikes
 
     def extra_repr(self) -> str:
-        return (f"in_features={self.in_features}, out_features={self.out_features}, ordering={self.ordering!r}, "
-                f"reset={self.reset!r}, detach_reset={self.detach_reset}, surrogate={self.surrogate}")
+        return (
+            f"in_features={self.in_features}, out_features={self.out_features}, ordering={self.ordering!r}, "
+            f"reset={self.reset!r}, detach_reset={self.detach_reset}, surrogate={self.surrogate}"
+        )
 
 
 class RecurrentLIF(LIF):
@@ -204,22 +294,43 @@ class RecurrentLIF(LIF):
     Defaults follow seed 004: ``ordering="spike_first"``, ``detach_reset=True``.
     """
 
-    def __init__(self, in_features: int, out_features: int, *, ordering: str = "spike_first",
-                 detach_reset: bool = True, init: str = "default", **kwargs):
-        super().__init__(in_features, out_features, ordering=ordering, detach_reset=detach_reset,
-                         init=init, **kwargs)
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        *,
+        ordering: str = "spike_first",
+        detach_reset: bool = True,
+        init: str = "default",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(in_features, out_features, ordering=ordering, detach_reset=detach_reset, init=init, **kwargs)
         dev, dt = self.linear.weight.device, self.linear.weight.dtype
         self.recurrent_weight = nn.Parameter(torch.empty(out_features, out_features, device=dev, dtype=dt))
         nn.init.normal_(self.recurrent_weight, 0.0, 1.0 / math.sqrt(out_features))
 
-    def forward(self, x: torch.Tensor, state: Optional[Tuple[torch.Tensor, torch.Tensor]] = None):
+    # The state of a recurrent layer is (neuron state, last spikes), not LIF's neuron state
+    # alone: the signature differs from LIF.forward on purpose.
+    def forward(  # type: ignore[override]
+        self, x: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor] | None = None
+    ) -> torch.Tensor | tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
         current = self.project(x)
         neuron_state, last_spikes = (None, None) if state is None else state
         a, a_syn = self._decays()
-        result = ops.recurrent_lif(current, self.recurrent_weight, a, alpha_syn=a_syn, threshold=self.threshold,
-                                   reset=self.reset, detach_reset=self.detach_reset, ordering=self.ordering,
-                                   surrogate=self.surrogate, state=neuron_state, spikes=last_spikes,
-                                   backend=self.backend)
+        result = ops.recurrent_lif(
+            current,
+            self.recurrent_weight,
+            a,
+            alpha_syn=a_syn,
+            threshold=self.threshold,
+            reset=self.reset,
+            detach_reset=self.detach_reset,
+            ordering=self.ordering,
+            surrogate=self.surrogate,
+            state=neuron_state,
+            spikes=last_spikes,
+            backend=self.backend,
+        )
         if not self.return_state:
             return result.spikes
         if result.spikes.shape[1]:
@@ -237,18 +348,35 @@ class LeakyReadout(_ProjectedScan):
     with ``return_state=True`` also the state ``[3, batch, out_features]``.
     """
 
-    def __init__(self, in_features: int, out_features: int, *, alpha: Optional[float] = None,
-                 tau: Optional[float] = None, dt: float = 1e-3, alpha_syn: Optional[float] = None,
-                 tau_syn: Optional[float] = None, learn_alpha: bool = False, bias: bool = False,
-                 dale_ie_ratio: Optional[float] = None, init: str = "default", sparse_input: bool = False,
-                 return_state: bool = False, backend: Optional[str] = None, device=None, dtype=None):
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        *,
+        alpha: float | None = None,
+        tau: float | None = None,
+        dt: float = 1e-3,
+        alpha_syn: float | None = None,
+        tau_syn: float | None = None,
+        learn_alpha: bool = False,
+        bias: bool = False,
+        dale_ie_ratio: float | None = None,
+        init: str = "default",
+        sparse_input: bool = False,
+        return_state: bool = False,
+        backend: str | None = None,
+        device: Device = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
         super().__init__()
         self.backend = backend
         self._setup_projection(in_features, out_features, bias, dale_ie_ratio, init, sparse_input, device, dtype)
         self._setup_decays(out_features, alpha, tau, alpha_syn, tau_syn, dt, learn_alpha, device, dtype)
         self.return_state = return_state
 
-    def forward(self, x: torch.Tensor, state: Optional[torch.Tensor] = None):
+    def forward(
+        self, x: torch.Tensor, state: torch.Tensor | None = None
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         a, a_syn = self._decays()
         result = ops.leaky(self.project(x), a, alpha_syn=a_syn, state=state, backend=self.backend)
         return (result.membrane, result.state) if self.return_state else result.membrane

@@ -313,12 +313,26 @@ if _C is not None:
         )
 
     @torch.library.register_fake("snnkern::leaky_forward")
-    def _leaky_forward_fake(x, alpha, alpha_syn, state, save_for_backward):
+    def _leaky_forward_fake(
+        x: torch.Tensor,
+        alpha: torch.Tensor,
+        alpha_syn: torch.Tensor | None,
+        state: torch.Tensor,
+        save_for_backward: bool,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         saved = x.new_empty(x.shape if save_for_backward else (0,), dtype=accumulate_dtype(x.dtype))
         return x.new_empty(x.shape), state.new_empty(state.shape), saved
 
     @torch.library.register_fake("snnkern::leaky_backward")
-    def _leaky_backward_fake(grad_membrane, grad_state, saved_membrane, alpha, alpha_syn, state, dtype):
+    def _leaky_backward_fake(
+        grad_membrane: torch.Tensor | None,
+        grad_state: torch.Tensor | None,
+        saved_membrane: torch.Tensor,
+        alpha: torch.Tensor,
+        alpha_syn: torch.Tensor | None,
+        state: torch.Tensor,
+        dtype: torch.dtype,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         grad_alpha_syn = alpha.new_empty(alpha.shape if alpha_syn is not None else (0,))
         return (
             saved_membrane.new_empty(saved_membrane.shape, dtype=dtype),
@@ -327,20 +341,28 @@ if _C is not None:
             state.new_empty(state.shape),
         )
 
-    def _check_saved(pre_reset, spikes, name):
+    def _check_saved(pre_reset: torch.Tensor, spikes: torch.Tensor, name: str) -> None:
         if pre_reset.numel() == 0 and spikes.numel() != 0:
             raise RuntimeError(
                 f"{name}: backward called but the forward did not save its membrane; grad mode was off when it ran"
             )
 
-    def _lif_setup_context(ctx, inputs, output):
+    # The autograd context is torch's dynamic object that the functions below keep their state
+    # on (saved tensors, options): typed Any, as torch.autograd.Function types it.
+    def _lif_setup_context(ctx: Any, inputs: tuple[Any, ...], output: tuple[torch.Tensor, ...]) -> None:
         _x, alpha, alpha_syn, state, threshold, ordering, reset, detach_reset, surrogate, surrogate_param, _, _ = inputs
         spikes, _, _, pre_reset = output
         ctx.save_for_backward(pre_reset, spikes, alpha, alpha_syn, state)
         ctx.set_materialize_grads(False)  # unused outputs pass None, and the kernel skips them
         ctx.options = (threshold, ordering, reset, detach_reset, surrogate, surrogate_param)
 
-    def _lif_backward(ctx, grad_spikes, grad_membrane, grad_state, _grad_pre_reset):
+    def _lif_backward(
+        ctx: Any,
+        grad_spikes: torch.Tensor | None,
+        grad_membrane: torch.Tensor | None,
+        grad_state: torch.Tensor | None,
+        _grad_pre_reset: torch.Tensor | None,
+    ) -> tuple[torch.Tensor | None, ...]:
         pre_reset, spikes, alpha, alpha_syn, state = ctx.saved_tensors
         _check_saved(pre_reset, spikes, "snnkern.lif")
         if grad_membrane is not None and grad_membrane.numel() == 0:
@@ -365,14 +387,19 @@ if _C is not None:
 
     torch.library.register_autograd("snnkern::lif_forward", _lif_backward, setup_context=_lif_setup_context)
 
-    def _leaky_setup_context(ctx, inputs, output):
+    def _leaky_setup_context(ctx: Any, inputs: tuple[Any, ...], output: tuple[torch.Tensor, ...]) -> None:
         x, alpha, alpha_syn, state, _ = inputs
         membrane, _, saved_membrane = output  # saved_membrane: the trace in the accumulate dtype
         ctx.save_for_backward(saved_membrane, membrane, alpha, alpha_syn, state)
         ctx.set_materialize_grads(False)
         ctx.dtype = x.dtype
 
-    def _leaky_backward(ctx, grad_membrane, grad_state, _grad_saved_membrane):
+    def _leaky_backward(
+        ctx: Any,
+        grad_membrane: torch.Tensor | None,
+        grad_state: torch.Tensor | None,
+        _grad_saved_membrane: torch.Tensor | None,
+    ) -> tuple[torch.Tensor | None, ...]:
         saved_membrane, membrane, alpha, alpha_syn, state = ctx.saved_tensors
         _check_saved(saved_membrane, membrane, "snnkern.leaky")
         grad_x, grad_alpha, grad_alpha_syn, grad_state0 = torch.ops.snnkern.leaky_backward(
@@ -384,21 +411,21 @@ if _C is not None:
 
     @torch.library.register_fake("snnkern::recurrent_lif_forward")
     def _recurrent_lif_forward_fake(
-        x,
-        weight,
-        alpha,
-        alpha_syn,
-        state,
-        spikes0,
-        threshold,
-        ordering,
-        reset,
-        detach_reset,
-        surrogate,
-        surrogate_param,
-        record_membrane,
-        save_for_backward,
-    ):
+        x: torch.Tensor,
+        weight: torch.Tensor,
+        alpha: torch.Tensor,
+        alpha_syn: torch.Tensor | None,
+        state: torch.Tensor,
+        spikes0: torch.Tensor,
+        threshold: float,
+        ordering: int,
+        reset: int,
+        detach_reset: bool,
+        surrogate: int,
+        surrogate_param: float,
+        record_membrane: bool,
+        save_for_backward: bool,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         return _lif_forward_fake(
             x,
             alpha,
@@ -416,23 +443,23 @@ if _C is not None:
 
     @torch.library.register_fake("snnkern::recurrent_lif_backward")
     def _recurrent_lif_backward_fake(
-        grad_spikes,
-        grad_membrane,
-        grad_state,
-        pre_reset,
-        spikes,
-        weight,
-        alpha,
-        alpha_syn,
-        state,
-        spikes0,
-        threshold,
-        ordering,
-        reset,
-        detach_reset,
-        surrogate,
-        surrogate_param,
-    ):
+        grad_spikes: torch.Tensor | None,
+        grad_membrane: torch.Tensor | None,
+        grad_state: torch.Tensor | None,
+        pre_reset: torch.Tensor,
+        spikes: torch.Tensor,
+        weight: torch.Tensor,
+        alpha: torch.Tensor,
+        alpha_syn: torch.Tensor | None,
+        state: torch.Tensor,
+        spikes0: torch.Tensor,
+        threshold: float,
+        ordering: int,
+        reset: int,
+        detach_reset: bool,
+        surrogate: int,
+        surrogate_param: float,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         grad_x, grad_alpha, grad_alpha_syn, grad_state0 = _lif_backward_fake(
             grad_spikes,
             grad_membrane,
@@ -458,7 +485,7 @@ if _C is not None:
             spikes0.new_empty(spikes0.shape),
         )
 
-    def _recurrent_lif_setup_context(ctx, inputs, output):
+    def _recurrent_lif_setup_context(ctx: Any, inputs: tuple[Any, ...], output: tuple[torch.Tensor, ...]) -> None:
         (
             _x,
             weight,
@@ -480,7 +507,13 @@ if _C is not None:
         ctx.set_materialize_grads(False)
         ctx.options = (threshold, ordering, reset, detach_reset, surrogate, surrogate_param)
 
-    def _recurrent_lif_backward(ctx, grad_spikes, grad_membrane, grad_state, _grad_pre_reset):
+    def _recurrent_lif_backward(
+        ctx: Any,
+        grad_spikes: torch.Tensor | None,
+        grad_membrane: torch.Tensor | None,
+        grad_state: torch.Tensor | None,
+        _grad_pre_reset: torch.Tensor | None,
+    ) -> tuple[torch.Tensor | None, ...]:
         pre_reset, spikes, weight, alpha, alpha_syn, state, spikes0 = ctx.saved_tensors
         _check_saved(pre_reset, spikes, "snnkern.recurrent_lif")
         if grad_membrane is not None and grad_membrane.numel() == 0:
@@ -522,17 +555,17 @@ if _C is not None:
     )
 
     @torch.library.register_fake("snnkern::spike_matmul")
-    def _spike_matmul_fake(spikes, other):
+    def _spike_matmul_fake(spikes: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
         return spikes.new_empty(spikes.shape[0], other.shape[1])
 
     @torch.library.register_fake("snnkern::spike_matmul_t")
-    def _spike_matmul_t_fake(spikes, other):
+    def _spike_matmul_t_fake(spikes: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
         return spikes.new_empty(spikes.shape[1], other.shape[1])
 
-    def _spike_matmul_setup_context(ctx, inputs, output):
+    def _spike_matmul_setup_context(ctx: Any, inputs: tuple[torch.Tensor, torch.Tensor], output: torch.Tensor) -> None:
         ctx.save_for_backward(*inputs)
 
-    def _spike_matmul_backward(ctx, grad):
+    def _spike_matmul_backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         spikes, other = ctx.saved_tensors
         grad_spikes = grad @ other.t() if ctx.needs_input_grad[0] else None
         # d(spikes @ other)/d other = spikes^T grad, event-driven too.
@@ -546,7 +579,9 @@ if _C is not None:
     # Autocast. The sequences (and the recurrent weight) run in the autocast dtype on CUDA and in
     # float32 on the CPU, whose kernels are float32/float64; the decays and the state stay in the
     # accumulate dtype (float32). float64 calls are left alone, as torch's autocast does.
-    _AUTOCAST_ROLES = {  # per argument: "sequence", "parameter" or None (not a tensor to cast)
+    _AUTOCAST_ROLES: dict[
+        str, tuple[str | None, ...]
+    ] = {  # per argument: "sequence", "parameter" or None (not a tensor to cast)
         "lif_forward": ("sequence", "parameter", "parameter", "parameter"),
         "leaky_forward": ("sequence", "parameter", "parameter", "parameter", None),
         "recurrent_lif_forward": ("sequence", "sequence", "parameter", "parameter", "parameter", "sequence"),
@@ -555,12 +590,12 @@ if _C is not None:
     }
     _autocast_library = torch.library.Library("snnkern", "IMPL")
 
-    def _register_autocast(name: str, roles: tuple, device: str) -> None:
+    def _register_autocast(name: str, roles: tuple[str | None, ...], device: str) -> None:
         op = getattr(torch.ops.snnkern, name).default
         key_name = "Autocast" + torch._C._dispatch_key_for_device(device)
         key = getattr(torch._C.DispatchKey, key_name)
 
-        def cast(value, role, sequence_dtype):
+        def cast(value: Any, role: str | None, sequence_dtype: torch.dtype) -> Any:
             if (
                 role is None
                 or not isinstance(value, torch.Tensor)
@@ -570,7 +605,7 @@ if _C is not None:
                 return value
             return value.to(sequence_dtype if role == "sequence" else accumulate_dtype(sequence_dtype))
 
-        def autocast_kernel(*args):
+        def autocast_kernel(*args: Any) -> Any:
             with torch._C._ExcludeDispatchKeyGuard(torch._C.DispatchKeySet(key)):
                 if args[0].dtype == torch.float64:
                     return op(*args)

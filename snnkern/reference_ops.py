@@ -21,14 +21,21 @@ thresholded from:
 
 The returned membrane trace is the potential ``z_t`` was thresholded from.
 """
-from __future__ import annotations
 
-from typing import Optional
+from __future__ import annotations
 
 import torch
 
-from ._checks import (STATE_I, STATE_V, STATE_W, Decay, prepare_leaky_args, prepare_lif_args,
-                      prepare_recurrent_args, prepare_spike_linear_args)
+from ._checks import (
+    STATE_I,
+    STATE_V,
+    STATE_W,
+    Decay,
+    prepare_leaky_args,
+    prepare_lif_args,
+    prepare_recurrent_args,
+    prepare_spike_linear_args,
+)
 from ._types import LeakyResult, LIFResult
 from .surrogate import Sigmoid, Surrogate, spike
 
@@ -41,19 +48,29 @@ def _reset(p: torch.Tensor, r: torch.Tensor, reset: str, threshold: float) -> to
     return p
 
 
-def lif(x: torch.Tensor, alpha: Decay, *, alpha_syn: Optional[Decay] = None, threshold: float = 1.0,
-        reset: str = "zero", detach_reset: bool = False, ordering: str = "spike_first",
-        surrogate: Surrogate = Sigmoid(), state: Optional[torch.Tensor] = None,
-        return_membrane: bool = False) -> LIFResult:
+def lif(
+    x: torch.Tensor,
+    alpha: Decay,
+    *,
+    alpha_syn: Decay | None = None,
+    threshold: float = 1.0,
+    reset: str = "zero",
+    detach_reset: bool = False,
+    ordering: str = "spike_first",
+    surrogate: Surrogate = Sigmoid(),
+    state: torch.Tensor | None = None,
+    return_membrane: bool = False,
+) -> LIFResult:
     """Reference LIF scan; see :func:`snnkern.lif` for the arguments."""
     a = prepare_lif_args(x, alpha, alpha_syn, state, threshold, ordering, reset, detach_reset, surrogate)
     alpha, alpha_syn, theta = a.alpha, a.alpha_syn, a.threshold
     v, i, w = a.state[STATE_V], a.state[STATE_I], a.state[STATE_W]
 
-    def fire(u):
+    def fire(u: torch.Tensor) -> torch.Tensor:
         return spike(u - theta, surrogate, theta)
 
-    spikes, membranes = [], []
+    spikes: list[torch.Tensor] = []
+    membranes: list[torch.Tensor] = []
     for t in range(x.shape[1]):
         u = w if a.ordering == "delayed" else v
         r = fire(u)
@@ -76,23 +93,44 @@ def lif(x: torch.Tensor, alpha: Decay, *, alpha_syn: Optional[Decay] = None, thr
     return LIFResult(stack(spikes), stack(membranes) if return_membrane else None, torch.stack([v, i, w]))
 
 
-def recurrent_lif(x: torch.Tensor, weight: torch.Tensor, alpha: Decay, *, alpha_syn: Optional[Decay] = None,
-                  threshold: float = 1.0, reset: str = "zero", detach_reset: bool = False,
-                  ordering: str = "spike_first", surrogate: Surrogate = Sigmoid(),
-                  state: Optional[torch.Tensor] = None, spikes: Optional[torch.Tensor] = None,
-                  return_membrane: bool = False) -> LIFResult:
+def recurrent_lif(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    alpha: Decay,
+    *,
+    alpha_syn: Decay | None = None,
+    threshold: float = 1.0,
+    reset: str = "zero",
+    detach_reset: bool = False,
+    ordering: str = "spike_first",
+    surrogate: Surrogate = Sigmoid(),
+    state: torch.Tensor | None = None,
+    spikes: torch.Tensor | None = None,
+    return_membrane: bool = False,
+) -> LIFResult:
     """Reference recurrent LIF layer; see :func:`snnkern.recurrent_lif`.
 
     Each step runs :func:`lif` for one time step on ``x_t + z_{t-1} weight^T``.
     """
-    a = prepare_recurrent_args(x, weight, spikes, alpha, alpha_syn, state, threshold, ordering, reset,
-                               detach_reset, surrogate)
-    options = dict(alpha_syn=alpha_syn, threshold=threshold, reset=reset, detach_reset=detach_reset,
-                   ordering=ordering, surrogate=surrogate, return_membrane=return_membrane)
+    a = prepare_recurrent_args(
+        x, weight, spikes, alpha, alpha_syn, state, threshold, ordering, reset, detach_reset, surrogate
+    )
     z, state = a.spikes, a.lif.state
-    spike_steps, membrane_steps = [], []
+    spike_steps: list[torch.Tensor] = []
+    membrane_steps: list[torch.Tensor | None] = []
     for t in range(x.shape[1]):
-        step = lif(x[:, t:t + 1] + torch.nn.functional.linear(z, weight).unsqueeze(1), alpha, state=state, **options)
+        step = lif(
+            x[:, t : t + 1] + torch.nn.functional.linear(z, weight).unsqueeze(1),
+            alpha,
+            alpha_syn=alpha_syn,
+            threshold=threshold,
+            reset=reset,
+            detach_reset=detach_reset,
+            ordering=ordering,
+            surrogate=surrogate,
+            state=state,
+            return_membrane=return_membrane,
+        )
         z, state = step.spikes[:, 0], step.state
         spike_steps.append(step.spikes)
         membrane_steps.append(step.membrane)
@@ -100,14 +138,15 @@ def recurrent_lif(x: torch.Tensor, weight: torch.Tensor, alpha: Decay, *, alpha_
     return LIFResult(cat(spike_steps), cat(membrane_steps) if return_membrane else None, state)
 
 
-def spike_linear(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor] = None) -> torch.Tensor:
+def spike_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
     """Reference of :func:`snnkern.spike_linear`: the dense ``torch.nn.functional.linear``."""
     prepare_spike_linear_args(x, weight, bias)
     return torch.nn.functional.linear(x, weight, bias)
 
 
-def leaky(x: torch.Tensor, alpha: Decay, *, alpha_syn: Optional[Decay] = None,
-          state: Optional[torch.Tensor] = None) -> LeakyResult:
+def leaky(
+    x: torch.Tensor, alpha: Decay, *, alpha_syn: Decay | None = None, state: torch.Tensor | None = None
+) -> LeakyResult:
     """Reference non-spiking leaky integrator; see :func:`snnkern.leaky`."""
     x, alpha, alpha_syn, state = prepare_leaky_args(x, alpha, alpha_syn, state)
     v, i, w = state[STATE_V], state[STATE_I], state[STATE_W]

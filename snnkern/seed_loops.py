@@ -24,18 +24,30 @@ The seed labels used throughout snnkern name these public tutorials:
 * seed 004: SpyTorch tutorial 4, "Training a spiking neural network on a spiking dataset (Spiking
   Heidelberg Digits)", by Halvagal and Zenke.
 """
+
 from __future__ import annotations
 
-from typing import Optional, Sequence, Tuple, Union
+from collections.abc import Sequence
+from typing import Any
 
 import torch
+from torch.types import Device
 
-Decay = Union[float, torch.Tensor]
+Decay = float | torch.Tensor
 
 __all__ = [
-    "spike_sigmoid", "spike_fast_sigmoid", "dales_signs", "signed_weight",
-    "seed000_hidden", "seed000_readout", "seed000_membrane_only", "seed000_snn",
-    "seed001_snn", "seed004_hidden", "seed004_readout", "seed004_snn",
+    "spike_sigmoid",
+    "spike_fast_sigmoid",
+    "dales_signs",
+    "signed_weight",
+    "seed000_hidden",
+    "seed000_readout",
+    "seed000_membrane_only",
+    "seed000_snn",
+    "seed001_snn",
+    "seed004_hidden",
+    "seed004_readout",
+    "seed004_snn",
 ]
 
 
@@ -43,17 +55,18 @@ __all__ = [
 # Spike nonlinearities: Heaviside forward, surrogate derivative backward
 # --------------------------------------------------------------------------------------------
 
+
 class _HeavisideSigmoidGrad(torch.autograd.Function):
     """H(x) forward; derivative of sigmoid(beta x) backward (seed 000)."""
 
     @staticmethod
-    def forward(ctx, x, beta):
+    def forward(ctx: Any, x: torch.Tensor, beta: float) -> torch.Tensor:
         ctx.save_for_backward(x)
         ctx.beta = beta
         return (x > 0).to(x.dtype)
 
     @staticmethod
-    def backward(ctx, grad):
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
         (x,) = ctx.saved_tensors
         sig = torch.sigmoid(ctx.beta * x)
         return grad * ctx.beta * sig * (1 - sig), None
@@ -63,13 +76,13 @@ class _HeavisideFastSigmoidGrad(torch.autograd.Function):
     """H(x) forward; SuperSpike fast-sigmoid derivative 1/(scale|x|+1)^2 backward (seed 004)."""
 
     @staticmethod
-    def forward(ctx, x, scale):
+    def forward(ctx: Any, x: torch.Tensor, scale: float) -> torch.Tensor:
         ctx.save_for_backward(x)
         ctx.scale = scale
         return (x > 0).to(x.dtype)
 
     @staticmethod
-    def backward(ctx, grad):
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
         (x,) = ctx.saved_tensors
         return grad / (ctx.scale * torch.abs(x) + 1.0) ** 2, None
 
@@ -87,6 +100,7 @@ def spike_fast_sigmoid(x: torch.Tensor, scale: float = 100.0) -> torch.Tensor:
 # --------------------------------------------------------------------------------------------
 # Seed 000 (IPD tutorial) and seed 001 (Dale's-law variant)
 # --------------------------------------------------------------------------------------------
+
 
 def seed000_hidden(h: torch.Tensor, alpha: Decay, beta: float = 5.0) -> torch.Tensor:
     """Spiking hidden layer of seed 000's ``snn`` on the already projected current ``h`` [B, T, N].
@@ -128,14 +142,15 @@ def seed000_membrane_only(input_spikes: torch.Tensor, W: torch.Tensor, alpha: De
     return seed000_readout(torch.einsum("btc,cd->btd", input_spikes, W), alpha)
 
 
-def seed000_snn(input_spikes: torch.Tensor, W1: torch.Tensor, W2: torch.Tensor, alpha: Decay,
-                beta: float = 5.0) -> torch.Tensor:
+def seed000_snn(
+    input_spikes: torch.Tensor, W1: torch.Tensor, W2: torch.Tensor, alpha: Decay, beta: float = 5.0
+) -> torch.Tensor:
     """Seed 000's one-hidden-layer SNN: returns the readout membrane trace ``v_rec`` [B, T, C]."""
     s_rec = seed000_hidden(torch.einsum("btc,cd->btd", input_spikes, W1), alpha, beta)
     return seed000_readout(torch.einsum("btc,cd->btd", s_rec, W2), alpha)
 
 
-def dales_signs(n_pre: int, ie_ratio: float, device=None, dtype: Optional[torch.dtype] = None) -> torch.Tensor:
+def dales_signs(n_pre: int, ie_ratio: float, device: Device = None, dtype: torch.dtype | None = None) -> torch.Tensor:
     """Per-presynaptic-row signs for Dale's law (seed 001), shape [n_pre, 1].
 
     The first ``int(ie_ratio * n_pre)`` rows are inhibitory (-1), the rest excitatory (+1).
@@ -148,14 +163,19 @@ def dales_signs(n_pre: int, ie_ratio: float, device=None, dtype: Optional[torch.
     return signs
 
 
-def signed_weight(w: torch.Tensor, signs: Optional[torch.Tensor]) -> torch.Tensor:
+def signed_weight(w: torch.Tensor, signs: torch.Tensor | None) -> torch.Tensor:
     """Dale's effective weight ``|w| * sign``; ``signs=None`` leaves ``w`` unchanged."""
     return w if signs is None else torch.abs(w) * signs
 
 
-def seed001_snn(input_spikes: torch.Tensor, w1: torch.Tensor, w2: torch.Tensor,
-                signs: Optional[Sequence[Optional[torch.Tensor]]], alpha: Decay,
-                beta: float = 5.0) -> torch.Tensor:
+def seed001_snn(
+    input_spikes: torch.Tensor,
+    w1: torch.Tensor,
+    w2: torch.Tensor,
+    signs: Sequence[torch.Tensor | None] | None,
+    alpha: Decay,
+    beta: float = 5.0,
+) -> torch.Tensor:
     """Seed 001's network: seed 000's model with Dale's-law weights ``|w| * sign``.
 
     ``signs`` is ``(sign1, sign2)`` (e.g. from :func:`dales_signs`), one per weight matrix, or
@@ -169,8 +189,10 @@ def seed001_snn(input_spikes: torch.Tensor, w1: torch.Tensor, w2: torch.Tensor,
 # Seed 004 (SpyTorch tutorial 4, recurrent SNN on SHD)
 # --------------------------------------------------------------------------------------------
 
-def seed004_hidden(h: torch.Tensor, v1: Optional[torch.Tensor], alpha_syn: Decay, beta_mem: Decay,
-                   scale: float = 100.0) -> Tuple[torch.Tensor, torch.Tensor]:
+
+def seed004_hidden(
+    h: torch.Tensor, v1: torch.Tensor | None, alpha_syn: Decay, beta_mem: Decay, scale: float = 100.0
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Seed 004's recurrent two-state LIF hidden layer on the projected input current ``h``.
 
     As the tutorial's ``run_snn``, per step: add the recurrent input of the previous step's spikes
@@ -217,8 +239,15 @@ def seed004_readout(h2: torch.Tensor, alpha_syn: Decay, beta_mem: Decay) -> torc
     return torch.stack(record, dim=1)
 
 
-def seed004_snn(inputs: torch.Tensor, w1: torch.Tensor, w2: torch.Tensor, v1: Optional[torch.Tensor],
-                alpha_syn: Decay, beta_mem: Decay, scale: float = 100.0):
+def seed004_snn(
+    inputs: torch.Tensor,
+    w1: torch.Tensor,
+    w2: torch.Tensor,
+    v1: torch.Tensor | None,
+    alpha_syn: Decay,
+    beta_mem: Decay,
+    scale: float = 100.0,
+) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
     """Seed 004's ``run_snn``: returns ``(out_rec, (mem_rec, spk_rec))``."""
     mem_rec, spk_rec = seed004_hidden(torch.einsum("btc,cd->btd", inputs, w1), v1, alpha_syn, beta_mem, scale)
     out_rec = seed004_readout(torch.einsum("btc,cd->btd", spk_rec, w2), alpha_syn, beta_mem)

@@ -8,11 +8,12 @@ Each surrogate carries a ``name``, by which the compiled kernels look up the cod
 by the reference backend. To add one: a subclass here, one ``case`` in ``surrogate_grad`` and
 its name in csrc/ops.cpp.
 """
+
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 
@@ -25,10 +26,11 @@ class Surrogate:
     name: ClassVar[str] = ""
     param_name: ClassVar[str] = "param"
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if not isinstance(self.param, (int, float)) or not math.isfinite(self.param) or self.param <= 0:
             raise ValueError(
-                f"{type(self).__name__}: {self.param_name} must be a finite number > 0, got {self.param!r}")
+                f"{type(self).__name__}: {self.param_name} must be a finite number > 0, got {self.param!r}"
+            )
 
     def derivative(self, x: torch.Tensor, threshold: float) -> torch.Tensor:
         raise NotImplementedError
@@ -42,7 +44,7 @@ class Sigmoid(Surrogate):
     name: ClassVar[str] = "sigmoid"
     param_name: ClassVar[str] = "beta"
 
-    def derivative(self, x, threshold):
+    def derivative(self, x: torch.Tensor, threshold: float) -> torch.Tensor:
         s = torch.sigmoid(self.param * x)
         return self.param * s * (1 - s)
 
@@ -55,7 +57,7 @@ class FastSigmoid(Surrogate):
     name: ClassVar[str] = "fast_sigmoid"
     param_name: ClassVar[str] = "scale"
 
-    def derivative(self, x, threshold):
+    def derivative(self, x: torch.Tensor, threshold: float) -> torch.Tensor:
         return 1.0 / (self.param * x.abs() + 1.0) ** 2
 
 
@@ -67,7 +69,7 @@ class Triangle(Surrogate):
     name: ClassVar[str] = "triangle"
     param_name: ClassVar[str] = "gamma"
 
-    def derivative(self, x, threshold):
+    def derivative(self, x: torch.Tensor, threshold: float) -> torch.Tensor:
         return self.param * torch.clamp(1.0 - x.abs() / threshold, min=0.0)
 
 
@@ -79,19 +81,19 @@ class ATan(Surrogate):
     name: ClassVar[str] = "atan"
     param_name: ClassVar[str] = "alpha"
 
-    def derivative(self, x, threshold):
+    def derivative(self, x: torch.Tensor, threshold: float) -> torch.Tensor:
         return (self.param / 2) / (1 + (math.pi / 2 * self.param * x) ** 2)
 
 
 class _SpikeFunction(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, surrogate, threshold):
+    def forward(ctx: Any, x: torch.Tensor, surrogate: Surrogate, threshold: float) -> torch.Tensor:
         ctx.save_for_backward(x)
         ctx.surrogate, ctx.threshold = surrogate, threshold
         return (x > 0).to(x.dtype)
 
     @staticmethod
-    def backward(ctx, grad):
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:
         (x,) = ctx.saved_tensors
         return grad * ctx.surrogate.derivative(x, ctx.threshold), None, None
 

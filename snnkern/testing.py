@@ -6,11 +6,17 @@ lane tasks on the host, exactly as a CUDA thread runs them (scalar arithmetic in
 type, the storage conversions of float32, float64, float16 and bfloat16) with the CUDA
 launcher's orchestration, instead of the SIMD CPU kernels. It is a correctness tool for tests,
 not a speed path: the lanes run one after another.
+
+So the CUDA code paths, float16 and bfloat16 included, are tested in CI and on any laptop: snnkern's
+own test suite runs every kernel test on ``cpu``, on ``emulated`` (this switch) and, where a GPU is
+present, on ``cuda``. What only a GPU shows (races, launch limits, speed) is listed in the GPU
+guide of the documentation.
 """
+
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator
+from collections.abc import Iterator
 
 from . import ops
 
@@ -26,6 +32,16 @@ def cuda_lane_emulation() -> Iterator[None]:
 
     The switch is process-wide (not per thread). Call backward inside the block too, so that the
     backward kernels are emulated as well. Nested blocks keep it on until the outermost exits.
+
+    Example::
+
+        x = torch.randn(4, 100, 16, dtype=torch.bfloat16, requires_grad=True)
+        with snnkern.testing.cuda_lane_emulation():
+            out = snnkern.lif(x, 0.99)  # the CUDA kernel's bfloat16 lanes, on the host
+            out.spikes.float().sum().backward()
+
+    Raises:
+        RuntimeError: without the compiled extension ``snnkern._C``.
     """
     if ops._C is None:
         raise RuntimeError("the CUDA lane emulation needs the compiled extension snnkern._C")

@@ -5,6 +5,7 @@ Shared helpers live in tests/helpers.py (``from helpers import ...``). Without t
 extension, run the suite with ``SNNKERN_BACKEND=reference``: tests of the compiled ops then
 skip; without that variable a missing extension makes ``import snnkern`` fail loudly.
 """
+
 import os
 import sys
 

@@ -15,6 +15,7 @@ decorators below): every test of the compiled kernels takes ``where`` and builds
 The reference the kernels are compared with runs on the same device tensors (it is pure
 PyTorch, untouched by the emulation).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -37,8 +38,8 @@ ON_REFERENCE_ENV = os.environ.get("SNNKERN_BACKEND") == "reference"
 # backend was asked for explicitly; without the extension and without that variable,
 # `import snnkern` itself raises, so the suite fails loudly at collection.
 needs_compiled = pytest.mark.skipif(
-    not HAVE_C and ON_REFERENCE_ENV,
-    reason="snnkern._C not built and SNNKERN_BACKEND=reference is set")
+    not HAVE_C and ON_REFERENCE_ENV, reason="snnkern._C not built and SNNKERN_BACKEND=reference is set"
+)
 
 HAVE_CUDA = torch.cuda.is_available() and HAVE_C and snnkern.compiled_with_cuda()
 needs_cuda = pytest.mark.skipif(not HAVE_CUDA, reason="needs a CUDA device and a CUDA build of snnkern")
@@ -105,15 +106,23 @@ LOW_DTYPES = [pytest.param(torch.bfloat16, id="bf16"), pytest.param(torch.float1
 
 def all_lif_options():
     """Every combination of the lif options (ordering x reset x detach x syn x surrogate x alpha kind x membrane)."""
-    combos = itertools.product(ORDERINGS, RESETS, (False, True), (False, True),
-                               range(len(SURROGATES)), ("scalar", "tensor"), (False, True))
+    combos = itertools.product(
+        ORDERINGS, RESETS, (False, True), (False, True), range(len(SURROGATES)), ("scalar", "tensor"), (False, True)
+    )
     params = []
     for ordering, reset, detach, syn, s, alpha_kind, mem in combos:
-        ident = f"{ordering}-{reset}-{'det' if detach else 'nodet'}-{'syn' if syn else 'nosyn'}-" \
-                f"{SURROGATE_IDS[s]}-{alpha_kind}-{'mem' if mem else 'nomem'}"
-        params.append(pytest.param(dict(ordering=ordering, reset=reset, detach_reset=detach,
-                                        surrogate=SURROGATES[s], return_membrane=mem),
-                                   syn, alpha_kind, id=ident))
+        ident = (
+            f"{ordering}-{reset}-{'det' if detach else 'nodet'}-{'syn' if syn else 'nosyn'}-"
+            f"{SURROGATE_IDS[s]}-{alpha_kind}-{'mem' if mem else 'nomem'}"
+        )
+        params.append(
+            pytest.param(
+                dict(ordering=ordering, reset=reset, detach_reset=detach, surrogate=SURROGATES[s], return_membrane=mem),
+                syn,
+                alpha_kind,
+                id=ident,
+            )
+        )
     return params
 
 
@@ -122,9 +131,9 @@ class Case:
     """One set of inputs: leaves that require grad are listed in ``leaves``."""
 
     x: torch.Tensor
-    alpha: object                      # float or tensor [N]
-    alpha_syn: object                  # None, float or tensor [N]
-    state: torch.Tensor | None      # [3, B, N] or None
+    alpha: object  # float or tensor [N]
+    alpha_syn: object  # None, float or tensor [N]
+    state: torch.Tensor | None  # [3, B, N] or None
 
     def leaves(self) -> list[torch.Tensor]:
         out = [self.x]
@@ -139,8 +148,21 @@ class Case:
         return [n for n, v in zip(names, vals) if isinstance(v, torch.Tensor) and v.requires_grad]
 
 
-def make_case(b, t, n, dtype=torch.float64, device="cpu", *, syn=False, alpha_kind="tensor",
-              with_state=True, seed=0, requires_grad=True, x_scale=0.6, x_shift=0.3) -> Case:
+def make_case(
+    b,
+    t,
+    n,
+    dtype=torch.float64,
+    device="cpu",
+    *,
+    syn=False,
+    alpha_kind="tensor",
+    with_state=True,
+    seed=0,
+    requires_grad=True,
+    x_scale=0.6,
+    x_shift=0.3,
+) -> Case:
     """Random inputs with a decent spike rate at threshold 1 and a random nonzero initial state."""
     g = torch.Generator().manual_seed(seed)
 
@@ -208,25 +230,27 @@ def _grads(loss, case: Case, extra: dict[str, torch.Tensor | None] | None = None
         grads = [None] * len(leaves)
     else:
         grads = torch.autograd.grad(loss, leaves, allow_unused=True)
-    return {name: (torch.zeros_like(leaf) if gr is None else gr)
-            for name, leaf, gr in zip(names, leaves, grads)}
+    return {name: (torch.zeros_like(leaf) if gr is None else gr) for name, leaf, gr in zip(names, leaves, grads)}
 
 
-def run_lif(case: Case, backend: str, seed: int = 123, round_to: torch.dtype | None = None,
-            **opts) -> dict[str, torch.Tensor]:
+def run_lif(
+    case: Case, backend: str, seed: int = 123, round_to: torch.dtype | None = None, **opts
+) -> dict[str, torch.Tensor]:
     """lif forward, then backward of sum(out * random upstream) over spikes, membrane and final state.
 
     The upstream gradients depend only on the output shapes and ``seed``, so two backends get
     the same ones.
     """
+
     def run():
         res = snnkern.lif(case.x, case.alpha, alpha_syn=case.alpha_syn, state=case.state, backend=backend, **opts)
         return _outputs_and_grads(res, case, seed, round_to, opts.get("return_membrane"))
 
     if backend != "reference":
         return run()
-    return _cached_reference("lif", (case.x, case.alpha, case.alpha_syn, case.state),
-                             dict(opts, seed=seed, round_to=round_to), run)
+    return _cached_reference(
+        "lif", (case.x, case.alpha, case.alpha_syn, case.state), dict(opts, seed=seed, round_to=round_to), run
+    )
 
 
 # The reference loops are the slow half of the parity tests, and a test parametrised over
@@ -244,8 +268,14 @@ def _fingerprint(value) -> object:
     if isinstance(value, torch.Tensor):
         t = value.detach()
         data = t.cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()
-        return ("tensor", str(t.dtype), tuple(t.shape), str(t.device), value.requires_grad,
-                hashlib.blake2b(data, digest_size=16).hexdigest())
+        return (
+            "tensor",
+            str(t.dtype),
+            tuple(t.shape),
+            str(t.device),
+            value.requires_grad,
+            hashlib.blake2b(data, digest_size=16).hexdigest(),
+        )
     return repr(value)
 
 
@@ -254,8 +284,7 @@ def _nbytes(result: dict[str, torch.Tensor]) -> int:
 
 
 def _cached_reference(name: str, inputs: tuple, opts: dict, compute) -> dict[str, torch.Tensor]:
-    key = (name, tuple(_fingerprint(v) for v in inputs),
-           tuple(sorted((k, _fingerprint(v)) for k, v in opts.items())))
+    key = (name, tuple(_fingerprint(v) for v in inputs), tuple(sorted((k, _fingerprint(v)) for k, v in opts.items())))
     global _cached_bytes
     result = _REFERENCE_CACHE.get(key)
     if result is None:
@@ -269,8 +298,14 @@ def _cached_reference(name: str, inputs: tuple, opts: dict, compute) -> dict[str
     return {k: v.clone() for k, v in result.items()}
 
 
-def _outputs_and_grads(res, case: Case, seed: int, round_to: torch.dtype | None, return_membrane,
-                       extra: dict[str, torch.Tensor | None] | None = None) -> dict[str, torch.Tensor]:
+def _outputs_and_grads(
+    res,
+    case: Case,
+    seed: int,
+    round_to: torch.dtype | None,
+    return_membrane,
+    extra: dict[str, torch.Tensor | None] | None = None,
+) -> dict[str, torch.Tensor]:
     """The outputs of a LIFResult and the gradients of sum(out * random upstream) over them."""
     out = {"spikes": res.spikes, "state": res.state}
     if return_membrane:
@@ -283,8 +318,9 @@ def _outputs_and_grads(res, case: Case, seed: int, round_to: torch.dtype | None,
     return {k: v.detach() for k, v in out.items()}
 
 
-def make_recurrent_weight(n, dtype=torch.float64, device="cpu", seed=0, scale=1.0, requires_grad=True,
-                          quantum: float | None = None) -> torch.Tensor:
+def make_recurrent_weight(
+    n, dtype=torch.float64, device="cpu", seed=0, scale=1.0, requires_grad=True, quantum: float | None = None
+) -> torch.Tensor:
     """Random recurrent weight [n, n] ([out, in]): entries N(0, scale^2 / n) plus an inhibitory mean
     -0.7 scale / n (a neuron whose inputs all spike gets -0.7 scale on average), so that with
     make_recurrent_case's inputs the recurrent input visibly changes the spikes (each input spike
@@ -305,12 +341,37 @@ def make_initial_spikes(b, n, dtype=torch.float64, device="cpu", seed=0, p=0.3, 
     return z.requires_grad_(requires_grad)
 
 
-def make_recurrent_case(b, t, n, dtype=torch.float64, device="cpu", *, syn=True, alpha_kind="tensor", seed=0,
-                        requires_grad=True, with_state=True, x_shift=0.0, scale=1.0, quantum=None):
+def make_recurrent_case(
+    b,
+    t,
+    n,
+    dtype=torch.float64,
+    device="cpu",
+    *,
+    syn=True,
+    alpha_kind="tensor",
+    seed=0,
+    requires_grad=True,
+    with_state=True,
+    x_shift=0.0,
+    scale=1.0,
+    quantum=None,
+):
     """(case, weight, spikes0) for recurrent_lif: make_case's inputs with a lower mean drive (the
     recurrent input adds to it), a make_recurrent_weight and binary initial spikes."""
-    case = make_case(b, t, n, dtype, device, syn=syn, alpha_kind=alpha_kind, with_state=with_state, seed=seed,
-                     requires_grad=requires_grad, x_shift=x_shift)
+    case = make_case(
+        b,
+        t,
+        n,
+        dtype,
+        device,
+        syn=syn,
+        alpha_kind=alpha_kind,
+        with_state=with_state,
+        seed=seed,
+        requires_grad=requires_grad,
+        x_shift=x_shift,
+    )
     weight = make_recurrent_weight(n, dtype, device, seed + 1, scale, requires_grad=requires_grad, quantum=quantum)
     return case, weight, make_initial_spikes(b, n, dtype, device, seed + 2, requires_grad=requires_grad)
 
@@ -322,24 +383,46 @@ def clone_leaf(t: torch.Tensor | None, dtype=None, device=None) -> torch.Tensor 
     return t.detach().to(dtype=dtype or t.dtype, device=device or t.device).clone().requires_grad_(t.requires_grad)
 
 
-def run_recurrent(case: Case, weight: torch.Tensor, spikes0: torch.Tensor | None, backend: str, seed: int = 123,
-                  round_to: torch.dtype | None = None, **opts) -> dict[str, torch.Tensor]:
+def run_recurrent(
+    case: Case,
+    weight: torch.Tensor,
+    spikes0: torch.Tensor | None,
+    backend: str,
+    seed: int = 123,
+    round_to: torch.dtype | None = None,
+    **opts,
+) -> dict[str, torch.Tensor]:
     """recurrent_lif forward, then backward of sum(out * random upstream) over spikes, membrane and
     final state, as run_lif; the gradients include ``weight`` and ``spikes0`` when they require grad."""
+
     def run():
-        res = snnkern.recurrent_lif(case.x, weight, case.alpha, alpha_syn=case.alpha_syn, state=case.state,
-                                    spikes=spikes0, backend=backend, **opts)
-        return _outputs_and_grads(res, case, seed, round_to, opts.get("return_membrane"),
-                                  {"weight": weight, "spikes0": spikes0})
+        res = snnkern.recurrent_lif(
+            case.x,
+            weight,
+            case.alpha,
+            alpha_syn=case.alpha_syn,
+            state=case.state,
+            spikes=spikes0,
+            backend=backend,
+            **opts,
+        )
+        return _outputs_and_grads(
+            res, case, seed, round_to, opts.get("return_membrane"), {"weight": weight, "spikes0": spikes0}
+        )
 
     if backend != "reference":
         return run()
-    return _cached_reference("recurrent_lif", (case.x, case.alpha, case.alpha_syn, case.state, weight, spikes0),
-                             dict(opts, seed=seed, round_to=round_to), run)
+    return _cached_reference(
+        "recurrent_lif",
+        (case.x, case.alpha, case.alpha_syn, case.state, weight, spikes0),
+        dict(opts, seed=seed, round_to=round_to),
+        run,
+    )
 
 
-def run_leaky(case: Case, backend: str, seed: int = 321, round_to: torch.dtype | None = None
-              ) -> dict[str, torch.Tensor]:
+def run_leaky(
+    case: Case, backend: str, seed: int = 321, round_to: torch.dtype | None = None
+) -> dict[str, torch.Tensor]:
     def run():
         res = snnkern.leaky(case.x, case.alpha, alpha_syn=case.alpha_syn, state=case.state, backend=backend)
         out = {"membrane": res.membrane, "state": res.state}
@@ -349,12 +432,18 @@ def run_leaky(case: Case, backend: str, seed: int = 321, round_to: torch.dtype |
 
     if backend != "reference":
         return run()
-    return _cached_reference("leaky", (case.x, case.alpha, case.alpha_syn, case.state),
-                             dict(seed=seed, round_to=round_to), run)
+    return _cached_reference(
+        "leaky", (case.x, case.alpha, case.alpha_syn, case.state), dict(seed=seed, round_to=round_to), run
+    )
 
 
-def assert_same(got: dict[str, torch.Tensor], want: dict[str, torch.Tensor], tol: dict,
-                exact_spikes: bool = True, upcast_want: bool = False):
+def assert_same(
+    got: dict[str, torch.Tensor],
+    want: dict[str, torch.Tensor],
+    tol: dict,
+    exact_spikes: bool = True,
+    upcast_want: bool = False,
+):
     """Spikes bitwise equal; everything else within ``tol``; same keys, shapes and dtypes."""
     assert got.keys() == want.keys()
     for key in want:
@@ -371,8 +460,9 @@ def assert_same(got: dict[str, torch.Tensor], want: dict[str, torch.Tensor], tol
             torch.testing.assert_close(g, w, **tol, msg=lambda m, key=key: f"{key}: {m}")
 
 
-def assert_same_scaled(got: dict[str, torch.Tensor], want: dict[str, torch.Tensor], tol: dict,
-                       upcast_want: bool = False):
+def assert_same_scaled(
+    got: dict[str, torch.Tensor], want: dict[str, torch.Tensor], tol: dict, upcast_want: bool = False
+):
     """assert_same, except that each gradient's atol is ``tol["atol"]`` times its largest magnitude.
 
     The gradients of recurrent_lif are sums over many terms (grad_weight and grad_alpha over B*T
@@ -384,16 +474,25 @@ def assert_same_scaled(got: dict[str, torch.Tensor], want: dict[str, torch.Tenso
     largest |gradient| stands for the size of the terms, so the tolerance is relative to it
     (never below ``tol["atol"]``). Spikes stay bitwise equal, the forward outputs within ``tol``."""
     grads = [k for k in want if k.startswith("grad_")]
-    assert_same({k: v for k, v in got.items() if k not in grads},
-                {k: v for k, v in want.items() if k not in grads}, tol, upcast_want=upcast_want)
+    assert_same(
+        {k: v for k, v in got.items() if k not in grads},
+        {k: v for k, v in want.items() if k not in grads},
+        tol,
+        upcast_want=upcast_want,
+    )
     for key in grads:
         g, w = got[key], want[key]
         assert g.shape == w.shape, f"{key}: shape {tuple(g.shape)} != {tuple(w.shape)}"
         g = g.to(w.dtype) if upcast_want else g
         assert g.dtype == w.dtype, f"{key}: dtype {g.dtype} != {w.dtype}"
         scale = max(1.0, w.abs().max().item()) if w.numel() else 1.0
-        torch.testing.assert_close(g, w, rtol=tol["rtol"], atol=tol["atol"] * scale,
-                                   msg=lambda m, key=key, scale=scale: f"{key} (atol scaled by {scale:.3g}): {m}")
+        torch.testing.assert_close(
+            g,
+            w,
+            rtol=tol["rtol"],
+            atol=tol["atol"] * scale,
+            msg=lambda m, key=key, scale=scale: f"{key} (atol scaled by {scale:.3g}): {m}",
+        )
 
 
 def spike_rate(spikes: torch.Tensor) -> float:
@@ -409,13 +508,29 @@ def chunked_lif(case, backend, chunks, seed=77, **opts):
     g_mem = upstream_like(ref_shape, seed + 1)
     g_state = upstream_like(case.x.new_empty(3, case.x.shape[0], case.x.shape[2]), seed + 2)
     if chunks == [t_total]:
-        pieces = [snnkern.lif(case.x, case.alpha, alpha_syn=case.alpha_syn, state=case.state,
-                              return_membrane=True, backend=backend, **opts)]
+        pieces = [
+            snnkern.lif(
+                case.x,
+                case.alpha,
+                alpha_syn=case.alpha_syn,
+                state=case.state,
+                return_membrane=True,
+                backend=backend,
+                **opts,
+            )
+        ]
     else:
         pieces, state, start = [], case.state, 0
         for length in chunks:
-            r = snnkern.lif(case.x[:, start:start + length], case.alpha, alpha_syn=case.alpha_syn, state=state,
-                            return_membrane=True, backend=backend, **opts)
+            r = snnkern.lif(
+                case.x[:, start : start + length],
+                case.alpha,
+                alpha_syn=case.alpha_syn,
+                state=state,
+                return_membrane=True,
+                backend=backend,
+                **opts,
+            )
             pieces.append(r)
             state, start = r.state, start + length
     spikes = torch.cat([p.spikes for p in pieces], dim=1)

@@ -7,6 +7,7 @@ in bfloat16, so a layer's output is the float32 scan of the bfloat16 projection,
 float32: exactly what the tests below compose by hand. CUDA autocast (float16/bfloat16
 sequences) is in test_cuda_only.py.
 """
+
 import pytest
 import torch
 
@@ -51,9 +52,17 @@ def _by_hand(layer, x):
     current = current.float()
     a, a_syn = layer._decays()
     if isinstance(layer, RecurrentLIF):
-        return snnkern.recurrent_lif(current, layer.recurrent_weight, a, alpha_syn=a_syn, threshold=layer.threshold,
-                                     reset=layer.reset, detach_reset=layer.detach_reset, ordering=layer.ordering,
-                                     surrogate=layer.surrogate).spikes
+        return snnkern.recurrent_lif(
+            current,
+            layer.recurrent_weight,
+            a,
+            alpha_syn=a_syn,
+            threshold=layer.threshold,
+            reset=layer.reset,
+            detach_reset=layer.detach_reset,
+            ordering=layer.ordering,
+            surrogate=layer.surrogate,
+        ).spikes
     if isinstance(layer, LIF):
         return layer.scan(current).spikes
     return snnkern.leaky(current, a, alpha_syn=a_syn).membrane
@@ -147,9 +156,11 @@ def test_torch_compile_under_cpu_autocast(where):
         x = _input()
         results = []
         for model in (eager, compiled):
+
             def forward(layer, x, model=model):
                 with torch.autocast("cpu", dtype=BF16):
                     return model(x)
+
             results.append(_run(forward, model, x))
         (out_e, grads_e), (out_c, grads_c) = results
         assert out_c.dtype == F32 and torch.equal(out_c, out_e)

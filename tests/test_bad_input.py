@@ -2,6 +2,7 @@
 compiled ops run (the ``where`` fixture, tests/helpers.py): the reference backend, the CPU
 kernels, the emulated CUDA lanes and CUDA, with the tensors on the device of ``where``. The
 errors of mixed CPU/CUDA arguments are in test_cuda_only.py."""
+
 import math
 
 import pytest
@@ -43,14 +44,14 @@ def _recurrent(where, x=None, alpha=0.9, weight=_DEFAULT, **kw):
     return snnkern.recurrent_lif(_x(where) if x is None else x, weight, alpha, backend=where.backend, **kw)
 
 
-FUNCS = [pytest.param(_lif, id="lif"), pytest.param(_leaky, id="leaky"),
-         pytest.param(_recurrent, id="recurrent_lif")]
+FUNCS = [pytest.param(_lif, id="lif"), pytest.param(_leaky, id="leaky"), pytest.param(_recurrent, id="recurrent_lif")]
 SPIKING = [pytest.param(_lif, id="lif"), pytest.param(_recurrent, id="recurrent_lif")]
 
 
 # --------------------------------------------------------------------------------------------
 # Shapes, dtypes, devices
 # --------------------------------------------------------------------------------------------
+
 
 @everywhere_and_reference
 @pytest.mark.parametrize("fn", FUNCS)
@@ -143,19 +144,31 @@ def test_mixed_devices_meta(fn, where, name):
 # recurrent_lif: the recurrent weight and the initial spikes
 # --------------------------------------------------------------------------------------------
 
+
 @everywhere_and_reference
-@pytest.mark.parametrize("shape", [(N, N + 1), (N + 1, N), (N,), (N * N,), (1, N, N), (), (0, 0)],
-                         ids=["Nx(N+1)", "(N+1)xN", "N", "NN", "1xNxN", "0d", "0x0"])
+@pytest.mark.parametrize(
+    "shape",
+    [(N, N + 1), (N + 1, N), (N,), (N * N,), (1, N, N), (), (0, 0)],
+    ids=["Nx(N+1)", "(N+1)xN", "N", "NN", "1xNxN", "0d", "0x0"],
+)
 def test_recurrent_weight_wrong_shape(where, shape):
     with pytest.raises(ERR, match="weight"):
         _recurrent(where, weight=_z(where, *shape))
 
 
 @everywhere_and_reference
-@pytest.mark.parametrize("x_dtype, dtype", [(torch.float32, torch.float64), (torch.float32, torch.float16),
-                                            (torch.float32, torch.int64), (torch.float32, torch.bool),
-                                            (torch.bfloat16, torch.float32), (torch.float16, torch.bfloat16)],
-                         ids=["f32-f64", "f32-f16", "f32-int64", "f32-bool", "bf16-f32", "f16-bf16"])
+@pytest.mark.parametrize(
+    "x_dtype, dtype",
+    [
+        (torch.float32, torch.float64),
+        (torch.float32, torch.float16),
+        (torch.float32, torch.int64),
+        (torch.float32, torch.bool),
+        (torch.bfloat16, torch.float32),
+        (torch.float16, torch.bfloat16),
+    ],
+    ids=["f32-f64", "f32-f16", "f32-int64", "f32-bool", "bf16-f32", "f16-bf16"],
+)
 def test_recurrent_weight_wrong_dtype(where, x_dtype, dtype):
     """The weight must have the dtype of x (no silent cast of a parameter); for float16/bfloat16
     x too, although the decays and the state are float32 there."""
@@ -174,15 +187,21 @@ def test_recurrent_weight_not_a_tensor(where, value):
 @pytest.mark.parametrize("name", ["weight", "spikes"])
 def test_recurrent_mixed_devices_meta(where, name):
     """x on the test's device, the weight or the initial spikes on the meta device: rejected with the name."""
-    kw = {"weight": torch.zeros(N, N, device="meta")} if name == "weight" else \
-        {"spikes": torch.zeros(B, N, device="meta")}
+    kw = (
+        {"weight": torch.zeros(N, N, device="meta")}
+        if name == "weight"
+        else {"spikes": torch.zeros(B, N, device="meta")}
+    )
     with pytest.raises(ERR, match=name):
         _recurrent(where, **kw)
 
 
 @everywhere_and_reference
-@pytest.mark.parametrize("shape", [(B, N + 1), (B + 1, N), (N, B), (B * N,), (B, 1, N), (1, N), ()],
-                         ids=["Bx(N+1)", "(B+1)xN", "NxB", "BN", "Bx1xN", "1xN", "0d"])
+@pytest.mark.parametrize(
+    "shape",
+    [(B, N + 1), (B + 1, N), (N, B), (B * N,), (B, 1, N), (1, N), ()],
+    ids=["Bx(N+1)", "(B+1)xN", "NxB", "BN", "Bx1xN", "1xN", "0d"],
+)
 def test_recurrent_spikes_wrong_shape(where, shape):
     with pytest.raises(ERR, match="spikes"):
         _recurrent(where, spikes=_z(where, *shape))
@@ -223,8 +242,11 @@ def test_bad_decay_types(fn, where, value):
 
 
 @everywhere_and_reference
-@pytest.mark.parametrize("value", [0.0, -1.0, float("nan"), float("inf"), "1", None, True],
-                         ids=["zero", "neg", "nan", "inf", "str", "none", "bool"])
+@pytest.mark.parametrize(
+    "value",
+    [0.0, -1.0, float("nan"), float("inf"), "1", None, True],
+    ids=["zero", "neg", "nan", "inf", "str", "none", "bool"],
+)
 @pytest.mark.parametrize("fn", SPIKING)
 def test_bad_threshold(fn, where, value):
     with pytest.raises(ERR, match="threshold"):
@@ -255,10 +277,10 @@ def test_bad_surrogate_type(fn, where, value):
         fn(where, surrogate=value)
 
 
-@pytest.mark.parametrize("cls, name", [(Sigmoid, "beta"), (FastSigmoid, "scale"), (Triangle, "gamma"),
-                                       (ATan, "alpha")])
-@pytest.mark.parametrize("value", [0.0, -1.0, float("nan"), float("inf"), "5"],
-                         ids=["zero", "neg", "nan", "inf", "str"])
+@pytest.mark.parametrize("cls, name", [(Sigmoid, "beta"), (FastSigmoid, "scale"), (Triangle, "gamma"), (ATan, "alpha")])
+@pytest.mark.parametrize(
+    "value", [0.0, -1.0, float("nan"), float("inf"), "5"], ids=["zero", "neg", "nan", "inf", "str"]
+)
 def test_bad_surrogate_param(cls, name, value):
     with pytest.raises(ERR, match=name):
         cls(value)
@@ -275,9 +297,19 @@ def test_bad_backend_recurrent():
         snnkern.recurrent_lif(torch.zeros(B, T, N), torch.zeros(N, N), 0.9, backend="cuda")
 
 
-@pytest.mark.parametrize("tau, dt, name", [(0.0, 1e-3, "tau"), (-20e-3, 1e-3, "tau"), (float("nan"), 1e-3, "tau"),
-                                           (float("inf"), 1e-3, "tau"), ("20", 1e-3, "tau"),
-                                           (20e-3, 0.0, "dt"), (20e-3, -1e-3, "dt"), (20e-3, float("nan"), "dt")])
+@pytest.mark.parametrize(
+    "tau, dt, name",
+    [
+        (0.0, 1e-3, "tau"),
+        (-20e-3, 1e-3, "tau"),
+        (float("nan"), 1e-3, "tau"),
+        (float("inf"), 1e-3, "tau"),
+        ("20", 1e-3, "tau"),
+        (20e-3, 0.0, "dt"),
+        (20e-3, -1e-3, "dt"),
+        (20e-3, float("nan"), "dt"),
+    ],
+)
 def test_bad_decay_helper(tau, dt, name):
     with pytest.raises(ERR, match=name):
         snnkern.decay(tau, dt)
@@ -291,16 +323,28 @@ def test_decay_helper_value():
 def test_good_input_still_runs(where):
     """The valid neighbours of the bad cases above are accepted (so the errors are not spurious)."""
     x = _x(where)
-    r = snnkern.lif(x, _full(where, (N,), 0.5), alpha_syn=1.0, threshold=0.5, ordering="update_first",
-                    reset="subtract", surrogate=ATan(2.0), state=_z(where, 3, B, N), backend=where.backend)
+    r = snnkern.lif(
+        x,
+        _full(where, (N,), 0.5),
+        alpha_syn=1.0,
+        threshold=0.5,
+        ordering="update_first",
+        reset="subtract",
+        surrogate=ATan(2.0),
+        state=_z(where, 3, B, N),
+        backend=where.backend,
+    )
     assert r.spikes.shape == (B, T, N) and r.state.shape == (3, B, N)
-    r = snnkern.leaky(x, 0.0, alpha_syn=torch.tensor(0.3, device=where.device), state=_z(where, 3, B, N),
-                      backend=where.backend)
+    r = snnkern.leaky(
+        x, 0.0, alpha_syn=torch.tensor(0.3, device=where.device), state=_z(where, 3, B, N), backend=where.backend
+    )
     assert r.membrane.shape == (B, T, N)
-    r = snnkern.recurrent_lif(x, _z(where, N, N), 0.9, spikes=_full(where, (B, N), 1.0), state=_z(where, 3, B, N),
-                              backend=where.backend)
+    r = snnkern.recurrent_lif(
+        x, _z(where, N, N), 0.9, spikes=_full(where, (B, N), 1.0), state=_z(where, 3, B, N), backend=where.backend
+    )
     assert r.spikes.shape == (B, T, N) and r.state.shape == (3, B, N)
     # Integer or boolean initial spikes are accepted (converted to the dtype of x).
-    r = snnkern.recurrent_lif(x, _z(where, N, N), 0.9, spikes=_full(where, (B, N), True, dtype=torch.bool),
-                              backend=where.backend)
+    r = snnkern.recurrent_lif(
+        x, _z(where, N, N), 0.9, spikes=_full(where, (B, N), True, dtype=torch.bool), backend=where.backend
+    )
     assert r.spikes.shape == (B, T, N)

@@ -2,6 +2,7 @@
 (against the emulated CUDA lanes, which run the same lane code on the host), CUDA autocast, and
 arguments on two devices. Everything else the CUDA kernels do is tested by the other files, with
 ``where="cuda"`` (tests/helpers.py). Skipped without a CUDA device and a CUDA build of snnkern."""
+
 import pytest
 import torch
 
@@ -52,13 +53,15 @@ def _assert_same_run(got, want):
             assert torch.equal(g, w), f"{key}: differ at {(g != w).sum().item()} positions"
         else:
             scale = max(1.0, w.abs().max().item()) if w.numel() else 1.0
-            torch.testing.assert_close(g, w, rtol=TOL[F32]["rtol"], atol=TOL[F32]["atol"] * scale,
-                                       msg=lambda m, key=key: f"{key}: {m}")
+            torch.testing.assert_close(
+                g, w, rtol=TOL[F32]["rtol"], atol=TOL[F32]["atol"] * scale, msg=lambda m, key=key: f"{key}: {m}"
+            )
 
 
 # --------------------------------------------------------------------------------------------
 # Streams
 # --------------------------------------------------------------------------------------------
+
 
 def _all_ops(case: Case, weight, spikes0):
     """lif, leaky, recurrent_lif and spike_linear forward and backward on ``case`` (a dict of
@@ -66,8 +69,14 @@ def _all_ops(case: Case, weight, spikes0):
     opts = dict(ordering="spike_first", reset="subtract", surrogate=SURROGATES[1], return_membrane=True)
     out = {"lif_" + k: v for k, v in run_lif(clone_case(case), "compiled", **opts).items()}
     out.update({"leaky_" + k: v for k, v in run_leaky(clone_case(case), "compiled").items()})
-    out.update({"rec_" + k: v for k, v in run_recurrent(clone_case(case), clone_leaf(weight), clone_leaf(spikes0),
-                                                        "compiled", **opts).items()})
+    out.update(
+        {
+            "rec_" + k: v
+            for k, v in run_recurrent(
+                clone_case(case), clone_leaf(weight), clone_leaf(spikes0), "compiled", **opts
+            ).items()
+        }
+    )
     x, w = (clone_leaf(t) for t in (out["lif_spikes"], weight))
     x.requires_grad_()
     lin = snnkern.spike_linear(x, w)
@@ -102,6 +111,7 @@ def test_non_default_stream():
 # A device other than cuda:0
 # --------------------------------------------------------------------------------------------
 
+
 @needs_cuda
 @pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two CUDA devices")
 def test_second_device():
@@ -121,6 +131,7 @@ def test_second_device():
 # Half precision on the device against the emulated lanes
 # --------------------------------------------------------------------------------------------
 
+
 def _assert_device_matches_emulation(got, want, low):
     """The CUDA run against the emulated lanes (the same lane code on the host): spikes bitwise;
     the rest within the storage dtype's tolerance (the device may contract multiply-adds
@@ -128,8 +139,9 @@ def _assert_device_matches_emulation(got, want, low):
     assert got.keys() == want.keys()
     for key in want:
         assert got[key].dtype == want[key].dtype, key
-    assert torch.equal(got["spikes"], want["spikes"]), \
+    assert torch.equal(got["spikes"], want["spikes"]), (
         f"spikes differ at {(got['spikes'] != want['spikes']).sum().item()} positions"
+    )
     low_keys = [k for k in want if want[k].dtype == low and k != "spikes"]
     f32_keys = [k for k in want if want[k].dtype == F32]
     assert_same_scaled({k: got[k] for k in low_keys}, {k: want[k] for k in low_keys}, LOW_TOL[low])
@@ -150,8 +162,16 @@ def test_half_precision_matches_emulation(op, low):
         case = _on(lp, device)
         if op == "lif":
             return _cpu(run_lif(case, "compiled", round_to=low, **opts))
-        return _cpu(run_recurrent(case, clone_leaf(lp_weight, device=device), clone_leaf(lp_spikes0, device=device),
-                                  "compiled", round_to=low, **opts))
+        return _cpu(
+            run_recurrent(
+                case,
+                clone_leaf(lp_weight, device=device),
+                clone_leaf(lp_spikes0, device=device),
+                "compiled",
+                round_to=low,
+                **opts,
+            )
+        )
 
     got = run("cuda")
     with cuda_lane_emulation():
@@ -180,6 +200,7 @@ def test_half_precision_leaky_matches_emulation(low):
 # --------------------------------------------------------------------------------------------
 # CUDA autocast
 # --------------------------------------------------------------------------------------------
+
 
 @needs_cuda
 @pytest.mark.parametrize("low", LOW_DTYPES)
@@ -214,9 +235,11 @@ def test_layers_under_cuda_autocast(name, low):
     """float32 layers under CUDA autocast: forward and backward run, the outputs come in the
     autocast dtype and the parameters get float32 gradients."""
     torch.manual_seed(9)
-    layer = {"lif": lambda: LIF(12, 16, alpha=0.9, alpha_syn=0.8, learn_alpha=True),
-             "recurrent": lambda: RecurrentLIF(12, 16, alpha=0.9, learn_alpha=True),
-             "readout": lambda: LeakyReadout(12, 16, alpha=0.9, learn_alpha=True)}[name]().cuda()
+    layer = {
+        "lif": lambda: LIF(12, 16, alpha=0.9, alpha_syn=0.8, learn_alpha=True),
+        "recurrent": lambda: RecurrentLIF(12, 16, alpha=0.9, learn_alpha=True),
+        "readout": lambda: LeakyReadout(12, 16, alpha=0.9, learn_alpha=True),
+    }[name]().cuda()
     g = torch.Generator().manual_seed(10)
     x = (torch.rand(3, 20, 12, generator=g) < 0.3).float().cuda()
     with torch.autocast("cuda", dtype=low):
@@ -249,8 +272,16 @@ def _call(fn, backend, device, other_device, name):
     return getattr(snnkern, fn)(x, kw.pop("alpha"), backend=backend, **kw)
 
 
-MIXED = [("lif", "alpha"), ("lif", "state"), ("leaky", "alpha"), ("leaky", "state"), ("recurrent_lif", "alpha"),
-         ("recurrent_lif", "state"), ("recurrent_lif", "weight"), ("recurrent_lif", "spikes")]
+MIXED = [
+    ("lif", "alpha"),
+    ("lif", "state"),
+    ("leaky", "alpha"),
+    ("leaky", "state"),
+    ("recurrent_lif", "alpha"),
+    ("recurrent_lif", "state"),
+    ("recurrent_lif", "weight"),
+    ("recurrent_lif", "spikes"),
+]
 
 
 @needs_cuda
@@ -273,14 +304,24 @@ def test_mixed_devices_raw_ops(transpose):
     with pytest.raises(RuntimeError, match=r"other is on cpu but spikes is on cuda"):
         op(spikes, other)
     case = make_case(B, T, N, F32, "cuda", requires_grad=False)
-    options = (1.0, snnkern.ops._C.ORDERINGS["spike_first"], snnkern.ops._C.RESETS["zero"], False,
-               snnkern.ops._C.SURROGATES["sigmoid"], 5.0, True, False)
+    options = (
+        1.0,
+        snnkern.ops._C.ORDERINGS["spike_first"],
+        snnkern.ops._C.RESETS["zero"],
+        False,
+        snnkern.ops._C.SURROGATES["sigmoid"],
+        5.0,
+        True,
+        False,
+    )
     with pytest.raises(RuntimeError, match=r"alpha is on cpu but x is on cuda"):
         torch.ops.snnkern.lif_forward(case.x, case.alpha.cpu(), None, case.state, *options)
 
 
-@pytest.mark.skipif(not torch.cuda.is_available() or not HAVE_C or snnkern.compiled_with_cuda(),
-                    reason="needs a CUDA device and a CPU-only build of snnkern")
+@pytest.mark.skipif(
+    not torch.cuda.is_available() or not HAVE_C or snnkern.compiled_with_cuda(),
+    reason="needs a CUDA device and a CPU-only build of snnkern",
+)
 def test_cuda_input_without_cuda_build():
     with pytest.raises(RuntimeError, match="CUDA"):
         snnkern.lif(torch.randn(B, T, N, device="cuda"), 0.9, backend="compiled")

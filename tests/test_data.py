@@ -1,4 +1,5 @@
 """IPD generator and SHD loader/generator."""
+
 import math
 
 import h5py
@@ -6,8 +7,17 @@ import numpy as np
 import pytest
 import torch
 
-from snnkern.data import (IPDConfig, IPDDataset, continuise, dense_batch, discretise, generate_shd_folder,
-                          load_shd, shd_batches, write_shd_file)
+from snnkern.data import (
+    IPDConfig,
+    IPDDataset,
+    continuise,
+    dense_batch,
+    discretise,
+    generate_shd_folder,
+    load_shd,
+    shd_batches,
+    write_shd_file,
+)
 from snnkern.data.ipd import firing_probability
 
 
@@ -32,7 +42,7 @@ def test_ipd_rate_matches_formula():
     # mean of 0.6 * ((1 + sin)/2)^2 over a full phase cycle is 0.6 * 3/8
     assert abs(ds.spikes.float().mean().item() - 0.225) < 0.01
     p = firing_probability(torch.tensor([0.3]), cfg)
-    theta = 2 * math.pi * 20 * 0.005 + math.pi / 2 * 3 / 19 + 0.3     # step 5, fibre 3 of the second ear
+    theta = 2 * math.pi * 20 * 0.005 + math.pi / 2 * 3 / 19 + 0.3  # step 5, fibre 3 of the second ear
     assert abs(p[0, 5, 23].item() - 0.6 * (0.5 * (1 + math.sin(theta))) ** 2) < 1e-5
 
 
@@ -77,6 +87,7 @@ def test_ipd_batches():
 
 # ---------------------------------------------------------------------------------- SHD
 
+
 def test_dense_batch_binning_matches_seed_rule():
     times = [np.array([0.0, 0.0101, 0.5, 0.999, 1.0, 1.2]), np.array([0.25])]
     units = [np.array([0, 1, 2, 3, 4, 5]), np.array([699])]
@@ -113,7 +124,8 @@ def test_shd_loader_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="SHD file not found"):
         load_shd(str(tmp_path / "missing.h5"))
     good = write_shd_file(str(tmp_path / "good.h5"), 10, n_classes=2)
-    raw = open(good, "rb").read()
+    with open(good, "rb") as f:
+        raw = f.read()
     trunc = tmp_path / "trunc.h5"
     trunc.write_bytes(raw[: len(raw) // 3])
     with pytest.raises(ValueError, match="truncated"):

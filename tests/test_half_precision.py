@@ -9,6 +9,7 @@ use the storage dtype. So the float32 reference on the same inputs (x exactly up
 float32 decays and state; the same upstream gradients) gives the same spikes bit for bit, the
 same float32 state, and a membrane that differs only by its rounding to the storage dtype.
 """
+
 import math
 
 import pytest
@@ -47,8 +48,10 @@ def _ulp(t: torch.Tensor) -> torch.Tensor:
     """The spacing of the values of ``t``'s dtype (float16/bfloat16) at each |t|, as float32."""
     info = torch.finfo(t.dtype)
     _, exponent = torch.frexp(t.float())  # |t| = m 2^e with m in [0.5, 1)
-    return torch.maximum(torch.ldexp(torch.ones_like(t, dtype=F32), exponent - 1) * info.eps,
-                         torch.full_like(t, info.tiny * info.eps, dtype=F32))
+    return torch.maximum(
+        torch.ldexp(torch.ones_like(t, dtype=F32), exponent - 1) * info.eps,
+        torch.full_like(t, info.tiny * info.eps, dtype=F32),
+    )
 
 
 def assert_rounded(got: torch.Tensor, want: torch.Tensor, key: str, ulps: int = 1):
@@ -60,8 +63,10 @@ def assert_rounded(got: torch.Tensor, want: torch.Tensor, key: str, ulps: int = 
     rounded = want.to(got.dtype)
     err = (got.float() - rounded.float()).abs()
     bad = err > ulps * _ulp(rounded)
-    assert not bad.any(), (f"{key}: {int(bad.sum())} of {got.numel()} values further than {ulps} ulp from the "
-                           f"float32 reference rounded to {got.dtype}; largest error {err.max().item():.3g}")
+    assert not bad.any(), (
+        f"{key}: {int(bad.sum())} of {got.numel()} values further than {ulps} ulp from the "
+        f"float32 reference rounded to {got.dtype}; largest error {err.max().item():.3g}"
+    )
 
 
 def assert_half_results(got, want, low, rounded=("membrane",), scaled=False):
@@ -81,8 +86,7 @@ def assert_half_results(got, want, low, rounded=("membrane",), scaled=False):
     for key in rounded:
         assert_rounded(got[key], want[key], key)
     loose = {k: got[k] for k in low_keys if k not in rounded}
-    (assert_same_scaled if scaled else assert_same)(loose, {k: want[k] for k in loose}, LOW_TOL[low],
-                                                    upcast_want=True)
+    (assert_same_scaled if scaled else assert_same)(loose, {k: want[k] for k in loose}, LOW_TOL[low], upcast_want=True)
     assert_same_scaled({k: got[k] for k in f32_keys}, {k: want[k] for k in f32_keys}, TOL[F32])
 
 
@@ -101,6 +105,7 @@ def _reference_case(case: Case) -> Case:
 # --------------------------------------------------------------------------------------------
 # lif and leaky
 # --------------------------------------------------------------------------------------------
+
 
 @on_lanes
 @pytest.mark.parametrize("low", LOW_DTYPES)
@@ -135,8 +140,9 @@ def test_leaky_half(low, syn, alpha_kind, where):
 
 @on_lanes
 @pytest.mark.parametrize("low", LOW_DTYPES)
-@pytest.mark.parametrize("given", [torch.float64, torch.float32, torch.float16, torch.bfloat16],
-                         ids=["f64", "f32", "f16", "bf16"])
+@pytest.mark.parametrize(
+    "given", [torch.float64, torch.float32, torch.float16, torch.bfloat16], ids=["f64", "f32", "f16", "bf16"]
+)
 def test_half_decays_and_state_of_any_dtype(low, given, where):
     """Tensor decays and a state of any float dtype are converted to float32, not to the dtype of
     x (alpha 0.99 would round to 0.98828 in bfloat16): the run equals the one with the same
@@ -153,13 +159,15 @@ def test_half_decays_and_state_of_any_dtype(low, given, where):
     for name in ("alpha", "alpha_syn", "state"):
         assert got["grad_" + name].dtype == given, name
     for key in want:
-        torch.testing.assert_close(got[key], want[key].to(got[key].dtype), rtol=0, atol=0,
-                                   msg=lambda m, key=key: f"{key}: {m}")
+        torch.testing.assert_close(
+            got[key], want[key].to(got[key].dtype), rtol=0, atol=0, msg=lambda m, key=key: f"{key}: {m}"
+        )
 
 
 # --------------------------------------------------------------------------------------------
 # The time constant survives half precision: tau = 100 steps in bfloat16
 # --------------------------------------------------------------------------------------------
+
 
 @on_lanes
 @pytest.mark.parametrize("syn", [False, True], ids=["nosyn", "syn"])
@@ -194,8 +202,9 @@ def test_tau100_bfloat16(syn, where):
     torch.testing.assert_close(got["state"], want["state"], **TOL[F32])
     # grad_alpha [N] sums B*T = 2400 terms per neuron (over a 300-step backward recursion) in
     # another order than autograd: float32 summation error, relative to the largest gradient.
-    assert_same_scaled({k: got[k] for k in ("grad_alpha", "grad_state")},
-                       {k: want[k] for k in ("grad_alpha", "grad_state")}, TOL[F32])
+    assert_same_scaled(
+        {k: got[k] for k in ("grad_alpha", "grad_state")}, {k: want[k] for k in ("grad_alpha", "grad_state")}, TOL[F32]
+    )
     assert_same({"grad_x": got["grad_x"]}, {"grad_x": want["grad_x"]}, LOW_TOL[low], upcast_want=True)
 
     # The control: the float32 reference with alpha rounded to bfloat16 is clearly another run.
@@ -208,6 +217,7 @@ def test_tau100_bfloat16(syn, where):
 # --------------------------------------------------------------------------------------------
 # recurrent_lif
 # --------------------------------------------------------------------------------------------
+
 
 @on_lanes
 @pytest.mark.parametrize("low", LOW_DTYPES)
@@ -228,15 +238,25 @@ def test_recurrent_half(low, ordering, reset, syn, where):
     assert torch.equal(lp_weight.float(), weight)
     opts = dict(ordering=ordering, reset=reset, surrogate=SURROGATES[0], return_membrane=True)
     got = run_recurrent(lp, lp_weight, lp_spikes0, "compiled", round_to=low, **opts)
-    want = run_recurrent(_reference_case(lp), clone_leaf(lp_weight, dtype=F32), clone_leaf(lp_spikes0, dtype=F32),
-                         "reference", round_to=low, **opts)
+    want = run_recurrent(
+        _reference_case(lp),
+        clone_leaf(lp_weight, dtype=F32),
+        clone_leaf(lp_spikes0, dtype=F32),
+        "reference",
+        round_to=low,
+        **opts,
+    )
     for key in ("spikes", "membrane", "grad_x", "grad_weight", "grad_spikes0"):
         assert got[key].dtype == low, key
     for key in ("state", "grad_alpha", "grad_state"):
         assert got[key].dtype == F32, key
     assert 0.0 < spike_rate(want["spikes"]) < 1.0
-    assert_same_scaled({k: v for k, v in got.items() if k != "membrane"},
-                       {k: v for k, v in want.items() if k != "membrane"}, LOW_TOL[low], upcast_want=True)
+    assert_same_scaled(
+        {k: v for k, v in got.items() if k != "membrane"},
+        {k: v for k, v in want.items() if k != "membrane"},
+        LOW_TOL[low],
+        upcast_want=True,
+    )
     assert_rounded(got["membrane"], want["membrane"], "membrane")
     torch.testing.assert_close(got["state"], want["state"], **TOL[F32])
 
@@ -251,14 +271,17 @@ def test_recurrent_half_spikes_cast(low, where):
     lp_weight = clone_leaf(weight, dtype=low)
     opts = dict(ordering="delayed", reset="zero", return_membrane=True)
     got = run_recurrent(lp, lp_weight, clone_leaf(spikes0), "compiled", round_to=low, **opts)
-    want = run_recurrent(clone_case(lp), clone_leaf(lp_weight), clone_leaf(spikes0, dtype=low), "compiled",
-                         round_to=low, **opts)
+    want = run_recurrent(
+        clone_case(lp), clone_leaf(lp_weight), clone_leaf(spikes0, dtype=low), "compiled", round_to=low, **opts
+    )
     assert got["grad_spikes0"].dtype == F32
     for key in want:
-        torch.testing.assert_close(got[key], want[key].to(got[key].dtype), rtol=0, atol=0,
-                                   msg=lambda m, key=key: f"{key}: {m}")
-    as_bool = snnkern.recurrent_lif(lp.x, lp_weight, lp.alpha, alpha_syn=lp.alpha_syn, state=lp.state,
-                                    spikes=spikes0.detach().bool(), **opts)
+        torch.testing.assert_close(
+            got[key], want[key].to(got[key].dtype), rtol=0, atol=0, msg=lambda m, key=key: f"{key}: {m}"
+        )
+    as_bool = snnkern.recurrent_lif(
+        lp.x, lp_weight, lp.alpha, alpha_syn=lp.alpha_syn, state=lp.state, spikes=spikes0.detach().bool(), **opts
+    )
     assert torch.equal(as_bool.spikes, got["spikes"])
 
 
@@ -293,8 +316,10 @@ def _assert_spike_product(got, spikes, other, transpose, rtol):
     err = (got.detach().double() - s @ o).abs()
     limit = rtol * (s.abs() @ o.abs()) + torch.finfo(got.dtype).tiny
     bad = err > limit
-    assert not bad.any(), (f"{int(bad.sum())} of {got.numel()} entries off; largest error {err.max().item():.3g}, "
-                           f"bound {limit.max().item():.3g}")
+    assert not bad.any(), (
+        f"{int(bad.sum())} of {got.numel()} entries off; largest error {err.max().item():.3g}, "
+        f"bound {limit.max().item():.3g}"
+    )
 
 
 @on_lanes
@@ -314,8 +339,9 @@ def test_spike_matmul_half(shape, low, transpose, where):
 @on_lanes
 @pytest.mark.parametrize("transpose", SPIKE_MATMUL_OPS)
 @pytest.mark.parametrize("low", LOW_DTYPES)
-@pytest.mark.parametrize("shape", [(0, 5, 3), (4, 0, 3), (4, 5, 0), (0, 0, 0), (300, 0, 257)],
-                         ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize(
+    "shape", [(0, 5, 3), (4, 0, 3), (4, 5, 0), (0, 0, 0), (300, 0, 257)], ids=lambda s: "x".join(map(str, s))
+)
 def test_spike_matmul_half_empty(shape, low, transpose, where):
     m, k, n = shape
     if transpose:  # the summed-over dimension is M: swap so that the same shapes cover it
@@ -358,26 +384,38 @@ def test_spike_linear_half(low, bias, where):
 # opcheck: the fake kernels give the dtypes of the half-precision kernels
 # --------------------------------------------------------------------------------------------
 
+
 @on_lanes
 @pytest.mark.parametrize("low", LOW_DTYPES)
 @pytest.mark.parametrize("requires_grad", [False, True], ids=["nograd", "grad"])
 def test_opcheck_half(low, requires_grad, where):
     case = make_case(2, 5, 3, F32, where.device, syn=True, seed=3, requires_grad=False)
     case.x = case.x.to(low)
-    a = prepare_lif_args(case.x, case.alpha, case.alpha_syn, case.state, 1.0, "spike_first", "subtract", False,
-                         SURROGATES[1])
+    a = prepare_lif_args(
+        case.x, case.alpha, case.alpha_syn, case.state, 1.0, "spike_first", "subtract", False, SURROGATES[1]
+    )
     assert a.x.dtype == low and a.alpha.dtype == a.state.dtype == F32
     tensors = [t.detach().clone().requires_grad_(requires_grad) for t in (a.x, a.alpha, a.alpha_syn, a.state)]
     options = snnkern.ops.op_options(a)
     assert_opcheck(torch.ops.snnkern.lif_forward.default, (*tensors, *options, True, True))
     spikes, membrane, state_out, pre_reset = torch.ops.snnkern.lif_forward(
-        *(t.detach() for t in tensors), *options, True, True)
+        *(t.detach() for t in tensors), *options, True, True
+    )
     assert spikes.dtype == membrane.dtype == low and state_out.dtype == pre_reset.dtype == F32
-    bargs = (upstream_like(spikes, 1), upstream_like(membrane, 2), upstream_like(state_out, 3), pre_reset, spikes,
-             *(t.detach() for t in tensors[1:]), *options)
+    bargs = (
+        upstream_like(spikes, 1),
+        upstream_like(membrane, 2),
+        upstream_like(state_out, 3),
+        pre_reset,
+        spikes,
+        *(t.detach() for t in tensors[1:]),
+        *options,
+    )
     assert_opcheck(torch.ops.snnkern.lif_backward.default, bargs)
     assert_opcheck(torch.ops.snnkern.leaky_forward.default, (*tensors, True))
     weight = torch.zeros(3, 3, dtype=low, device=where.device)
     spikes0 = torch.ones(2, 3, dtype=low, device=where.device)
-    assert_opcheck(torch.ops.snnkern.recurrent_lif_forward.default,
-                   (tensors[0], weight, *tensors[1:], spikes0, *options, True, requires_grad))
+    assert_opcheck(
+        torch.ops.snnkern.recurrent_lif_forward.default,
+        (tensors[0], weight, *tensors[1:], spikes0, *options, True, requires_grad),
+    )

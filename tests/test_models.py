@@ -1,12 +1,13 @@
 """The snnkern models reproduce the seeds' naive loops (snnkern.seed_loops): same weights and
 inputs give the same outputs and the same weight gradients."""
+
 import math
 
 import pytest
 import torch
 
 from snnkern import seed_loops
-from snnkern.models import IPDMembraneOnly, IPDSNN, SHDRecurrentSNN, dales_ipd_snn
+from snnkern.models import IPDSNN, IPDMembraneOnly, SHDRecurrentSNN, dales_ipd_snn
 from snnkern.nn import LIF, DaleLinear, LeakyReadout, RecurrentLIF
 
 DT = torch.float64
@@ -124,7 +125,7 @@ def test_learnable_alpha_gets_gradient():
         lif.linear.weight.mul_(5.0)
     lif(x).sum().backward()
     assert lif.alpha.grad is not None and lif.alpha.grad.shape == (4,)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="not both"):
         LIF(6, 4, alpha=0.9, tau=0.01)
 
 

@@ -8,6 +8,7 @@ by comparing the compiled backward with the reference's autograd through the loo
 (test_lif_parity). gradcheck (numerical differentiation) is applied where the forward is
 smooth: ``leaky`` fully, and ``lif`` with reset="none" on the membrane and state outputs only.
 """
+
 import pytest
 import torch
 
@@ -39,6 +40,7 @@ from snnkern._checks import prepare_lif_args
 # --------------------------------------------------------------------------------------------
 # Full option grid: compiled vs reference, forward and backward
 # --------------------------------------------------------------------------------------------
+
 
 @everywhere
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -95,11 +97,25 @@ def test_lif_partial_requires_grad(which, where):
 @pytest.mark.parametrize("ordering", ORDERINGS)
 def test_lif_no_grad_forward_equals_grad_forward(ordering, where):
     case = make_case(2, 9, 5, torch.float32, where.device, syn=True, seed=2)
-    with_grad = snnkern.lif(case.x, case.alpha, alpha_syn=case.alpha_syn, state=case.state,
-                            ordering=ordering, return_membrane=True, backend="compiled")
+    with_grad = snnkern.lif(
+        case.x,
+        case.alpha,
+        alpha_syn=case.alpha_syn,
+        state=case.state,
+        ordering=ordering,
+        return_membrane=True,
+        backend="compiled",
+    )
     with torch.no_grad():
-        without = snnkern.lif(case.x, case.alpha, alpha_syn=case.alpha_syn, state=case.state,
-                              ordering=ordering, return_membrane=True, backend="compiled")
+        without = snnkern.lif(
+            case.x,
+            case.alpha,
+            alpha_syn=case.alpha_syn,
+            state=case.state,
+            ordering=ordering,
+            return_membrane=True,
+            backend="compiled",
+        )
     assert not without.spikes.requires_grad
     for a, b in zip(with_grad, without):
         assert torch.equal(a.detach(), b)
@@ -125,9 +141,11 @@ def test_lif_alpha_broadcast_forms(form, where):
 # --------------------------------------------------------------------------------------------
 
 EDGE_SHAPES = [(1, 1, 1), (1, 6, 4), (3, 1, 5), (4, 6, 1), (3, 7, 13), (5, 17, 2)]
-EDGE_OPTS = [dict(ordering="delayed", reset="zero"),
-             dict(ordering="spike_first", reset="subtract", detach_reset=True),
-             dict(ordering="update_first", reset="none")]
+EDGE_OPTS = [
+    dict(ordering="delayed", reset="zero"),
+    dict(ordering="spike_first", reset="subtract", detach_reset=True),
+    dict(ordering="update_first", reset="none"),
+]
 
 
 @everywhere
@@ -170,13 +188,13 @@ def _noncontiguous(layout, b, t, n, dtype, device, seed=0):
     def leaf(*shape):
         return (torch.randn(*shape, generator=g, dtype=dtype) * 0.6 + 0.3).to(device).requires_grad_()
 
-    if layout == "transposed":          # [B, N, T] storage viewed as [B, T, N]
+    if layout == "transposed":  # [B, N, T] storage viewed as [B, T, N]
         return leaf(b, n, t), lambda base: base.transpose(1, 2)
-    if layout == "time_sliced":         # every other time step
+    if layout == "time_sliced":  # every other time step
         return leaf(b, 2 * t, n), lambda base: base[:, ::2]
     if layout == "neuron_sliced":
         return leaf(b, t, 2 * n + 1), lambda base: base[:, :, 1::2]
-    if layout == "batch_expanded":      # stride 0 over the batch
+    if layout == "batch_expanded":  # stride 0 over the batch
         return leaf(1, t, n), lambda base: base.expand(b, t, n)
     raise ValueError(layout)
 
@@ -193,15 +211,29 @@ def test_lif_noncontiguous(layout, ordering, dtype, where):
         x = view(base)
         assert not x.is_contiguous()
         alpha_base = torch.linspace(0.7, 0.95, 2 * n, dtype=dtype, device=where.device).requires_grad_()
-        state_base = (torch.randn(b, 3, n, generator=torch.Generator().manual_seed(1), dtype=dtype) * 0.5)
+        state_base = torch.randn(b, 3, n, generator=torch.Generator().manual_seed(1), dtype=dtype) * 0.5
         state_base = state_base.to(where.device).requires_grad_()
-        res = snnkern.lif(x, alpha_base[::2], alpha_syn=0.7, state=state_base.transpose(0, 1), ordering=ordering,
-                          return_membrane=True, backend=backend)
+        res = snnkern.lif(
+            x,
+            alpha_base[::2],
+            alpha_syn=0.7,
+            state=state_base.transpose(0, 1),
+            ordering=ordering,
+            return_membrane=True,
+            backend=backend,
+        )
         loss = sum((v * upstream_like(v, k)).sum() for k, v in enumerate(res))
         grads = torch.autograd.grad(loss, [base, alpha_base, state_base])
-        results.append({"spikes": res.spikes.detach(), "membrane": res.membrane.detach(),
-                        "state": res.state.detach(), "grad_x": grads[0], "grad_alpha": grads[1],
-                        "grad_state": grads[2]})
+        results.append(
+            {
+                "spikes": res.spikes.detach(),
+                "membrane": res.membrane.detach(),
+                "state": res.state.detach(),
+                "grad_x": grads[0],
+                "grad_alpha": grads[1],
+                "grad_state": grads[2],
+            }
+        )
     assert_same(results[1], results[0], TOL[dtype])
 
 
@@ -236,8 +268,9 @@ def test_lif_empty(shape, ordering, syn, where):
         assert torch.equal(got["state"], case.state.detach())
         assert torch.equal(got["grad_state"], upstream_like(got["state"], 123 + 1))
     if where.backend == "compiled":
-        assert_same(got, run_lif(clone_case(case), "reference", ordering=ordering, return_membrane=True),
-                    TOL[torch.float64])
+        assert_same(
+            got, run_lif(clone_case(case), "reference", ordering=ordering, return_membrane=True), TOL[torch.float64]
+        )
 
 
 @everywhere_and_reference
@@ -255,10 +288,13 @@ def test_leaky_empty(shape, syn, where):
 # Chunked runs (state=) equal the whole run
 # --------------------------------------------------------------------------------------------
 
+
 @everywhere_and_reference
 @pytest.mark.parametrize("ordering", ORDERINGS)
-@pytest.mark.parametrize("reset, detach, syn", [("zero", False, False), ("subtract", True, True),
-                                                ("zero", True, True), ("none", False, True)])
+@pytest.mark.parametrize(
+    "reset, detach, syn",
+    [("zero", False, False), ("subtract", True, True), ("zero", True, True), ("none", False, True)],
+)
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_lif_chunked_equals_whole(where, ordering, reset, detach, syn, dtype):
     case = make_case(3, 12, 6, dtype, where.device, syn=syn, seed=21)
@@ -277,8 +313,9 @@ def test_leaky_chunked_equals_whole(where, syn):
     def run(c, chunks):
         state, start, mems = c.state, 0, []
         for length in chunks:
-            r = snnkern.leaky(c.x[:, start:start + length], c.alpha, alpha_syn=c.alpha_syn, state=state,
-                              backend=where.backend)
+            r = snnkern.leaky(
+                c.x[:, start : start + length], c.alpha, alpha_syn=c.alpha_syn, state=state, backend=where.backend
+            )
             mems.append(r.membrane)
             state, start = r.state, start + length
         mem = torch.cat(mems, dim=1)
@@ -296,6 +333,7 @@ def test_leaky_chunked_equals_whole(where, syn):
 # gradcheck where the forward is smooth
 # --------------------------------------------------------------------------------------------
 
+
 @everywhere_and_reference
 @pytest.mark.parametrize("ordering", ORDERINGS)
 @pytest.mark.parametrize("syn", [False, True], ids=["nosyn", "syn"])
@@ -309,8 +347,16 @@ def test_lif_gradcheck_membrane(where, ordering, syn):
 
     def f(*tensors):
         kw = dict(zip(names, tensors))
-        res = snnkern.lif(kw["x"], kw["alpha"], alpha_syn=kw.get("alpha_syn"), state=kw["state"], reset="none",
-                          ordering=ordering, return_membrane=True, backend=where.backend)
+        res = snnkern.lif(
+            kw["x"],
+            kw["alpha"],
+            alpha_syn=kw.get("alpha_syn"),
+            state=kw["state"],
+            reset="none",
+            ordering=ordering,
+            return_membrane=True,
+            backend=where.backend,
+        )
         return res.membrane, res.state
 
     assert torch.autograd.gradcheck(f, inputs, eps=1e-6, atol=1e-7, rtol=1e-6)
@@ -326,8 +372,13 @@ def test_leaky_gradcheck(where, syn, alpha_kind):
 
     def f(*tensors):
         kw = dict(zip(names, tensors))
-        res = snnkern.leaky(kw["x"], kw.get("alpha", case.alpha), alpha_syn=kw.get("alpha_syn", case.alpha_syn),
-                            state=kw["state"], backend=where.backend)
+        res = snnkern.leaky(
+            kw["x"],
+            kw.get("alpha", case.alpha),
+            alpha_syn=kw.get("alpha_syn", case.alpha_syn),
+            state=kw["state"],
+            backend=where.backend,
+        )
         return res.membrane, res.state
 
     assert torch.autograd.gradcheck(f, inputs, eps=1e-6, atol=1e-7, rtol=1e-6)
@@ -379,8 +430,17 @@ def test_opcheck_lif_backward(sample, grads, where):
     gx, galpha, galpha_syn, gstate = torch.ops.snnkern.lif_backward(*args)
     shape, ordering, reset, detach, syn, s = sample
     case = make_case(*shape, torch.float64, where.device, syn=syn, seed=0)
-    res = reference_ops.lif(case.x, case.alpha, alpha_syn=case.alpha_syn, state=case.state, ordering=ordering,
-                        reset=reset, detach_reset=detach, surrogate=SURROGATES[s], return_membrane=True)
+    res = reference_ops.lif(
+        case.x,
+        case.alpha,
+        alpha_syn=case.alpha_syn,
+        state=case.state,
+        ordering=ordering,
+        reset=reset,
+        detach_reset=detach,
+        surrogate=SURROGATES[s],
+        return_membrane=True,
+    )
     loss = sum((o * g).sum() for o, g in zip(res, (g_spikes, g_mem, g_state)) if g is not None)
     if loss.requires_grad:
         want = torch.autograd.grad(loss, case.leaves(), allow_unused=True)
@@ -398,10 +458,12 @@ LEAKY_SAMPLES = [((2, 5, 3), False), ((2, 5, 3), True), ((1, 1, 4), True), ((2, 
 @pytest.mark.parametrize("requires_grad", [False, True], ids=["nograd", "grad"])
 def test_opcheck_leaky_forward(sample, requires_grad, where):
     shape, syn = sample
-    case = make_case(*shape, torch.float64, where.device, syn=syn, alpha_kind="tensor", seed=3,
-                     requires_grad=requires_grad)
-    assert_opcheck(torch.ops.snnkern.leaky_forward.default, (case.x, case.alpha, case.alpha_syn, case.state,
-                                                              requires_grad))
+    case = make_case(
+        *shape, torch.float64, where.device, syn=syn, alpha_kind="tensor", seed=3, requires_grad=requires_grad
+    )
+    assert_opcheck(
+        torch.ops.snnkern.leaky_forward.default, (case.x, case.alpha, case.alpha_syn, case.state, requires_grad)
+    )
 
 
 @everywhere
@@ -413,13 +475,16 @@ def test_opcheck_leaky_backward(sample, grads, where):
     membrane, state_out, saved = torch.ops.snnkern.leaky_forward(case.x, case.alpha, case.alpha_syn, case.state, True)
     g_mem = upstream_like(membrane, 1) if grads != "state_only" else None
     g_state = upstream_like(state_out, 2) if grads != "membrane_only" else None
-    assert_opcheck(torch.ops.snnkern.leaky_backward.default,
-                   (g_mem, g_state, saved, case.alpha, case.alpha_syn, case.state, case.x.dtype))
+    assert_opcheck(
+        torch.ops.snnkern.leaky_backward.default,
+        (g_mem, g_state, saved, case.alpha, case.alpha_syn, case.state, case.x.dtype),
+    )
 
 
 # --------------------------------------------------------------------------------------------
 # torch.compile
 # --------------------------------------------------------------------------------------------
+
 
 class _TwoLayer(torch.nn.Module):
     def __init__(self, n_in=4, n_hidden=6, n_out=3):
@@ -429,8 +494,15 @@ class _TwoLayer(torch.nn.Module):
         self.fc2 = torch.nn.Linear(n_hidden, n_out)
 
     def forward(self, x):
-        hidden = snnkern.lif(self.fc1(x), self.alpha, alpha_syn=0.8, ordering="spike_first", reset="subtract",
-                             surrogate=SURROGATES[1], return_membrane=True)
+        hidden = snnkern.lif(
+            self.fc1(x),
+            self.alpha,
+            alpha_syn=0.8,
+            ordering="spike_first",
+            reset="subtract",
+            surrogate=SURROGATES[1],
+            return_membrane=True,
+        )
         readout = snnkern.leaky(self.fc2(hidden.spikes), 0.9, alpha_syn=0.7)
         return readout.membrane, hidden.spikes, hidden.membrane
 
@@ -438,8 +510,9 @@ class _TwoLayer(torch.nn.Module):
 # Inductor compiles C++ (or Triton) for every graph and is slow: the emulated lanes get one
 # compiled case here (inductor, the graph around the ops lowered for real) and aot_eager ones in
 # test_recurrent.py and test_spike_linear.py; the CPU kernels and CUDA get both backends.
-COMPILE_CASES = where_cases(("cpu", "aot_eager"), ("cpu", "inductor"), ("emulated", "inductor"),
-                            ("cuda", "aot_eager"), ("cuda", "inductor"))
+COMPILE_CASES = where_cases(
+    ("cpu", "aot_eager"), ("cpu", "inductor"), ("emulated", "inductor"), ("cuda", "aot_eager"), ("cuda", "inductor")
+)
 
 
 @pytest.mark.parametrize("where, compile_backend", COMPILE_CASES, indirect=["where"])

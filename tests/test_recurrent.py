@@ -8,6 +8,7 @@ spikes. As for lif, the surrogate backward is not the derivative of the forward,
 checked against the reference's autograd; gradcheck is applied only where the outputs are
 smooth (no spike can occur, or a single step with reset="none"), see the gradcheck section.
 """
+
 import pytest
 import torch
 
@@ -57,13 +58,22 @@ def _assert_parity(got, want, dtype):
 def _spikes_without_recurrence(case, weight, spikes0, **opts):
     opts = {k: v for k, v in opts.items() if k != "return_membrane"}
     with torch.no_grad():
-        return snnkern.recurrent_lif(case.x, torch.zeros_like(weight), case.alpha, alpha_syn=case.alpha_syn,
-                                     state=case.state, spikes=spikes0, backend="compiled", **opts).spikes
+        return snnkern.recurrent_lif(
+            case.x,
+            torch.zeros_like(weight),
+            case.alpha,
+            alpha_syn=case.alpha_syn,
+            state=case.state,
+            spikes=spikes0,
+            backend="compiled",
+            **opts,
+        ).spikes
 
 
 # --------------------------------------------------------------------------------------------
 # Full option grid: compiled vs reference, forward and backward
 # --------------------------------------------------------------------------------------------
+
 
 @everywhere
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -89,8 +99,9 @@ def test_recurrent_parity(opts, syn, alpha_kind, dtype, where):
 @pytest.mark.parametrize("reset", RESETS)
 def test_recurrent_parity_threshold(threshold, ordering, reset, dtype, where):
     # Triangle's derivative depends on the threshold, subtract reset too; the drive scales with it.
-    case, weight, spikes0 = make_recurrent_case(2, 8, 6, dtype, where.device, seed=3, x_shift=0.1 * threshold,
-                                                scale=threshold)
+    case, weight, spikes0 = make_recurrent_case(
+        2, 8, 6, dtype, where.device, seed=3, x_shift=0.1 * threshold, scale=threshold
+    )
     opts = dict(ordering=ordering, reset=reset, threshold=threshold, surrogate=SURROGATES[2], return_membrane=True)
     want = run_recurrent(case, weight, spikes0, "reference", **opts)
     assert 0.0 < spike_rate(want["spikes"]) < 1.0
@@ -118,8 +129,17 @@ def test_recurrent_no_grad_forward_equals_grad_forward(ordering, where):
     case, weight, spikes0 = make_recurrent_case(2, 9, 5, torch.float32, where.device, seed=2)
 
     def run():
-        return snnkern.recurrent_lif(case.x, weight, case.alpha, alpha_syn=case.alpha_syn, state=case.state,
-                                     spikes=spikes0, ordering=ordering, return_membrane=True, backend="compiled")
+        return snnkern.recurrent_lif(
+            case.x,
+            weight,
+            case.alpha,
+            alpha_syn=case.alpha_syn,
+            state=case.state,
+            spikes=spikes0,
+            ordering=ordering,
+            return_membrane=True,
+            backend="compiled",
+        )
 
     with_grad = run()
     assert with_grad.spikes.requires_grad
@@ -144,13 +164,14 @@ def test_recurrent_zero_weight_is_lif(where, ordering, syn):
     for key in ("spikes", "membrane", "state"):
         assert torch.equal(got[key], want[key]), key
     assert torch.equal(got["grad_spikes0"], torch.zeros_like(spikes0))  # d/dz_{-1} = dL/dx_0 @ W = 0
-    assert got["grad_weight"].abs().sum() > 0                          # but the weight does get a gradient
+    assert got["grad_weight"].abs().sum() > 0  # but the weight does get a gradient
     assert_same({k: got[k] for k in want}, want, TOL[torch.float64])
 
 
 # --------------------------------------------------------------------------------------------
 # Edge shapes and memory layouts
 # --------------------------------------------------------------------------------------------
+
 
 @everywhere_and_reference
 @pytest.mark.parametrize("shape", EMPTY_SHAPES, ids=lambda s: "x".join(map(str, s)))
@@ -161,8 +182,14 @@ def test_recurrent_empty(shape, ordering, where):
     got = run_recurrent(case, weight, spikes0, where.backend, ordering=ordering, return_membrane=True)
     assert got["spikes"].shape == (b, t, n) and got["membrane"].shape == (b, t, n)
     assert got["state"].shape == (3, b, n)
-    leaves = {"x": case.x, "alpha": case.alpha, "alpha_syn": case.alpha_syn, "state": case.state,
-              "weight": weight, "spikes0": spikes0}
+    leaves = {
+        "x": case.x,
+        "alpha": case.alpha,
+        "alpha_syn": case.alpha_syn,
+        "state": case.state,
+        "weight": weight,
+        "spikes0": spikes0,
+    }
     assert {k[5:] for k in got if k.startswith("grad_")} == set(leaves)
     for name, leaf in leaves.items():
         assert got["grad_" + name].shape == leaf.shape, name
@@ -212,12 +239,12 @@ def _noncontiguous_inputs(layout, b, t, n, dtype, device):
     g = torch.Generator().manual_seed(9)
     if layout == "transposed":
         x_base = torch.randn(b, n, t, generator=g, dtype=dtype) * 0.6
-        w_base = torch.randn(n, n, generator=g, dtype=dtype) / n ** 0.5 - 0.1
+        w_base = torch.randn(n, n, generator=g, dtype=dtype) / n**0.5 - 0.1
         s_base = (torch.rand(n, b, generator=g) < 0.3).to(dtype)
         views = (lambda v: v.transpose(1, 2), lambda v: v.t(), lambda v: v.t())
     else:  # sliced
         x_base = torch.randn(b, 2 * t, n + 2, generator=g, dtype=dtype) * 0.6
-        w_base = torch.randn(2 * n, n + 3, generator=g, dtype=dtype) / n ** 0.5 - 0.1
+        w_base = torch.randn(2 * n, n + 3, generator=g, dtype=dtype) / n**0.5 - 0.1
         s_base = (torch.rand(b, 2 * n, generator=g) < 0.3).to(dtype)
         views = (lambda v: v[:, ::2, 1:-1], lambda v: v[::2, 2:-1], lambda v: v[:, 1::2])
     return [base.to(device).requires_grad_() for base in (x_base, w_base, s_base)], views
@@ -235,14 +262,29 @@ def test_recurrent_noncontiguous(layout, ordering, dtype, where):
         x, weight, spikes0 = (view(base) for view, base in zip(views, bases))
         assert not (x.is_contiguous() or weight.is_contiguous() or spikes0.is_contiguous())
         alpha_base = torch.linspace(0.7, 0.95, 2 * n, dtype=dtype, device=where.device).requires_grad_()
-        state_base = (torch.randn(b, 3, n, generator=torch.Generator().manual_seed(1), dtype=dtype) * 0.5)
+        state_base = torch.randn(b, 3, n, generator=torch.Generator().manual_seed(1), dtype=dtype) * 0.5
         state_base = state_base.to(where.device).requires_grad_()
-        res = snnkern.recurrent_lif(x, weight, alpha_base[::2], alpha_syn=0.7, state=state_base.transpose(0, 1),
-                                    spikes=spikes0, ordering=ordering, return_membrane=True, backend=backend)
+        res = snnkern.recurrent_lif(
+            x,
+            weight,
+            alpha_base[::2],
+            alpha_syn=0.7,
+            state=state_base.transpose(0, 1),
+            spikes=spikes0,
+            ordering=ordering,
+            return_membrane=True,
+            backend=backend,
+        )
         loss = sum((v * upstream_like(v, k)).sum() for k, v in enumerate(res))
         grads = torch.autograd.grad(loss, [*bases, alpha_base, state_base])
-        results.append(dict(spikes=res.spikes.detach(), membrane=res.membrane.detach(), state=res.state.detach(),
-                            **{"grad_" + k: g for k, g in zip(["x", "weight", "spikes0", "alpha", "state"], grads)}))
+        results.append(
+            dict(
+                spikes=res.spikes.detach(),
+                membrane=res.membrane.detach(),
+                state=res.state.detach(),
+                **{"grad_" + k: g for k, g in zip(["x", "weight", "spikes0", "alpha", "state"], grads)},
+            )
+        )
     assert 0.0 < spike_rate(results[0]["spikes"]) < 1.0
     _assert_parity(results[1], results[0], dtype)
 
@@ -251,6 +293,7 @@ def test_recurrent_noncontiguous(layout, ordering, dtype, where):
 # Chunked runs (state=, spikes=) equal the whole run
 # --------------------------------------------------------------------------------------------
 
+
 def _chunked(case, weight, spikes0, backend, chunks, seed=77, **opts):
     t_total = case.x.shape[1]
     assert sum(chunks) == t_total
@@ -258,8 +301,17 @@ def _chunked(case, weight, spikes0, backend, chunks, seed=77, **opts):
     g_state = upstream_like(case.x.new_empty(3, case.x.shape[0], case.x.shape[2]), seed + 2)
     pieces, state, z, start = [], case.state, spikes0, 0
     for length in chunks:
-        r = snnkern.recurrent_lif(case.x[:, start:start + length], weight, case.alpha, alpha_syn=case.alpha_syn,
-                                  state=state, spikes=z, return_membrane=True, backend=backend, **opts)
+        r = snnkern.recurrent_lif(
+            case.x[:, start : start + length],
+            weight,
+            case.alpha,
+            alpha_syn=case.alpha_syn,
+            state=state,
+            spikes=z,
+            return_membrane=True,
+            backend=backend,
+            **opts,
+        )
         pieces.append(r)
         state, z, start = r.state, r.spikes[:, -1], start + length
     spikes = torch.cat([p.spikes for p in pieces], dim=1)
@@ -274,8 +326,9 @@ def _chunked(case, weight, spikes0, backend, chunks, seed=77, **opts):
 
 @everywhere_and_reference
 @pytest.mark.parametrize("ordering", ORDERINGS)
-@pytest.mark.parametrize("reset, detach, syn", [("zero", False, False), ("subtract", True, True),
-                                                ("none", False, True)])
+@pytest.mark.parametrize(
+    "reset, detach, syn", [("zero", False, False), ("subtract", True, True), ("none", False, True)]
+)
 def test_recurrent_chunked_equals_whole(where, ordering, reset, detach, syn):
     case, weight, spikes0 = make_recurrent_case(3, 12, 6, torch.float64, where.device, syn=syn, seed=21)
     opts = dict(ordering=ordering, reset=reset, detach_reset=detach, surrogate=SURROGATES[1])
@@ -283,8 +336,7 @@ def test_recurrent_chunked_equals_whole(where, ordering, reset, detach, syn):
     assert 0.0 < spike_rate(whole["spikes"]) < 1.0
     assert whole["grad_spikes0"].abs().sum() > 0
     for chunks in ([5, 7], [1, 4, 1, 6], [1] * 12):
-        assert_same(_chunked(*_clone(case, weight, spikes0), where.backend, chunks, **opts), whole,
-                    TOL[torch.float64])
+        assert_same(_chunked(*_clone(case, weight, spikes0), where.backend, chunks, **opts), whole, TOL[torch.float64])
 
 
 # --------------------------------------------------------------------------------------------
@@ -314,10 +366,19 @@ _FAST = {"reference": True, "compiled": False}
 def _gradcheck_fn(names, threshold, **opts):
     def f(*tensors):
         kw = dict(zip(names, tensors))
-        res = snnkern.recurrent_lif(kw["x"], kw["weight"], kw["alpha"], alpha_syn=kw.get("alpha_syn"),
-                                    state=kw["state"], spikes=kw["spikes0"], threshold=threshold,
-                                    return_membrane=True, **opts)
+        res = snnkern.recurrent_lif(
+            kw["x"],
+            kw["weight"],
+            kw["alpha"],
+            alpha_syn=kw.get("alpha_syn"),
+            state=kw["state"],
+            spikes=kw["spikes0"],
+            threshold=threshold,
+            return_membrane=True,
+            **opts,
+        )
         return res.membrane, res.state
+
     return f
 
 
@@ -332,11 +393,18 @@ def _gradcheck_inputs(case, weight, spikes0, spikes0_values=None):
 @pytest.mark.parametrize("reset, syn", [("zero", False), ("subtract", True)])
 def test_recurrent_gradcheck_no_spikes(where, ordering, reset, syn):
     case, weight, spikes0 = make_recurrent_case(2, 5, 3, torch.float64, where.device, syn=syn, seed=31)
-    inputs, names = _gradcheck_inputs(case, weight, spikes0,
-                                      torch.randn(2, 3, dtype=torch.float64).to(where.device))
+    inputs, names = _gradcheck_inputs(case, weight, spikes0, torch.randn(2, 3, dtype=torch.float64).to(where.device))
     f = _gradcheck_fn(names, 1e6, ordering=ordering, reset=reset, surrogate=Sigmoid(5.0), backend=where.backend)
-    res = snnkern.recurrent_lif(case.x, weight, case.alpha, alpha_syn=case.alpha_syn, state=case.state,
-                                spikes=inputs[-1], threshold=1e6, backend=where.backend)
+    res = snnkern.recurrent_lif(
+        case.x,
+        weight,
+        case.alpha,
+        alpha_syn=case.alpha_syn,
+        state=case.state,
+        spikes=inputs[-1],
+        threshold=1e6,
+        backend=where.backend,
+    )
     assert not res.spikes.any()
     assert torch.autograd.gradcheck(f, inputs, eps=1e-6, atol=1e-7, rtol=1e-6, fast_mode=_FAST[where.backend])
 
@@ -347,11 +415,19 @@ def test_recurrent_gradcheck_no_spikes(where, ordering, reset, syn):
 def test_recurrent_gradcheck_one_step(where, ordering, syn):
     case, weight, spikes0 = make_recurrent_case(3, 1, 4, torch.float64, where.device, syn=syn, seed=32, x_shift=0.8)
     inputs, names = _gradcheck_inputs(case, weight, spikes0)
-    f = _gradcheck_fn(names, 0.5, ordering=ordering, reset="none", surrogate=FastSigmoid(100.0),
-                      backend=where.backend)
-    res = snnkern.recurrent_lif(case.x, weight, case.alpha, alpha_syn=case.alpha_syn, state=case.state,
-                                spikes=spikes0, threshold=0.5, ordering=ordering, reset="none",
-                                backend=where.backend)
+    f = _gradcheck_fn(names, 0.5, ordering=ordering, reset="none", surrogate=FastSigmoid(100.0), backend=where.backend)
+    res = snnkern.recurrent_lif(
+        case.x,
+        weight,
+        case.alpha,
+        alpha_syn=case.alpha_syn,
+        state=case.state,
+        spikes=spikes0,
+        threshold=0.5,
+        ordering=ordering,
+        reset="none",
+        backend=where.backend,
+    )
     assert res.spikes.any()  # spikes occur, and must not matter
     assert torch.autograd.gradcheck(f, inputs, eps=1e-6, atol=1e-7, rtol=1e-6, fast_mode=_FAST[where.backend])
 
@@ -362,8 +438,17 @@ def test_recurrent_one_step_by_hand(where):
     u_0 = alpha * v_0 + x_0 + spikes0 @ W.T, so for L = sum(u_0 * g): dL/dW = g.T @ spikes0,
     dL/dspikes0 = g @ W, dL/dx_0 = g and dL/dalpha = sum_b g * v_0."""
     case, weight, spikes0 = make_recurrent_case(4, 1, 5, torch.float64, where.device, syn=False, seed=33)
-    res = snnkern.recurrent_lif(case.x, weight, case.alpha, state=case.state, spikes=spikes0, reset="none",
-                                ordering="update_first", return_membrane=True, backend=where.backend)
+    res = snnkern.recurrent_lif(
+        case.x,
+        weight,
+        case.alpha,
+        state=case.state,
+        spikes=spikes0,
+        reset="none",
+        ordering="update_first",
+        return_membrane=True,
+        backend=where.backend,
+    )
     x0, v0, w, s0, alpha = (t.detach() for t in (case.x[:, 0], case.state[0], weight, spikes0, case.alpha))
     torch.testing.assert_close(res.membrane[:, 0].detach(), alpha * v0 + x0 + s0 @ w.T, **TOL[torch.float64])
     g = upstream_like(res.membrane[:, 0], 5)
@@ -389,18 +474,34 @@ _SAMPLE_ID = lambda s: f"{s[1]}-{s[2]}-T{s[0][1]}"  # noqa: E731
 # (sample, requires_grad, record_membrane): every sample with grad and membrane, and each of
 # the other flag combinations on some samples (opcheck is slow; the flags are independent of
 # the options).
-OPCHECK_FORWARD = [(0, True, True), (1, True, True), (2, True, True), (3, True, True),
-                   (0, False, False), (1, True, False), (2, False, True), (3, False, False)]
+OPCHECK_FORWARD = [
+    (0, True, True),
+    (1, True, True),
+    (2, True, True),
+    (3, True, True),
+    (0, False, False),
+    (1, True, False),
+    (2, False, True),
+    (3, False, False),
+]
 # (sample, which upstream gradients are given)
-OPCHECK_BACKWARD = [(0, "all"), (1, "all"), (2, "all"), (3, "all"),
-                    (0, "spikes_only"), (2, "spikes_only"), (1, "state_only"), (3, "state_only")]
+OPCHECK_BACKWARD = [
+    (0, "all"),
+    (1, "all"),
+    (2, "all"),
+    (3, "all"),
+    (0, "spikes_only"),
+    (2, "spikes_only"),
+    (1, "state_only"),
+    (3, "state_only"),
+]
 
 
 def _recurrent_op_args(shape, ordering, reset, detach, syn, s, requires_grad, save, device, record=True, seed=0):
-    case, weight, spikes0 = make_recurrent_case(*shape, torch.float64, device, syn=syn, seed=seed,
-                                                requires_grad=False)
-    r = prepare_recurrent_args(case.x, weight, spikes0, case.alpha, case.alpha_syn, case.state, 1.0, ordering,
-                               reset, detach, SURROGATES[s])
+    case, weight, spikes0 = make_recurrent_case(*shape, torch.float64, device, syn=syn, seed=seed, requires_grad=False)
+    r = prepare_recurrent_args(
+        case.x, weight, spikes0, case.alpha, case.alpha_syn, case.state, 1.0, ordering, reset, detach, SURROGATES[s]
+    )
     a = r.lif
     tensors = [a.x, r.weight, a.alpha, a.alpha_syn, a.state, r.spikes]
     tensors = [t.detach().clone().requires_grad_(requires_grad) if t is not None else None for t in tensors]
@@ -408,18 +509,25 @@ def _recurrent_op_args(shape, ordering, reset, detach, syn, s, requires_grad, sa
 
 
 @everywhere
-@pytest.mark.parametrize("index, requires_grad, record", OPCHECK_FORWARD,
-                         ids=[f"{_SAMPLE_ID(OPCHECK_SAMPLES[i])}-{'grad' if g else 'nograd'}-{'mem' if m else 'nomem'}"
-                              for i, g, m in OPCHECK_FORWARD])
+@pytest.mark.parametrize(
+    "index, requires_grad, record",
+    OPCHECK_FORWARD,
+    ids=[
+        f"{_SAMPLE_ID(OPCHECK_SAMPLES[i])}-{'grad' if g else 'nograd'}-{'mem' if m else 'nomem'}"
+        for i, g, m in OPCHECK_FORWARD
+    ],
+)
 def test_opcheck_recurrent_forward(index, requires_grad, record, where):
-    args = _recurrent_op_args(*OPCHECK_SAMPLES[index], requires_grad=requires_grad, save=requires_grad,
-                              device=where.device, record=record)
+    args = _recurrent_op_args(
+        *OPCHECK_SAMPLES[index], requires_grad=requires_grad, save=requires_grad, device=where.device, record=record
+    )
     assert_opcheck(torch.ops.snnkern.recurrent_lif_forward.default, args)
 
 
 @everywhere
-@pytest.mark.parametrize("index, grads", OPCHECK_BACKWARD,
-                         ids=[f"{_SAMPLE_ID(OPCHECK_SAMPLES[i])}-{g}" for i, g in OPCHECK_BACKWARD])
+@pytest.mark.parametrize(
+    "index, grads", OPCHECK_BACKWARD, ids=[f"{_SAMPLE_ID(OPCHECK_SAMPLES[i])}-{g}" for i, g in OPCHECK_BACKWARD]
+)
 def test_opcheck_recurrent_backward(index, grads, where):
     sample = OPCHECK_SAMPLES[index]
     fwd = _recurrent_op_args(*sample, requires_grad=False, save=True, device=where.device)
@@ -435,9 +543,19 @@ def test_opcheck_recurrent_backward(index, grads, where):
     shape, ordering, reset, detach, syn, s = sample
     assert galpha_syn.shape == ((shape[2],) if syn else (0,))
     case, weight_leaf, spikes0_leaf = make_recurrent_case(*shape, torch.float64, where.device, syn=syn, seed=0)
-    res = reference_ops.recurrent_lif(case.x, weight_leaf, case.alpha, alpha_syn=case.alpha_syn, state=case.state,
-                                  spikes=spikes0_leaf, ordering=ordering, reset=reset, detach_reset=detach,
-                                  surrogate=SURROGATES[s], return_membrane=True)
+    res = reference_ops.recurrent_lif(
+        case.x,
+        weight_leaf,
+        case.alpha,
+        alpha_syn=case.alpha_syn,
+        state=case.state,
+        spikes=spikes0_leaf,
+        ordering=ordering,
+        reset=reset,
+        detach_reset=detach,
+        surrogate=SURROGATES[s],
+        return_membrane=True,
+    )
     assert torch.equal(res.spikes.detach(), spikes)
     leaves = case.leaves() + [weight_leaf, spikes0_leaf]
     got = [gx, galpha] + ([galpha_syn] if syn else []) + [gstate, gweight, gspikes0]
@@ -455,10 +573,21 @@ def test_opcheck_recurrent_backward(index, grads, where):
 # The layer snnkern.nn.RecurrentLIF, and torch.compile
 # --------------------------------------------------------------------------------------------
 
+
 def _layer(backend=None, return_state=False, seed=0, device="cpu"):
     torch.manual_seed(seed)
-    layer = RecurrentLIF(4, 6, alpha=0.85, alpha_syn=0.8, learn_alpha=True, reset="subtract",
-                         surrogate=SURROGATES[1], return_state=return_state, backend=backend, dtype=torch.float64)
+    layer = RecurrentLIF(
+        4,
+        6,
+        alpha=0.85,
+        alpha_syn=0.8,
+        learn_alpha=True,
+        reset="subtract",
+        surrogate=SURROGATES[1],
+        return_state=return_state,
+        backend=backend,
+        dtype=torch.float64,
+    )
     with torch.no_grad():
         layer.linear.weight.mul_(2.0)
     return layer.to(device)
@@ -523,8 +652,9 @@ class _RecurrentNet(torch.nn.Module):
 
 
 # The emulated lanes get the cheap aot_eager compile only (see test_ops.COMPILE_CASES).
-COMPILE_CASES = where_cases(("cpu", "aot_eager"), ("cpu", "inductor"), ("emulated", "aot_eager"),
-                            ("cuda", "aot_eager"), ("cuda", "inductor"))
+COMPILE_CASES = where_cases(
+    ("cpu", "aot_eager"), ("cpu", "inductor"), ("emulated", "aot_eager"), ("cuda", "aot_eager"), ("cuda", "inductor")
+)
 
 
 @pytest.mark.parametrize("where, compile_backend", COMPILE_CASES, indirect=["where"])

@@ -7,6 +7,7 @@ backend, the CPU kernels, the emulated CUDA lanes and CUDA (the ``where`` fixtur
 * seed 000 readout       == [0, leaky(h, alpha).membrane[:, :-1]]
 * seed 004 readout       == [0, leaky(h2, beta, alpha_syn=alpha).membrane]
 """
+
 import math
 
 import pytest
@@ -57,6 +58,7 @@ def _with_grads(outputs: dict, leaves, seed=0):
 # Layers
 # --------------------------------------------------------------------------------------------
 
+
 @everywhere_and_reference
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("alpha_kind", ALPHA_KINDS)
@@ -69,8 +71,15 @@ def test_seed000_hidden(where, dtype, alpha_kind):
         if impl == "naive":
             spikes = seed_loops.seed000_hidden(h, alpha, beta=5.0)
         else:
-            spikes = snnkern.lif(h, alpha, ordering="delayed", reset="zero", detach_reset=False,
-                                 surrogate=Sigmoid(5.0), backend=where.backend).spikes
+            spikes = snnkern.lif(
+                h,
+                alpha,
+                ordering="delayed",
+                reset="zero",
+                detach_reset=False,
+                surrogate=Sigmoid(5.0),
+                backend=where.backend,
+            ).spikes
         runs.append(_with_grads({"spikes": spikes}, _leaves(h, alpha)))
     assert runs[0]["spikes"].shape == (b, t, n)
     assert 0.02 < spike_rate(runs[0]["spikes"]) < 0.9
@@ -93,8 +102,17 @@ def test_seed004_hidden_feedforward(where, dtype, alpha_kind):
             no_recurrence = torch.zeros(n, n, dtype=dtype, device=where.device)
             mem, spk = seed_loops.seed004_hidden(h, no_recurrence, a_syn, b_mem, scale=100.0)
         else:
-            r = snnkern.lif(h, b_mem, alpha_syn=a_syn, ordering="spike_first", reset="zero", detach_reset=True,
-                            surrogate=FastSigmoid(100.0), return_membrane=True, backend=where.backend)
+            r = snnkern.lif(
+                h,
+                b_mem,
+                alpha_syn=a_syn,
+                ordering="spike_first",
+                reset="zero",
+                detach_reset=True,
+                surrogate=FastSigmoid(100.0),
+                return_membrane=True,
+                backend=where.backend,
+            )
             mem, spk = r.membrane, r.spikes
         runs.append(_with_grads({"spikes": spk, "membrane": mem}, _leaves(h, a_syn, b_mem)))
     assert 0.02 < spike_rate(runs[0]["spikes"]) < 0.9
@@ -119,8 +137,17 @@ def test_seed004_hidden_recurrent_stepwise(where, dtype):
             state, out, mems, spks = None, h.new_zeros(b, n), [], []
             for step in range(t):
                 drive = (h[:, step] + out @ v1)[:, None]
-                r = snnkern.lif(drive, b_mem, alpha_syn=a_syn, ordering="spike_first", detach_reset=True,
-                                surrogate=FastSigmoid(100.0), state=state, return_membrane=True, backend=where.backend)
+                r = snnkern.lif(
+                    drive,
+                    b_mem,
+                    alpha_syn=a_syn,
+                    ordering="spike_first",
+                    detach_reset=True,
+                    surrogate=FastSigmoid(100.0),
+                    state=state,
+                    return_membrane=True,
+                    backend=where.backend,
+                )
                 out, state = r.spikes[:, 0], r.state
                 mems.append(r.membrane)
                 spks.append(r.spikes)
@@ -173,14 +200,22 @@ def test_seed004_readout(where, dtype, alpha_kind):
 # Whole models built from snnkern ops
 # --------------------------------------------------------------------------------------------
 
+
 def _input_spikes(b, t, n, p, dtype, seed, device="cpu"):
     g = torch.Generator().manual_seed(seed)
     return (torch.rand(b, t, n, generator=g) < p).to(dtype).to(device)
 
 
 def _snnkern_seed000(x, W1, W2, alpha, backend):
-    s = snnkern.lif(torch.einsum("btc,cd->btd", x, W1), alpha, ordering="delayed", reset="zero",
-                    detach_reset=False, surrogate=Sigmoid(5.0), backend=backend).spikes
+    s = snnkern.lif(
+        torch.einsum("btc,cd->btd", x, W1),
+        alpha,
+        ordering="delayed",
+        reset="zero",
+        detach_reset=False,
+        surrogate=Sigmoid(5.0),
+        backend=backend,
+    ).spikes
     mem = snnkern.leaky(torch.einsum("btc,cd->btd", s, W2), alpha, backend=backend).membrane
     return torch.cat([mem.new_zeros(mem.shape[0], 1, mem.shape[2]), mem[:, :-1]], dim=1), s
 
@@ -200,10 +235,16 @@ def test_seed000_snn_model(where, dtype, dales):
     w1_init = (torch.randn(n_in, n_hid, generator=g, dtype=torch.float64) * 0.8).to(dtype).to(where.device)
     w2_init = (torch.randn(n_hid, n_out, generator=g, dtype=torch.float64) * 0.5).to(dtype).to(where.device)
     alpha = math.exp(-1e-3 / 20e-3)
-    signs = (seed_loops.dales_signs(n_in, 0.1, dtype=dtype).to(where.device),
-             seed_loops.dales_signs(n_hid, 0.1, dtype=dtype).to(where.device)) if dales else None
+    signs = (
+        (
+            seed_loops.dales_signs(n_in, 0.1, dtype=dtype).to(where.device),
+            seed_loops.dales_signs(n_hid, 0.1, dtype=dtype).to(where.device),
+        )
+        if dales
+        else None
+    )
     if dales:
-        w1_init = w1_init.abs() + 0.1   # keep the hidden layer active despite the inhibitory rows
+        w1_init = w1_init.abs() + 0.1  # keep the hidden layer active despite the inhibitory rows
     runs = []
     for impl in ("naive", "snnkern"):
         W1, W2 = w1_init.clone().requires_grad_(), w2_init.clone().requires_grad_()
@@ -252,9 +293,17 @@ def test_seed004_snn_model(where, dtype):
             no_recurrence = torch.zeros(n_hid, n_hid, dtype=dtype, device=where.device)
             out, (mem, spk) = seed_loops.seed004_snn(x, w1, w2, no_recurrence, a_syn, b_mem)
         else:
-            r = snnkern.lif(torch.einsum("btc,cd->btd", x, w1), b_mem, alpha_syn=a_syn, ordering="spike_first",
-                            reset="zero", detach_reset=True, surrogate=FastSigmoid(100.0), return_membrane=True,
-                            backend=where.backend)
+            r = snnkern.lif(
+                torch.einsum("btc,cd->btd", x, w1),
+                b_mem,
+                alpha_syn=a_syn,
+                ordering="spike_first",
+                reset="zero",
+                detach_reset=True,
+                surrogate=FastSigmoid(100.0),
+                return_membrane=True,
+                backend=where.backend,
+            )
             mem, spk = r.membrane, r.spikes
             ro = snnkern.leaky(torch.einsum("btc,cd->btd", spk, w2), b_mem, alpha_syn=a_syn, backend=where.backend)
             out = torch.cat([ro.membrane.new_zeros(b, 1, n_out), ro.membrane], dim=1)

@@ -10,6 +10,7 @@ emulation) runs the dense product (cuBLAS; at::mm on the host). The products are
 against the exact float64 product of the same inputs, with a tolerance relative to the size of
 the terms (``|spikes| @ |other|``), and against the dense ``@`` of the same dtype.
 """
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -36,8 +37,19 @@ DENSITIES = [0.0, 0.02, 0.3, 1.0]
 # (M, K, N): K on and off the SIMD width (8 floats / 4 doubles with AVX2, 16 / 8 with AVX-512),
 # N on and off the column block (8 vectors: 64 floats / 32 doubles with AVX2), M = 1.
 # (64, 300, 513): many CUDA blocks / CPU row tasks.
-SHAPES = [(1, 1, 1), (1, 13, 7), (3, 13, 100), (5, 700, 130), (17, 64, 200), (4, 8, 64), (2, 16, 128),
-          (9, 130, 1), (1, 700, 200), (6, 33, 513), (64, 300, 513)]
+SHAPES = [
+    (1, 1, 1),
+    (1, 13, 7),
+    (3, 13, 100),
+    (5, 700, 130),
+    (17, 64, 200),
+    (4, 8, 64),
+    (2, 16, 128),
+    (9, 130, 1),
+    (1, 700, 200),
+    (6, 33, 513),
+    (64, 300, 513),
+]
 SHAPE_IDS = ["x".join(map(str, s)) for s in SHAPES]
 MATMUL_OPS = [pytest.param(False, id="spike_matmul"), pytest.param(True, id="spike_matmul_t")]
 
@@ -85,13 +97,16 @@ def assert_product(got, spikes, other, transpose=False, rtol=None):
         err = (got.double() - ref).abs()
         limit = rtol * bound + tiny
         bad = err > limit
-        assert not bad.any(), (f"differs from the {name} at {int(bad.sum())} of {got.numel()} entries; "
-                               f"largest error {err.max().item():.3g} (bound {limit.max().item():.3g})")
+        assert not bad.any(), (
+            f"differs from the {name} at {int(bad.sum())} of {got.numel()} entries; "
+            f"largest error {err.max().item():.3g} (bound {limit.max().item():.3g})"
+        )
 
 
 # --------------------------------------------------------------------------------------------
 # The raw ops against dense products
 # --------------------------------------------------------------------------------------------
+
 
 @everywhere
 @pytest.mark.parametrize("transpose", MATMUL_OPS)
@@ -114,8 +129,9 @@ def test_spike_matmul_binary(shape, density, dtype, transpose, where):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("kind", ["counts", "signed"])
 @pytest.mark.parametrize("density", [0.02, 0.3, 1.0])
-@pytest.mark.parametrize("shape", [(1, 13, 7), (5, 700, 130), (17, 64, 200), (9, 130, 1), (6, 33, 513)],
-                         ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize(
+    "shape", [(1, 13, 7), (5, 700, 130), (17, 64, 200), (9, 130, 1), (6, 33, 513)], ids=lambda s: "x".join(map(str, s))
+)
 def test_spike_matmul_values(shape, density, kind, dtype, transpose, where):
     """Not only 0/1: spike counts 0..3 and signed (also negative) values are multiplied in."""
     m, k, n = shape
@@ -145,8 +161,11 @@ def test_spike_matmul_exact_on_integers(shape, dtype, transpose, where):
 @everywhere
 @pytest.mark.parametrize("transpose", MATMUL_OPS)
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("shape", [(0, 5, 3), (4, 0, 3), (4, 5, 0), (0, 0, 0), (0, 5, 0), (0, 0, 3), (4, 0, 0)],
-                         ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize(
+    "shape",
+    [(0, 5, 3), (4, 0, 3), (4, 5, 0), (0, 0, 0), (0, 5, 0), (0, 0, 3), (4, 0, 0)],
+    ids=lambda s: "x".join(map(str, s)),
+)
 def test_spike_matmul_empty(shape, dtype, transpose, where):
     """M, K or N zero: the right shape, and zeros where the summed-over dimension is empty (K for
     spike_matmul, M for spike_matmul_t), whatever memory torch.empty hands out."""
@@ -187,8 +206,8 @@ def _layout(t: torch.Tensor, layout: str) -> torch.Tensor:
         out = t.t().contiguous().t()
     elif layout == "sliced":
         big = torch.full((r + 3, c + 5), float("nan"), dtype=t.dtype, device=t.device)
-        big[2:2 + r, 3:3 + c] = t
-        out = big[2:2 + r, 3:3 + c]
+        big[2 : 2 + r, 3 : 3 + c] = t
+        out = big[2 : 2 + r, 3 : 3 + c]
     elif layout == "strided":
         big = torch.full((r, 2 * c), float("nan"), dtype=t.dtype, device=t.device)
         big[:, ::2] = t
@@ -302,8 +321,7 @@ def test_spike_matmul_nan_spike_propagates(k0, dtype, transpose, where):
 @at("cpu")  # at::parallel_for of the CPU kernels
 @pytest.mark.parametrize("transpose", MATMUL_OPS)
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("shape", [(600, 300, 100), (2000, 13, 7), (64, 130, 513)],
-                         ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("shape", [(600, 300, 100), (2000, 13, 7), (64, 130, 513)], ids=lambda s: "x".join(map(str, s)))
 def test_spike_matmul_threads(shape, dtype, transpose, where):
     """1 thread and 2 threads give the same result up to rounding (large M, so that the rows are
     split between threads and spike_matmul_t adds up per-thread partial sums)."""
@@ -337,8 +355,9 @@ OUT_FEATURES = 10
 
 def _linear_inputs(x_shape, dtype, bias, requires=("x", "weight", "bias"), seed=0, kind="binary", device="cpu"):
     k = x_shape[-1]
-    x = make_spikes(int(torch.Size(x_shape[:-1]).numel()), k, 0.3, dtype, seed=seed, kind=kind,
-                    device=device).reshape(x_shape)
+    x = make_spikes(int(torch.Size(x_shape[:-1]).numel()), k, 0.3, dtype, seed=seed, kind=kind, device=device).reshape(
+        x_shape
+    )
     weight = make_dense(OUT_FEATURES, k, dtype=dtype, seed=seed + 1, device=device)
     b = make_dense(OUT_FEATURES, dtype=dtype, seed=seed + 2, device=device) if bias else None
     tensors = {"x": x, "weight": weight, "bias": b}
@@ -389,8 +408,11 @@ def test_spike_linear_matches_linear(x_shape, bias, dtype, kind, where):
 
 @everywhere
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("requires", [("weight",), ("x",), ("bias",), ("x", "bias"), ("weight", "bias"), ()],
-                         ids=["weight", "x", "bias", "x+bias", "weight+bias", "none"])
+@pytest.mark.parametrize(
+    "requires",
+    [("weight",), ("x",), ("bias",), ("x", "bias"), ("weight", "bias"), ()],
+    ids=["weight", "x", "bias", "x+bias", "weight+bias", "none"],
+)
 def test_spike_linear_partial_requires_grad(requires, dtype, where):
     tensors = _linear_inputs((3, 5, 13), dtype, True, requires=requires, seed=4, device=where.device)
     got = _forward_backward(lambda x, w, b: snnkern.spike_linear(x, w, b, backend="compiled"), _clone_inputs(tensors))
@@ -412,9 +434,11 @@ def test_spike_linear_no_grad_mode(where):
 
 @everywhere
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("x_shape, out_features", [((0, 13), 10), ((2, 0, 13), 10), ((4, 13), 0), ((0, 13), 0),
-                                                   ((13,), 0)],
-                         ids=["M0", "T0", "out0", "M0-out0", "1d-out0"])
+@pytest.mark.parametrize(
+    "x_shape, out_features",
+    [((0, 13), 10), ((2, 0, 13), 10), ((4, 13), 0), ((0, 13), 0), ((13,), 0)],
+    ids=["M0", "T0", "out0", "M0-out0", "1d-out0"],
+)
 def test_spike_linear_empty(x_shape, out_features, dtype, where):
     x = torch.zeros(x_shape, dtype=dtype, device=where.device, requires_grad=True)
     weight = make_dense(out_features, x_shape[-1], dtype=dtype, device=where.device).requires_grad_()
@@ -426,9 +450,13 @@ def test_spike_linear_empty(x_shape, out_features, dtype, where):
     grads = torch.autograd.grad((got * 2.0).sum(), (x, weight, bias), allow_unused=True)
     want_grads = torch.autograd.grad((want * 2.0).sum(), (x, weight, bias), allow_unused=True)
     for g, w in zip(grads, want_grads):
-        torch.testing.assert_close(torch.zeros(0, device=where.device) if g is None else g,
-                                   torch.zeros(0, device=where.device) if w is None else w,
-                                   rtol=0, atol=0, check_dtype=False)
+        torch.testing.assert_close(
+            torch.zeros(0, device=where.device) if g is None else g,
+            torch.zeros(0, device=where.device) if w is None else w,
+            rtol=0,
+            atol=0,
+            check_dtype=False,
+        )
 
 
 @everywhere_and_reference
@@ -484,7 +512,6 @@ def test_spike_linear_reference_backend_is_linear():
 OPCHECK_SHAPES = [(3, 13, 7), (2, 5, 3), (1, 1, 1), (6, 40, 70), (0, 4, 3), (3, 0, 2), (3, 4, 0)]
 
 
-
 @everywhere
 @pytest.mark.parametrize("requires_grad", [False, True], ids=["nograd", "grad"])
 @pytest.mark.parametrize("shape", OPCHECK_SHAPES, ids=lambda s: "x".join(map(str, s)))
@@ -492,8 +519,10 @@ def test_opcheck_spike_matmul(shape, requires_grad, where):
     m, k, n = shape
     spikes = make_spikes(m, k, 0.4, torch.float64, seed=1, kind="counts", device=where.device)
     other = make_dense(k, n, seed=2, device=where.device)
-    assert_opcheck(torch.ops.snnkern.spike_matmul.default,
-                   (spikes.requires_grad_(requires_grad), other.requires_grad_(requires_grad)))
+    assert_opcheck(
+        torch.ops.snnkern.spike_matmul.default,
+        (spikes.requires_grad_(requires_grad), other.requires_grad_(requires_grad)),
+    )
 
 
 @everywhere
@@ -510,8 +539,9 @@ def _small_projection(x, weight, bias):
 
 
 # The emulated lanes get the cheap aot_eager compile only (see test_ops.COMPILE_CASES).
-COMPILE_CASES = where_cases(("cpu", "aot_eager"), ("cpu", "inductor"), ("emulated", "aot_eager"),
-                            ("cuda", "aot_eager"), ("cuda", "inductor"))
+COMPILE_CASES = where_cases(
+    ("cpu", "aot_eager"), ("cpu", "inductor"), ("emulated", "aot_eager"), ("cuda", "aot_eager"), ("cuda", "inductor")
+)
 
 
 @pytest.mark.parametrize("where, compile_backend", COMPILE_CASES, indirect=["where"])
@@ -596,8 +626,9 @@ def test_layer_sparse_input_matches_dense(name, monkeypatch, where):
     assert grads_s.keys() == grads_d.keys() and "linear.weight" in grads_d
     for key in grads_d:
         assert grads_d[key].abs().max() > 0, f"{key}: zero gradient, the test checks nothing"
-        torch.testing.assert_close(grads_s[key], grads_d[key], **TOL[torch.float64],
-                                   msg=lambda m, key=key: f"{key}: {m}")
+        torch.testing.assert_close(
+            grads_s[key], grads_d[key], **TOL[torch.float64], msg=lambda m, key=key: f"{key}: {m}"
+        )
 
 
 @everywhere
@@ -632,8 +663,7 @@ K_IN = 5
 
 
 def _good(device):
-    return (torch.zeros(2, 3, K_IN, device=device), torch.zeros(4, K_IN, device=device),
-            torch.zeros(4, device=device))
+    return (torch.zeros(2, 3, K_IN, device=device), torch.zeros(4, K_IN, device=device), torch.zeros(4, device=device))
 
 
 # Each case: a function of (x, weight, bias, zeros) giving the bad arguments (``zeros(*shape)``
@@ -680,20 +710,29 @@ BAD_OPS = {
     "other_1d": (lambda t, z: (z(2, 4), z(4)), r"other must have shape"),
     "inner_mismatch": (lambda t, z: (z(2, 4), z(2 + 1 if t else 4 + 1, 3)), r"other must have shape \[\d+, \*\]"),
     "dtype_mismatch": (lambda t, z: (z(2, 4), z(2 if t else 4, 3, dtype=torch.float64)), r"other has dtype.*spikes"),
-    "integer_spikes": (lambda t, z: (z(2, 4, dtype=torch.int64), z(2 if t else 4, 3, dtype=torch.int64)),
-                       r"spikes must be floating point"),
-    "bool_spikes": (lambda t, z: (z(2, 4, dtype=torch.bool), z(2 if t else 4, 3, dtype=torch.bool)),
-                    r"spikes must be floating point"),
+    "integer_spikes": (
+        lambda t, z: (z(2, 4, dtype=torch.int64), z(2 if t else 4, 3, dtype=torch.int64)),
+        r"spikes must be floating point",
+    ),
+    "bool_spikes": (
+        lambda t, z: (z(2, 4, dtype=torch.bool), z(2 if t else 4, 3, dtype=torch.bool)),
+        r"spikes must be floating point",
+    ),
 }
 # Half precision is for the CUDA build (and its emulation); the CPU kernels reject it.
 BAD_OPS_CPU = {
-    "float16_cpu": (lambda t, z: (z(2, 4, dtype=torch.float16), z(2 if t else 4, 3, dtype=torch.float16)),
-                    r"float32 and float64"),
-    "bfloat16_cpu": (lambda t, z: (z(2, 4, dtype=torch.bfloat16), z(2 if t else 4, 3, dtype=torch.bfloat16)),
-                     r"float32 and float64"),
+    "float16_cpu": (
+        lambda t, z: (z(2, 4, dtype=torch.float16), z(2 if t else 4, 3, dtype=torch.float16)),
+        r"float32 and float64",
+    ),
+    "bfloat16_cpu": (
+        lambda t, z: (z(2, 4, dtype=torch.bfloat16), z(2 if t else 4, 3, dtype=torch.bfloat16)),
+        r"float32 and float64",
+    ),
 }
-BAD_OP_CASES = where_cases(*((w, c) for w in ("cpu", "emulated", "cuda") for c in BAD_OPS),
-                           *(("cpu", c) for c in BAD_OPS_CPU))
+BAD_OP_CASES = where_cases(
+    *((w, c) for w in ("cpu", "emulated", "cuda") for c in BAD_OPS), *(("cpu", c) for c in BAD_OPS_CPU)
+)
 
 
 @pytest.mark.parametrize("transpose", MATMUL_OPS)

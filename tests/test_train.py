@@ -1,4 +1,5 @@
 """Smoke tests of the training job: tiny sizes, checkpoint + resume, metrics.json, plots."""
+
 import json
 import os
 import subprocess
@@ -14,6 +15,11 @@ from snnkern.train import TrainConfig, train
 TINY_IPD = dict(batch_size=8, train_batches=2, test_batches=1, hidden=6, anf_per_ear=8, progress=False)
 
 
+def _read_json(*path):
+    with open(os.path.join(*path)) as f:
+        return json.load(f)
+
+
 def _state(out):
     return torch.load(os.path.join(out, "checkpoint.pt"), weights_only=False)
 
@@ -23,8 +29,14 @@ def test_ipd_one_epoch_metrics_and_plots(tmp_path):
     m = train(TrainConfig(model="ipd", epochs=1, out=out, compare_naive=True, **TINY_IPD))
     with open(os.path.join(out, "metrics.json")) as f:
         saved = json.load(f)
-    for key in ("test_accuracy", "test_abs_error_deg", "train_accuracy", "seconds_per_epoch",
-                "naive_seconds_per_epoch", "speedup_vs_naive"):
+    for key in (
+        "test_accuracy",
+        "test_abs_error_deg",
+        "train_accuracy",
+        "seconds_per_epoch",
+        "naive_seconds_per_epoch",
+        "speedup_vs_naive",
+    ):
         assert key in saved and saved[key] == m[key]
     assert 0 <= saved["test_accuracy"] <= 100
     for png in ("loss.png", "confusion.png", "weights.png", "raster.png", "ipd_histograms.png"):
@@ -63,14 +75,57 @@ def test_dales_early_stopping_keeps_best(tmp_path):
 
 def test_membrane_and_shd_cli(tmp_path):
     out = str(tmp_path / "mem")
-    assert main(["train", "ipd-membrane", "--epochs", "1", "--out", out, "--batch-size", "8", "--train-batches",
-                 "2", "--test-batches", "1", "--anf-per-ear", "8", "--no-progress", "--no-plots"]) == 0
-    assert "test_accuracy" in json.load(open(os.path.join(out, "metrics.json")))
+    assert (
+        main(
+            [
+                "train",
+                "ipd-membrane",
+                "--epochs",
+                "1",
+                "--out",
+                out,
+                "--batch-size",
+                "8",
+                "--train-batches",
+                "2",
+                "--test-batches",
+                "1",
+                "--anf-per-ear",
+                "8",
+                "--no-progress",
+                "--no-plots",
+            ]
+        )
+        == 0
+    )
+    assert "test_accuracy" in _read_json(out, "metrics.json")
     out = str(tmp_path / "shd")
-    assert main(["train", "shd", "--epochs", "1", "--out", out, "--batch-size", "8", "--hidden", "8",
-                 "--nb-steps", "20", "--shd-train-samples", "16", "--shd-test-samples", "8", "--no-progress",
-                 "--compare-naive"]) == 0
-    m = json.load(open(os.path.join(out, "metrics.json")))
+    assert (
+        main(
+            [
+                "train",
+                "shd",
+                "--epochs",
+                "1",
+                "--out",
+                out,
+                "--batch-size",
+                "8",
+                "--hidden",
+                "8",
+                "--nb-steps",
+                "20",
+                "--shd-train-samples",
+                "16",
+                "--shd-test-samples",
+                "8",
+                "--no-progress",
+                "--compare-naive",
+            ]
+        )
+        == 0
+    )
+    m = _read_json(out, "metrics.json")
     assert {"test_accuracy", "train_accuracy", "seconds_per_epoch", "naive_seconds_per_epoch"} <= set(m)
     assert os.path.exists(os.path.join(out, "shd_data", "shd_train.h5"))
     assert os.path.exists(os.path.join(out, "confusion.png"))
@@ -78,20 +133,46 @@ def test_membrane_and_shd_cli(tmp_path):
 
 def test_shd_missing_data_folder(tmp_path):
     with pytest.raises(FileNotFoundError, match="SHD file not found"):
-        train(TrainConfig(model="shd", epochs=1, data=str(tmp_path / "nowhere"), out=str(tmp_path / "o"),
-                          progress=False))
+        train(
+            TrainConfig(model="shd", epochs=1, data=str(tmp_path / "nowhere"), out=str(tmp_path / "o"), progress=False)
+        )
 
 
 def test_sweep_varies_envelope_power(tmp_path):
     out = str(tmp_path / "sweep")
-    main(["sweep", "envelope-power", "--repeats", "2", "--values", "1,10", "--epochs", "1", "--out", out,
-          "--batch-size", "8", "--train-batches", "1", "--test-batches", "1", "--anf-per-ear", "4",
-          "--hidden", "4", "--no-progress"])
-    res = json.load(open(os.path.join(out, "sweep.json")))
+    main(
+        [
+            "sweep",
+            "envelope-power",
+            "--repeats",
+            "2",
+            "--values",
+            "1,10",
+            "--epochs",
+            "1",
+            "--out",
+            out,
+            "--batch-size",
+            "8",
+            "--train-batches",
+            "1",
+            "--test-batches",
+            "1",
+            "--anf-per-ear",
+            "4",
+            "--hidden",
+            "4",
+            "--no-progress",
+        ]
+    )
+    res = _read_json(out, "sweep.json")
     assert [e["envelope_power"] for e in res["summary"]] == [1.0, 10.0]
     assert all(e["repeats"] == 2 for e in res["summary"])
-    cfgs = [json.load(open(os.path.join(out, d, "metrics.json")))["config"]["envelope_power"]
-            for d in sorted(os.listdir(out)) if d.startswith("power_")]
+    cfgs = [
+        _read_json(out, d, "metrics.json")["config"]["envelope_power"]
+        for d in sorted(os.listdir(out))
+        if d.startswith("power_")
+    ]
     assert sorted(cfgs) == [1.0, 1.0, 10.0, 10.0]
     assert os.path.exists(os.path.join(out, "sweep_envelope_power.png"))
 
@@ -110,7 +191,9 @@ def test_missing_optional_package_names_it_and_the_extra(monkeypatch, tmp_path):
 
 def test_core_imports_without_the_train_extra():
     # None in sys.modules blocks an import: the core and the training modules must import anyway
-    code = ("import sys; sys.modules.update(dict.fromkeys(['matplotlib', 'tqdm', 'h5py']))\n"
-            "import snnkern, snnkern.ops, snnkern.nn, snnkern.models, snnkern.seed_loops, snnkern.reference_ops\n"
-            "import snnkern.data, snnkern.train")
+    code = (
+        "import sys; sys.modules.update(dict.fromkeys(['matplotlib', 'tqdm', 'h5py']))\n"
+        "import snnkern, snnkern.ops, snnkern.nn, snnkern.models, snnkern.seed_loops, snnkern.reference_ops\n"
+        "import snnkern.data, snnkern.train"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -6,6 +6,7 @@ parallel, MAX_JOBS jobs); only the link is skipped.
 
     python tools/check_cuda_compile.py [ARCH ...]      # default: 8.0 9.0
 """
+
 from __future__ import annotations
 
 import os
@@ -36,8 +37,13 @@ def main(archs: list[str]) -> int:
 
     class CompileOnly(builder.BuildExtension):
         def build_extension(self, ext):
-            self.compiler.compile(ext.sources, output_dir=self.build_temp, include_dirs=ext.include_dirs,
-                                  extra_postargs=ext.extra_compile_args, depends=ext.depends)
+            self.compiler.compile(
+                ext.sources,
+                output_dir=self.build_temp,
+                include_dirs=ext.include_dirs,
+                extra_postargs=ext.extra_compile_args,
+                depends=ext.depends,
+            )
 
     with tempfile.TemporaryDirectory() as tmp:
         if cpu_torch:  # it ships the c10/cuda headers but not this one, which CUDA builds generate
@@ -45,15 +51,18 @@ def main(archs: list[str]) -> int:
             with open(os.path.join(tmp, "inc", "c10", "cuda", "impl", "cuda_cmake_macros.h"), "w") as f:
                 f.write("#pragma once\n#define C10_CUDA_BUILD_SHARED_LIBS\n")
             ext.include_dirs.append(os.path.join(tmp, "inc"))
-        dist = Distribution({"name": "snnkern-cuda-compile-check", "ext_modules": [ext],
-                             "cmdclass": {"build_ext": CompileOnly}})
+        dist = Distribution(
+            {"name": "snnkern-cuda-compile-check", "ext_modules": [ext], "cmdclass": {"build_ext": CompileOnly}}
+        )
         cmd = dist.get_command_obj("build_ext")
         cmd.build_temp, cmd.build_lib = os.path.join(tmp, "obj"), os.path.join(tmp, "lib")
         start = time.perf_counter()
         cmd.ensure_finalized()
         cmd.run()
-        print(f"CUDA sources compile for sm {' '.join(archs)}: {len(ext.sources)} files in "
-              f"{time.perf_counter() - start:.0f} s")
+        print(
+            f"CUDA sources compile for sm {' '.join(archs)}: {len(ext.sources)} files in "
+            f"{time.perf_counter() - start:.0f} s"
+        )
     return 0
 
 

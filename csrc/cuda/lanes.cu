@@ -29,7 +29,7 @@ void launch_lanes(const Task& task, int64_t b0, int64_t rows, int64_t N, cudaStr
 // Every lane task of lif.h for every storage dtype of CudaOrchestration::dispatch.
 #define SNNKERN_LAUNCH(...) \
   template void launch_lanes<__VA_ARGS__>(const __VA_ARGS__&, int64_t, int64_t, int64_t, cudaStream_t);
-#define SNNKERN_LAUNCH_TASKS(scalar_t)                                     \
+#define SNNKERN_LAUNCH_TASKS(scalar_t)                                      \
   SNNKERN_LAUNCH(ScanForward<scalar_t, at::opmath_type<scalar_t>>)          \
   SNNKERN_LAUNCH(ScanBackward<scalar_t, at::opmath_type<scalar_t>>)         \
   SNNKERN_LAUNCH(RecurrentStepForward<scalar_t, at::opmath_type<scalar_t>>) \

@@ -29,8 +29,7 @@ struct CudaOrchestration {
       case at::kDouble: return f(double{});
       case at::kHalf: return f(at::Half{});
       case at::kBFloat16: return f(at::BFloat16{});
-      default:
-        TORCH_CHECK(false, op, ": the CUDA kernels support float32, float64, float16 and bfloat16, got ", type);
+      default: TORCH_CHECK(false, op, ": the CUDA kernels support float32, float64, float16 and bfloat16, got ", type);
     }
   }
 };

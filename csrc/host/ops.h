@@ -19,8 +19,7 @@ struct Ops {
   template <class scalar_t, class acc_t>
   static void scan_forward(const ForwardTensors& f, const LifConfig<acc_t>& c) {
     if (f.B * f.T * f.N == 0) return;
-    L::run(ScanForward<scalar_t, acc_t>{c, f.lanes<scalar_t, acc_t>(), f.B, f.T, f.N}, 0, f.B, f.N, f.T,
-           f.x.device());
+    L::run(ScanForward<scalar_t, acc_t>{c, f.lanes<scalar_t, acc_t>(), f.B, f.T, f.N}, 0, f.B, f.N, f.T, f.x.device());
   }
 
   template <class scalar_t, class acc_t>
@@ -197,8 +196,8 @@ struct Ops {
     });
     Tensor grad_state0 = carry.narrow(0, 0, kStateSize);
     Tensor grad_alpha = carry.select(0, kStateSize).sum(0);
-    Tensor grad_alpha_syn =
-        present(alpha_syn) ? carry.select(0, kStateSize + 1).sum(0) : at::empty({0}, alpha.options());
+    Tensor grad_alpha_syn = present(alpha_syn) ? carry.select(0, kStateSize + 1).sum(0)
+                                               : at::empty({0}, alpha.options());
     Tensor grad_weight = at::zeros({g.N, g.N}, weight.options());
     Tensor grad_spikes0 = at::zeros_like(spikes0);
     if (g.B * g.T * g.N > 0) {

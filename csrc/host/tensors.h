@@ -31,8 +31,8 @@ struct ForwardTensors {
 
   template <class scalar_t, class acc_t>
   ForwardLanes<scalar_t, acc_t> lanes() const {
-    return {x.data_ptr<scalar_t>(),         alpha.data_ptr<acc_t>(),        ptr_or_null<acc_t>(alpha_syn),
-            state.data_ptr<acc_t>(),        state_out.data_ptr<acc_t>(),    ptr_or_null<scalar_t>(spikes),
+    return {x.data_ptr<scalar_t>(),          alpha.data_ptr<acc_t>(),      ptr_or_null<acc_t>(alpha_syn),
+            state.data_ptr<acc_t>(),         state_out.data_ptr<acc_t>(),  ptr_or_null<scalar_t>(spikes),
             ptr_or_null<scalar_t>(membrane), ptr_or_null<acc_t>(pre_reset)};
   }
 };

@@ -13,31 +13,33 @@ offset is re-drawn whenever :meth:`IPDDataset.redraw_offset` is called (every ep
 trainer) and the spikes are recomputed from the *same* uniforms. Everything is vectorised torch
 code on the data set's device and drawn from a ``torch.Generator``, so a seed reproduces it.
 """
+
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator, Optional, Tuple
 
 import torch
+from torch.types import Device
 
 
 @dataclass
 class IPDConfig:
     """Stimulus parameters (defaults: seed 000)."""
 
-    anf_per_ear: int = 100          # fibres per ear; the input has 2 * anf_per_ear channels
-    frequency: float = 20.0         # tone frequency, Hz
-    rate_max: float = 600.0         # maximum firing rate, Hz
-    envelope_power: float = 2.0     # sharpness of the rate envelope
-    duration: float = 0.1           # seconds
-    dt: float = 1e-3                # seconds
-    num_classes: int = 12           # IPD classes over (-pi/2, pi/2): 15 degree bins by default
-    phase_offset: bool = False      # seed 001: random phase offset of the tone, redrawn per epoch
+    anf_per_ear: int = 100  # fibres per ear; the input has 2 * anf_per_ear channels
+    frequency: float = 20.0  # tone frequency, Hz
+    rate_max: float = 600.0  # maximum firing rate, Hz
+    envelope_power: float = 2.0  # sharpness of the rate envelope
+    duration: float = 0.1  # seconds
+    dt: float = 1e-3  # seconds
+    num_classes: int = 12  # IPD classes over (-pi/2, pi/2): 15 degree bins by default
+    phase_offset: bool = False  # seed 001: random phase offset of the tone, redrawn per epoch
 
     @property
     def steps(self) -> int:
-        return int(round(self.duration / self.dt))
+        return round(self.duration / self.dt)
 
     @property
     def input_size(self) -> int:
@@ -62,7 +64,7 @@ def _envelope(theta: torch.Tensor, config: IPDConfig) -> torch.Tensor:
     return p.mul_(config.rate_max * config.dt)
 
 
-def _ear_phases(config: IPDConfig, offset: float, device, dtype) -> torch.Tensor:
+def _ear_phases(config: IPDConfig, offset: float, device: Device, dtype: torch.dtype) -> torch.Tensor:
     """Phase of each fibre of the first ear at each step, [steps, anf_per_ear]."""
     times = torch.arange(config.steps, device=device, dtype=dtype) * config.dt
     phi = 2 * math.pi * (config.frequency * times + offset)
@@ -78,8 +80,9 @@ def firing_probability(ipds: torch.Tensor, config: IPDConfig, offset: float = 0.
     return torch.cat([left, right], dim=2)
 
 
-def spikes_from_uniforms(ipds: torch.Tensor, uniforms: torch.Tensor, config: IPDConfig,
-                         offset: float = 0.0) -> torch.Tensor:
+def spikes_from_uniforms(
+    ipds: torch.Tensor, uniforms: torch.Tensor, config: IPDConfig, offset: float = 0.0
+) -> torch.Tensor:
     """Bool spikes ``probability > u`` [samples, steps, 2A] for uniforms ``u`` of the same shape."""
     a = config.anf_per_ear
     base = _ear_phases(config, offset, ipds.device, ipds.dtype)
@@ -101,16 +104,18 @@ class IPDDataset:
     Attributes: ``ipds`` [N] radians, ``labels`` [N] class indices, ``spikes`` [N, T, 2A] bool.
     """
 
-    def __init__(self, num_samples: int, config: IPDConfig, generator: torch.Generator,
-                 device: Optional[torch.device] = None):
+    def __init__(self, num_samples: int, config: IPDConfig, generator: torch.Generator, device: Device = None) -> None:
         self.config = config
         self.device = torch.device(device) if device is not None else torch.device("cpu")
         n, shape = num_samples, (num_samples, config.steps, config.input_size)
         self.ipds = torch.rand(n, generator=generator, device=self.device) * math.pi - math.pi / 2
         self.labels = discretise(self.ipds, config.num_classes)
+        # The uniforms are kept only with phase offsets (the spikes are recomputed from them).
+        self.uniforms: torch.Tensor | None
         if config.phase_offset:
             self.uniforms = torch.rand(shape, generator=generator, device=self.device)
             self.offset = float(torch.rand((), generator=generator, device=self.device))
+            self.spikes = spikes_from_uniforms(self.ipds, self.uniforms, config, self.offset)
         else:
             # without offsets the spikes never change: keep only them (a quarter of the memory)
             self.uniforms = None
@@ -118,33 +123,34 @@ class IPDDataset:
             u = torch.rand(shape, generator=generator, device=self.device)
             self.spikes = spikes_from_uniforms(self.ipds, u, config)
             del u
-            return
-        self.spikes = self._compute_spikes()
-
-    def _compute_spikes(self) -> torch.Tensor:
-        return spikes_from_uniforms(self.ipds, self.uniforms, self.config, self.offset)
 
     def redraw_offset(self, generator: torch.Generator) -> float:
         """Draw a new phase offset in [0, 1) cycles and recompute the spikes (seed 001 mode only)."""
-        if not self.config.phase_offset:
+        if not self.config.phase_offset or self.uniforms is None:
             return self.offset
         self.offset = float(torch.rand((), generator=generator, device=self.device))
-        self.spikes = self._compute_spikes()
+        self.spikes = spikes_from_uniforms(self.ipds, self.uniforms, self.config, self.offset)
         return self.offset
 
     def __len__(self) -> int:
         return self.ipds.shape[0]
 
-    def batches(self, batch_size: int, generator: Optional[torch.Generator] = None, shuffle: bool = True,
-                dtype: torch.dtype = torch.float32) -> Iterator[Tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    def batches(
+        self,
+        batch_size: int,
+        generator: torch.Generator | None = None,
+        shuffle: bool = True,
+        dtype: torch.dtype = torch.float32,
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
         """Yield ``(spikes [B, T, 2A] float, labels [B], ipds [B])``; the last partial batch is dropped
         as in the seeds. ``shuffle`` uses ``generator`` (a CPU or same-device generator)."""
         n = len(self)
         if shuffle:
-            order = torch.randperm(n, generator=generator, device=generator.device if generator is not None
-                                   else self.device).to(self.device)
+            order = torch.randperm(
+                n, generator=generator, device=generator.device if generator is not None else self.device
+            ).to(self.device)
         else:
             order = torch.arange(n, device=self.device)
         for k in range(n // batch_size):
-            idx = order[k * batch_size:(k + 1) * batch_size]
+            idx = order[k * batch_size : (k + 1) * batch_size]
             yield self.spikes[idx].to(dtype), self.labels[idx], self.ipds[idx]

@@ -11,14 +11,16 @@ builds a sparse tensor and densifies it, which sums duplicates).
 (each class: a few "formant" bands that sweep across the units over time), for tests and for
 demo runs without the real data set.
 """
+
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
+from torch.types import Device
 
 from .._optional import require
 
@@ -30,8 +32,8 @@ SHD_CLASSES = 20
 class SHDData:
     """An SHD split in memory: per-sample spike ``times`` and ``units``, and ``labels``."""
 
-    times: List[np.ndarray]
-    units: List[np.ndarray]
+    times: list[np.ndarray]
+    units: list[np.ndarray]
     labels: np.ndarray
 
     def __len__(self) -> int:
@@ -49,7 +51,8 @@ def load_shd(path: str, nb_units: int = SHD_UNITS) -> SHDData:
     if not os.path.exists(path):
         raise FileNotFoundError(
             f"SHD file not found: {path!r}. Put the official shd_train.h5 / shd_test.h5 there "
-            "(https://zenkelab.org/datasets/), or omit --data to generate synthetic SHD-format files.")
+            "(https://zenkelab.org/datasets/), or omit --data to generate synthetic SHD-format files."
+        )
     try:
         f = h5py.File(path, "r")
     except OSError as error:
@@ -58,8 +61,10 @@ def load_shd(path: str, nb_units: int = SHD_UNITS) -> SHDData:
         with f:
             missing = [k for k in ("spikes/times", "spikes/units", "labels") if k not in f]
             if missing:
-                raise ValueError(f"{path!r} is not an SHD file: missing dataset(s) {missing} "
-                                 "(expected spikes/times, spikes/units and labels)")
+                raise ValueError(
+                    f"{path!r} is not an SHD file: missing dataset(s) {missing} "
+                    "(expected spikes/times, spikes/units and labels)"
+                )
             times = [np.asarray(t, dtype=np.float64) for t in f["spikes/times"][()]]
             units = [np.asarray(u).astype(np.int64) for u in f["spikes/units"][()]]
             labels = np.asarray(f["labels"][()]).astype(np.int64).reshape(-1)
@@ -68,9 +73,11 @@ def load_shd(path: str, nb_units: int = SHD_UNITS) -> SHDData:
     except (OSError, RuntimeError, KeyError, TypeError) as error:
         raise ValueError(f"could not read {path!r} (truncated or malformed SHD file?): {error}") from None
     if not (len(times) == len(units) == len(labels)):
-        raise ValueError(f"{path!r}: spikes/times ({len(times)}), spikes/units ({len(units)}) and labels "
-                         f"({len(labels)}) must have one entry per sample")
-    for k, (t, u) in enumerate(zip(times, units)):
+        raise ValueError(
+            f"{path!r}: spikes/times ({len(times)}), spikes/units ({len(units)}) and labels "
+            f"({len(labels)}) must have one entry per sample"
+        )
+    for k, (t, u) in enumerate(zip(times, units, strict=True)):
         if t.shape != u.shape or t.ndim != 1:
             raise ValueError(f"{path!r}: sample {k} has {t.shape} spike times but {u.shape} units")
         if u.size and (u.min() < 0 or u.max() >= nb_units):
@@ -82,8 +89,15 @@ def load_shd(path: str, nb_units: int = SHD_UNITS) -> SHDData:
     return SHDData(times, units, labels)
 
 
-def dense_batch(times: Sequence[np.ndarray], units: Sequence[np.ndarray], nb_steps: int, nb_units: int,
-                max_time: float, device=None, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+def dense_batch(
+    times: Sequence[np.ndarray],
+    units: Sequence[np.ndarray],
+    nb_steps: int,
+    nb_units: int,
+    max_time: float,
+    device: Device = None,
+    dtype: torch.dtype = torch.float32,
+) -> torch.Tensor:
     """Bin a batch of spike lists into a dense tensor [batch, nb_steps, nb_units] (vectorised)."""
     counts = np.fromiter((len(t) for t in times), dtype=np.int64, count=len(times))
     x = torch.zeros(len(times), nb_steps, nb_units, device=device, dtype=dtype)
@@ -99,30 +113,52 @@ def dense_batch(times: Sequence[np.ndarray], units: Sequence[np.ndarray], nb_ste
     return x
 
 
-def shd_batches(data: SHDData, batch_size: int, nb_steps: int = 100, nb_units: int = SHD_UNITS,
-                max_time: float = 1.0, shuffle: bool = True, generator: Optional[torch.Generator] = None,
-                device=None, dtype: torch.dtype = torch.float32) -> Iterator[Tuple[torch.Tensor, torch.Tensor]]:
+def shd_batches(
+    data: SHDData,
+    batch_size: int,
+    nb_steps: int = 100,
+    nb_units: int = SHD_UNITS,
+    max_time: float = 1.0,
+    shuffle: bool = True,
+    generator: torch.Generator | None = None,
+    device: Device = None,
+    dtype: torch.dtype = torch.float32,
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Yield ``(x [B, nb_steps, nb_units], labels [B])``; the last partial batch is dropped (seed 004)."""
     n = len(data)
     order = torch.randperm(n, generator=generator).numpy() if shuffle else np.arange(n)
     for k in range(n // batch_size):
-        idx = order[k * batch_size:(k + 1) * batch_size]
-        x = dense_batch([data.times[i] for i in idx], [data.units[i] for i in idx], nb_steps, nb_units,
-                        max_time, device, dtype)
+        idx = order[k * batch_size : (k + 1) * batch_size]
+        x = dense_batch(
+            [data.times[i] for i in idx], [data.units[i] for i in idx], nb_steps, nb_units, max_time, device, dtype
+        )
         yield x, torch.as_tensor(data.labels[idx], device=device)
 
 
-def _class_patterns(n_classes: int, n_units: int, formants: int, rng: np.random.Generator):
+def _class_patterns(
+    n_classes: int, n_units: int, formants: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per class and formant band: the first and last unit of the band's sweep, and its onset."""
     start = rng.uniform(0.1, 0.9, size=(n_classes, formants)) * n_units
     end = rng.uniform(0.1, 0.9, size=(n_classes, formants)) * n_units
-    onset = rng.uniform(0.0, 0.4, size=(n_classes, formants))       # fraction of the duration
+    onset = rng.uniform(0.0, 0.4, size=(n_classes, formants))  # fraction of the duration
     return start, end, onset
 
 
-def write_shd_file(path: str, n_samples: int, n_classes: int = SHD_CLASSES, n_units: int = SHD_UNITS,
-                   seed: int = 0, pattern_seed: int = 1234, duration: Tuple[float, float] = (0.6, 0.95),
-                   formants: int = 3, rate: float = 250.0, width: float = 12.0, noise_rate: float = 400.0,
-                   jitter_units: float = 25.0) -> str:
+def write_shd_file(
+    path: str,
+    n_samples: int,
+    n_classes: int = SHD_CLASSES,
+    n_units: int = SHD_UNITS,
+    seed: int = 0,
+    pattern_seed: int = 1234,
+    duration: tuple[float, float] = (0.6, 0.95),
+    formants: int = 3,
+    rate: float = 250.0,
+    width: float = 12.0,
+    noise_rate: float = 400.0,
+    jitter_units: float = 25.0,
+) -> str:
     """Write an SHD-format file of synthetic spoken-digit-like samples.
 
     Class ``c`` has ``formants`` bands; band k runs from unit ``start[c,k]`` to ``end[c,k]``
@@ -169,7 +205,7 @@ def write_shd_file(path: str, n_samples: int, n_classes: int = SHD_CLASSES, n_un
     return path
 
 
-def generate_shd_folder(folder: str, n_train: int = 2560, n_test: int = 768, seed: int = 0) -> Tuple[str, str]:
+def generate_shd_folder(folder: str, n_train: int = 2560, n_test: int = 768, seed: int = 0) -> tuple[str, str]:
     """Write ``shd_train.h5`` and ``shd_test.h5`` into ``folder`` (if absent); return their paths."""
     train = os.path.join(folder, "shd_train.h5")
     test = os.path.join(folder, "shd_test.h5")

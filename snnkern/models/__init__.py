@@ -7,7 +7,8 @@
 
 The seed labels name the tutorials listed in :mod:`snnkern.seed_loops`.
 """
-from .ipd import IPDMembraneOnly, IPDSNN, dales_ipd_snn
+
+from .ipd import IPDSNN, IPDMembraneOnly, dales_ipd_snn
 from .shd import SHDRecurrentSNN
 
 __all__ = ["IPDMembraneOnly", "IPDSNN", "dales_ipd_snn", "SHDRecurrentSNN"]

@@ -6,15 +6,16 @@ All three return the readout membrane trace ``[batch, time, num_classes]`` in th
 convention: the first row is the initial potential 0 and the last input step is not used.
 The class scores are the time-mean of that trace (:meth:`scores`).
 """
+
 from __future__ import annotations
 
-from typing import Optional
+from typing import Any
 
 import torch
 from torch import nn
 
 from .._checks import decay
-from ..nn import LIF, LeakyReadout
+from ..nn import LIF, LeakyReadout, effective_weight
 from ..surrogate import Sigmoid
 
 
@@ -29,11 +30,19 @@ class IPDMembraneOnly(nn.Module):
     ``forward(spikes [B, T, input_size]) -> readout trace [B, T, num_classes]``.
     """
 
-    def __init__(self, input_size: int = 200, num_classes: int = 12, tau: float = 20e-3, dt: float = 1e-3,
-                 learn_alpha: bool = False, backend: Optional[str] = None):
+    def __init__(
+        self,
+        input_size: int = 200,
+        num_classes: int = 12,
+        tau: float = 20e-3,
+        dt: float = 1e-3,
+        learn_alpha: bool = False,
+        backend: str | None = None,
+    ) -> None:
         super().__init__()
-        self.readout = LeakyReadout(input_size, num_classes, alpha=decay(tau, dt), learn_alpha=learn_alpha,
-                                    init="seed", backend=backend)
+        self.readout = LeakyReadout(
+            input_size, num_classes, alpha=decay(tau, dt), learn_alpha=learn_alpha, init="seed", backend=backend
+        )
 
     def forward(self, spikes: torch.Tensor) -> torch.Tensor:
         return _seed_trace(self.readout(spikes))
@@ -42,7 +51,7 @@ class IPDMembraneOnly(nn.Module):
     def scores(output: torch.Tensor) -> torch.Tensor:
         return output.mean(dim=1)
 
-    def weight_matrices(self):
+    def weight_matrices(self) -> dict[str, torch.Tensor]:
         return {"W (input -> output)": self.readout.linear.weight.detach().T}
 
 
@@ -55,18 +64,46 @@ class IPDSNN(nn.Module):
     ``forward(spikes, return_hidden=True)`` also returns the hidden spikes [B, T, hidden].
     """
 
-    def __init__(self, input_size: int = 200, hidden: int = 100, num_classes: int = 12, tau: float = 20e-3,
-                 dt: float = 1e-3, surrogate_beta: float = 5.0, dale_ie_ratio: Optional[float] = None,
-                 learn_alpha: bool = False, backend: Optional[str] = None):
+    def __init__(
+        self,
+        input_size: int = 200,
+        hidden: int = 100,
+        num_classes: int = 12,
+        tau: float = 20e-3,
+        dt: float = 1e-3,
+        surrogate_beta: float = 5.0,
+        dale_ie_ratio: float | None = None,
+        learn_alpha: bool = False,
+        backend: str | None = None,
+    ) -> None:
         super().__init__()
         alpha = decay(tau, dt)
-        self.hidden = LIF(input_size, hidden, alpha=alpha, ordering="delayed", reset="zero", detach_reset=False,
-                          surrogate=Sigmoid(surrogate_beta), dale_ie_ratio=dale_ie_ratio, init="seed",
-                          learn_alpha=learn_alpha, backend=backend)
-        self.readout = LeakyReadout(hidden, num_classes, alpha=alpha, dale_ie_ratio=dale_ie_ratio, init="seed",
-                                    learn_alpha=learn_alpha, backend=backend)
+        self.hidden = LIF(
+            input_size,
+            hidden,
+            alpha=alpha,
+            ordering="delayed",
+            reset="zero",
+            detach_reset=False,
+            surrogate=Sigmoid(surrogate_beta),
+            dale_ie_ratio=dale_ie_ratio,
+            init="seed",
+            learn_alpha=learn_alpha,
+            backend=backend,
+        )
+        self.readout = LeakyReadout(
+            hidden,
+            num_classes,
+            alpha=alpha,
+            dale_ie_ratio=dale_ie_ratio,
+            init="seed",
+            learn_alpha=learn_alpha,
+            backend=backend,
+        )
 
-    def forward(self, spikes: torch.Tensor, return_hidden: bool = False):
+    def forward(
+        self, spikes: torch.Tensor, return_hidden: bool = False
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         hidden = self.hidden(spikes)
         out = _seed_trace(self.readout(hidden))
         return (out, hidden) if return_hidden else out
@@ -75,13 +112,22 @@ class IPDSNN(nn.Module):
     def scores(output: torch.Tensor) -> torch.Tensor:
         return output.mean(dim=1)
 
-    def weight_matrices(self):
-        def eff(lin):
-            return (lin.effective_weight() if hasattr(lin, "effective_weight") else lin.weight).detach().T
-        return {"W1 (input -> hidden)": eff(self.hidden.linear), "W2 (hidden -> output)": eff(self.readout.linear)}
+    def weight_matrices(self) -> dict[str, torch.Tensor]:
+        """The weights the projections apply (Dale's law included), in the seeds' layout [pre, post]."""
+        return {
+            "W1 (input -> hidden)": effective_weight(self.hidden.linear).detach().T,
+            "W2 (hidden -> output)": effective_weight(self.readout.linear).detach().T,
+        }
 
 
-def dales_ipd_snn(input_size: int = 200, hidden: int = 30, num_classes: int = 12, tau: float = 5e-3,
-                  dt: float = 1e-3, ie_ratio: float = 0.5, **kwargs) -> IPDSNN:
+def dales_ipd_snn(
+    input_size: int = 200,
+    hidden: int = 30,
+    num_classes: int = 12,
+    tau: float = 5e-3,
+    dt: float = 1e-3,
+    ie_ratio: float = 0.5,
+    **kwargs: Any,
+) -> IPDSNN:
     """Seed 001's network: 30 hidden units, tau 5 ms, Dale's law with ``ie_ratio`` inhibitory inputs."""
     return IPDSNN(input_size, hidden, num_classes, tau=tau, dt=dt, dale_ie_ratio=ie_ratio, **kwargs)

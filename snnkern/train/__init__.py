@@ -24,11 +24,22 @@ uninterrupted one. The checkpoint also stores the global RNG states.
 Modules: :mod:`.config` (options and defaults), :mod:`.tasks` (data, model and loss of each
 model), :mod:`.checkpoints`, :mod:`.loop` (the training loop), :mod:`.sweep` (envelope-power sweep).
 """
+
 from .checkpoints import load_checkpoint, save_checkpoint
 from .config import DEFAULTS, MODELS, TrainConfig
 from .loop import train
 from .sweep import sweep_envelope_power
 from .tasks import IPDTask, SHDTask, make_task
 
-__all__ = ["MODELS", "DEFAULTS", "TrainConfig", "IPDTask", "SHDTask", "make_task", "save_checkpoint",
-           "load_checkpoint", "train", "sweep_envelope_power"]
+__all__ = [
+    "MODELS",
+    "DEFAULTS",
+    "TrainConfig",
+    "IPDTask",
+    "SHDTask",
+    "make_task",
+    "save_checkpoint",
+    "load_checkpoint",
+    "train",
+    "sweep_envelope_power",
+]

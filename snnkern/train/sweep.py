@@ -1,9 +1,12 @@
 """The envelope-power sweep of the IPD tutorial (seed 000): repeated trainings per power, mean +/- std."""
+
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import replace
+from typing import Any
 
 import numpy as np
 
@@ -13,7 +16,7 @@ from .loop import train
 SWEPT_METRICS = ("test_accuracy", "test_abs_error_deg", "train_accuracy")
 
 
-def sweep_envelope_power(values, repeats: int, base: TrainConfig, out: str) -> dict:
+def sweep_envelope_power(values: Sequence[float], repeats: int, base: TrainConfig, out: str) -> dict[str, Any]:
     """Repeat the seed-000 training (``base.model``) for each envelope power; mean +/- std of the metrics."""
     from .. import plots  # needs matplotlib: fail before the trainings, not after them
 
@@ -21,8 +24,14 @@ def sweep_envelope_power(values, repeats: int, base: TrainConfig, out: str) -> d
     rows = []
     for value in values:
         for r in range(repeats):
-            cfg = replace(base, envelope_power=float(value), seed=base.seed + r, plots=False, resume=False,
-                          out=os.path.join(out, f"power_{value:g}_seed_{base.seed + r}"))
+            cfg = replace(
+                base,
+                envelope_power=float(value),
+                seed=base.seed + r,
+                plots=False,
+                resume=False,
+                out=os.path.join(out, f"power_{value:g}_seed_{base.seed + r}"),
+            )
             m = train(cfg)
             rows.append(dict(envelope_power=float(value), seed=cfg.seed, **{k: m[k] for k in SWEPT_METRICS}))
     summary = []
@@ -38,7 +47,9 @@ def sweep_envelope_power(values, repeats: int, base: TrainConfig, out: str) -> d
         json.dump(result, f, indent=2)
     plots.sweep_figure(os.path.join(out, "sweep_envelope_power.png"), summary)
     for e in summary:
-        print(f"envelope power {e['envelope_power']:g}: test accuracy {e['test_accuracy_mean']:.1f} +/- "
-              f"{e['test_accuracy_std']:.1f} %, abs error {e['test_abs_error_deg_mean']:.1f} +/- "
-              f"{e['test_abs_error_deg_std']:.1f} deg ({e['repeats']} runs)")
+        print(
+            f"envelope power {e['envelope_power']:g}: test accuracy {e['test_accuracy_mean']:.1f} +/- "
+            f"{e['test_accuracy_std']:.1f} %, abs error {e['test_abs_error_deg_mean']:.1f} +/- "
+            f"{e['test_abs_error_deg_std']:.1f} deg ({e['repeats']} runs)"
+        )
     return result
