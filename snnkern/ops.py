@@ -576,6 +576,34 @@ if _C is not None:
         "snnkern::spike_matmul", _spike_matmul_backward, setup_context=_spike_matmul_setup_context
     )
 
+    def _spike_matmul_t_backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        spikes, other = ctx.saved_tensors  # out = spikes^T @ other
+        grad_spikes = other @ grad.t() if ctx.needs_input_grad[0] else None
+        grad_other = torch.ops.snnkern.spike_matmul(spikes, grad) if ctx.needs_input_grad[1] else None
+        return grad_spikes, grad_other
+
+    torch.library.register_autograd(
+        "snnkern::spike_matmul_t", _spike_matmul_t_backward, setup_context=_spike_matmul_setup_context
+    )
+
+    # Gradients of gradients. The backward kernels have no derivative of their own: without one,
+    # autograd would warn and return zeros for a second backward. Refuse it instead, by name.
+    def _refuse_double_backward(op: str) -> None:
+        def backward(ctx: Any, *grads: torch.Tensor | None) -> tuple[None, ...]:
+            raise RuntimeError(
+                f"snnkern.{op}: gradients of gradients (a second backward through a graph made with "
+                f"create_graph=True) are not supported by the fused kernels; call snnkern.{op} with "
+                "backend='reference' (the pure-PyTorch loops) where you need them"
+            )
+
+        def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Any) -> None:
+            return None
+
+        torch.library.register_autograd(f"snnkern::{op}_backward", backward, setup_context=setup_context)
+
+    for _op in ("lif", "leaky", "recurrent_lif"):
+        _refuse_double_backward(_op)
+
     # Autocast. The sequences (and the recurrent weight) run in the autocast dtype on CUDA and in
     # float32 on the CPU, whose kernels are float32/float64; the decays and the state stay in the
     # accumulate dtype (float32). float64 calls are left alone, as torch's autocast does.

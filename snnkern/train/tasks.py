@@ -183,15 +183,7 @@ class IPDTask:
 
         opt = torch.optim.Adam(params, lr=self.cfg.lr)
         gen = _epoch_generator(self.cfg.seed, 0, self.device)
-        start = time.perf_counter()
-        for x, y, _ in self._batches(self.train_set, gen):
-            loss = self.loss(run(x), y)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-        if self.device.type == "cuda":
-            torch.cuda.synchronize()
-        return time.perf_counter() - start
+        return _training_pass(((run(x), y) for x, y, _ in self._batches(self.train_set, gen)), self.loss, opt)[1]
 
 
 class SHDTask:
@@ -286,16 +278,9 @@ class SHDTask:
         w2 = m.readout.linear.weight.detach().T.clone().requires_grad_(True)
         alpha, beta = math.exp(-1.0 / self.tau_syn), math.exp(-1.0 / self.cfg.tau)
         opt = torch.optim.Adam([w1, w2, v1], lr=self.cfg.lr, betas=(0.9, 0.999))
-        start = time.perf_counter()
-        for x, y in self._batches(self.train_set, _epoch_generator(self.cfg.seed, 0, "cpu")):
-            out, _ = seed_loops.seed004_snn(x, w1, w2, v1, alpha, beta)
-            loss = self.loss(out, y)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-        if self.device.type == "cuda":
-            torch.cuda.synchronize()
-        return time.perf_counter() - start
+        batches = self._batches(self.train_set, _epoch_generator(self.cfg.seed, 0, "cpu"))
+        outputs = ((seed_loops.seed004_snn(x, w1, w2, v1, alpha, beta)[0], y) for x, y in batches)
+        return _training_pass(outputs, self.loss, opt)[1]
 
 
 def make_task(cfg: ResolvedTrainConfig) -> IPDTask | SHDTask:
