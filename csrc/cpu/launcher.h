@@ -54,15 +54,19 @@ struct CpuLauncher {
     });
   }
 
-  // One chunk of the batch per thread: each runs its whole time loop (its matmuls single-
-  // threaded) without waiting for the others between steps. The workers take the caller's
-  // thread-local state (grad mode, dispatch keys), as the ops they call must see it.
+  // Chunks of kChunkRows batch rows, spread over the threads: each runs its whole time loop (its
+  // matmuls single-threaded) without waiting for the others between steps. The chunks depend on
+  // B only, never on the number of threads, so each chunk's dense products round the same way on
+  // any machine. The workers take the caller's thread-local state (grad mode, dispatch keys), as
+  // the ops they call must see it.
   template <class F>
   static void for_batch_chunks(int64_t B, F&& f) {
+    constexpr int64_t kChunkRows = 32;
+    const int64_t chunks = (B + kChunkRows - 1) / kChunkRows;
     const at::ThreadLocalState caller;
-    at::parallel_for(0, B, 1, [&](int64_t b0, int64_t b1) {
+    at::parallel_for(0, chunks, 1, [&](int64_t c0, int64_t c1) {
       const at::ThreadLocalStateGuard guard(caller);
-      f(b0, b1);
+      for (int64_t c = c0; c < c1; ++c) f(c * kChunkRows, std::min(B, (c + 1) * kChunkRows));
     });
   }
 

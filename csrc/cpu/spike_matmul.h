@@ -130,15 +130,18 @@ void spike_matmul(const T* spikes, int64_t ld, int64_t M, int64_t K, const T* ot
 }
 
 // out [K, N] = spikes [M, K]^T @ other [M, N], all contiguous. The rows are split into parts
-// that scatter into partial sums of their own, added up at the end; the number of parts is
-// capped so that the partial sums stay small (one part writes straight into out).
+// that scatter into partial sums of their own, added up at the end in a fixed order (one part
+// writes straight into out). The number of parts depends on the shapes only, never on the
+// number of threads, so the result is the same bit for bit on any machine; it is capped so that
+// the partial sums stay small.
 template <class T>
 void spike_matmul_t(const T* spikes, int64_t M, int64_t K, const T* other, int64_t N, T* out) {
+  constexpr int64_t kMaxParts = 8;
   constexpr int64_t kPartialBytes = int64_t(32) << 20;
   const int64_t size = K * N;
-  const int64_t parts = std::clamp<int64_t>(
-      std::min<int64_t>(at::get_num_threads(), M / rows_grain(K, N)), 1,
-      std::max<int64_t>(1, kPartialBytes / std::max<int64_t>(1, size * int64_t(sizeof(T)))));
+  const int64_t max_parts = std::min(
+      kMaxParts, std::max<int64_t>(1, kPartialBytes / std::max<int64_t>(1, size * int64_t(sizeof(T)))));
+  const int64_t parts = std::clamp<int64_t>(M / rows_grain(K, N), 1, max_parts);
   std::vector<T> partial((parts - 1) * size, T(0));
   std::fill(out, out + size, T(0));
   at::parallel_for(0, parts, 1, [&](int64_t p0, int64_t p1) {

@@ -38,8 +38,8 @@ concept Launcher = requires(const AnyLaneTask& task, int64_t b, int64_t n, at::D
   // time steps (a hint for the work per call).
   { L::run(task, b, b, n, n, device) } -> std::same_as<void>;
   // Calls f(b0, b1) over chunks covering the batch [0, B): the recurrent op's time loop runs
-  // once per chunk (CPU: one chunk per thread, with no synchronisation between steps; CUDA and
-  // its emulation: the whole batch, each step a launch over all of it).
+  // once per chunk (CPU: chunks that depend on B only, in parallel, with no synchronisation
+  // between steps; CUDA and its emulation: the whole batch, each step a launch over all of it).
   { L::for_batch_chunks(b, chunk) } -> std::same_as<void>;
   // Calls f(scalar_t{}) for the storage type of the tensors (or raises for one it lacks).
   { L::dispatch(at::kFloat, "op", with_dtype) } -> std::same_as<void>;
