@@ -8,8 +8,10 @@ The op schemas live in ``csrc/ops.cpp`` (one TORCH_LIBRARY), the kernels in ``cs
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -93,6 +95,23 @@ def _resolve_backend(backend: str | None, x: torch.Tensor) -> str:
     return backend
 
 
+@contextlib.contextmanager
+def _functorch_guard(op: str) -> Iterator[None]:
+    """torch.func's grad and vjp cannot go through the fused ops (their autograd comes from
+    torch.library, which functorch does not support); say so by name instead of torch's
+    message about autograd.Function."""
+    try:
+        yield
+    except RuntimeError as error:
+        if torch._C._functorch.maybe_current_level() is None:
+            raise
+        raise RuntimeError(
+            f"snnkern.{op}: torch.func transforms that differentiate (grad, vjp, jacrev, ...) do not go "
+            "through the fused kernels; differentiate them with torch.autograd.grad or .backward(), or call "
+            f"snnkern.{op} with backend='reference' inside torch.func (vmap alone works with both backends)"
+        ) from error
+
+
 def _requires_grad(*tensors: torch.Tensor | None) -> bool:
     return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
 
@@ -153,9 +172,10 @@ def lif(
         )
     a = prepare_lif_args(x, alpha, alpha_syn, state, threshold, ordering, reset, detach_reset, surrogate)
     save = _requires_grad(a.x, a.alpha, a.alpha_syn, a.state)
-    spikes, membrane, state_out, _ = torch.ops.snnkern.lif_forward(
-        a.x, a.alpha, a.alpha_syn, a.state, *op_options(a), return_membrane, save
-    )
+    with _functorch_guard("lif"):
+        spikes, membrane, state_out, _ = torch.ops.snnkern.lif_forward(
+            a.x, a.alpha, a.alpha_syn, a.state, *op_options(a), return_membrane, save
+        )
     return LIFResult(spikes, membrane if return_membrane else None, state_out)
 
 
@@ -211,9 +231,10 @@ def recurrent_lif(
     )
     a = r.lif
     save = _requires_grad(a.x, r.weight, a.alpha, a.alpha_syn, a.state, r.spikes)
-    spikes_out, membrane, state_out, _ = torch.ops.snnkern.recurrent_lif_forward(
-        a.x, r.weight, a.alpha, a.alpha_syn, a.state, r.spikes, *op_options(a), return_membrane, save
-    )
+    with _functorch_guard("recurrent_lif"):
+        spikes_out, membrane, state_out, _ = torch.ops.snnkern.recurrent_lif_forward(
+            a.x, r.weight, a.alpha, a.alpha_syn, a.state, r.spikes, *op_options(a), return_membrane, save
+        )
     return LIFResult(spikes_out, membrane if return_membrane else None, state_out)
 
 
@@ -235,7 +256,8 @@ def spike_linear(
     x2d, weight, bias = prepare_spike_linear_args(x, weight, bias)
     if _resolve_backend(backend, x) == "reference":
         return reference_ops.spike_linear(x, weight, bias)
-    out = torch.ops.snnkern.spike_matmul(x2d, weight.t()).view(*x.shape[:-1], weight.shape[0])
+    with _functorch_guard("spike_linear"):
+        out = torch.ops.snnkern.spike_matmul(x2d, weight.t()).view(*x.shape[:-1], weight.shape[0])
     return out if bias is None else out + bias
 
 
@@ -257,7 +279,8 @@ def leaky(
         return reference_ops.leaky(x, alpha, alpha_syn=alpha_syn, state=state)
     x, alpha, alpha_syn, state = prepare_leaky_args(x, alpha, alpha_syn, state)
     save = _requires_grad(x, alpha, alpha_syn, state)
-    membrane, state_out, _ = torch.ops.snnkern.leaky_forward(x, alpha, alpha_syn, state, save)
+    with _functorch_guard("leaky"):
+        membrane, state_out, _ = torch.ops.snnkern.leaky_forward(x, alpha, alpha_syn, state, save)
     return LeakyResult(membrane, state_out)
 
 

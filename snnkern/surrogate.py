@@ -86,11 +86,19 @@ class ATan(Surrogate):
 
 
 class _SpikeFunction(torch.autograd.Function):
+    # setup_context apart from forward, and a generated vmap rule: torch.func transforms
+    # (grad, vjp, vmap) then work through the reference backend.
+    generate_vmap_rule = True
+
     @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, surrogate: Surrogate, threshold: float) -> torch.Tensor:
+    def forward(x: torch.Tensor, surrogate: Surrogate, threshold: float) -> torch.Tensor:
+        return (x > 0).to(x.dtype)
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[torch.Tensor, Surrogate, float], output: torch.Tensor) -> None:
+        x, surrogate, threshold = inputs
         ctx.save_for_backward(x)
         ctx.surrogate, ctx.threshold = surrogate, threshold
-        return (x > 0).to(x.dtype)
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:
