@@ -21,8 +21,9 @@ TORCH_LIBRARY(snnkern, m) {
   m.def("lif_backward(Tensor? grad_spikes, Tensor? grad_membrane, Tensor? grad_state, Tensor pre_reset, "
         "Tensor spikes, Tensor alpha, Tensor? alpha_syn, Tensor state, float threshold, int ordering, int reset, "
         "bool detach_reset, int surrogate, float surrogate_param) -> (Tensor, Tensor, Tensor, Tensor)");
-  // Non-spiking leaky integrator: returns the membrane after each step, the final state and the
-  // membrane in the accumulate type, saved for backward (empty unless save_for_backward).
+  // Non-spiking leaky integrator: returns the membrane after each step, the final state and, for
+  // float16/bfloat16 x with save_for_backward, the membrane in the accumulate type for backward
+  // (empty otherwise: a float32/float64 trace is its own accumulate-type copy).
   m.def("leaky_forward(Tensor x, Tensor alpha, Tensor? alpha_syn, Tensor state, bool save_for_backward) "
         "-> (Tensor, Tensor, Tensor)");
   // Returns grad_x (of dtype `dtype`, the dtype of x), grad_alpha, grad_alpha_syn, grad_state.

@@ -343,7 +343,8 @@ if _C is not None:
         state: torch.Tensor,
         save_for_backward: bool,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        saved = x.new_empty(x.shape if save_for_backward else (0,), dtype=accumulate_dtype(x.dtype))
+        acc = accumulate_dtype(x.dtype)
+        saved = x.new_empty(x.shape if save_for_backward and acc != x.dtype else (0,), dtype=acc)
         return x.new_empty(x.shape), state.new_empty(state.shape), saved
 
     @torch.library.register_fake("snnkern::leaky_backward")
@@ -412,8 +413,11 @@ if _C is not None:
 
     def _leaky_setup_context(ctx: Any, inputs: tuple[Any, ...], output: tuple[torch.Tensor, ...]) -> None:
         x, alpha, alpha_syn, state, _ = inputs
-        membrane, _, saved_membrane = output  # saved_membrane: the trace in the accumulate dtype
-        ctx.save_for_backward(saved_membrane, membrane, alpha, alpha_syn, state)
+        membrane, _, saved_membrane = output
+        # The trace in the accumulate dtype: the membrane itself for float32/float64, the copy the
+        # forward saved for float16/bfloat16 (whose rounded trace would spoil the decay gradients).
+        trace = membrane if membrane.dtype == accumulate_dtype(membrane.dtype) else saved_membrane
+        ctx.save_for_backward(trace, membrane, alpha, alpha_syn, state)
         ctx.set_materialize_grads(False)
         ctx.dtype = x.dtype
 
@@ -423,10 +427,10 @@ if _C is not None:
         grad_state: torch.Tensor | None,
         _grad_saved_membrane: torch.Tensor | None,
     ) -> tuple[torch.Tensor | None, ...]:
-        saved_membrane, membrane, alpha, alpha_syn, state = ctx.saved_tensors
-        _check_saved(saved_membrane, membrane, "snnkern.leaky")
+        trace, membrane, alpha, alpha_syn, state = ctx.saved_tensors
+        _check_saved(trace, membrane, "snnkern.leaky")
         grad_x, grad_alpha, grad_alpha_syn, grad_state0 = torch.ops.snnkern.leaky_backward(
-            grad_membrane, grad_state, saved_membrane, alpha, alpha_syn, state, ctx.dtype
+            grad_membrane, grad_state, trace, alpha, alpha_syn, state, ctx.dtype
         )
         return grad_x, grad_alpha, grad_alpha_syn if alpha_syn is not None else None, grad_state0, None
 

@@ -473,11 +473,12 @@ def test_opcheck_leaky_backward(sample, grads, where):
     shape, syn = sample
     case = make_case(*shape, torch.float64, where.device, syn=syn, alpha_kind="tensor", seed=3, requires_grad=False)
     membrane, state_out, saved = torch.ops.snnkern.leaky_forward(case.x, case.alpha, case.alpha_syn, case.state, True)
+    assert saved.numel() == 0  # a float64 trace is its own accumulate-type copy: nothing extra is saved
     g_mem = upstream_like(membrane, 1) if grads != "state_only" else None
     g_state = upstream_like(state_out, 2) if grads != "membrane_only" else None
     assert_opcheck(
         torch.ops.snnkern.leaky_backward.default,
-        (g_mem, g_state, saved, case.alpha, case.alpha_syn, case.state, case.x.dtype),
+        (g_mem, g_state, membrane, case.alpha, case.alpha_syn, case.state, case.x.dtype),
     )
 
 
@@ -539,3 +540,24 @@ def test_torch_compile_fullgraph(where, compile_backend):
     for gc, ge in zip(grads_c, grads_e):
         torch.testing.assert_close(gc, ge, **TOL[torch.float64])
     torch._dynamo.reset()
+
+
+# --------------------------------------------------------------------------------------------
+# One source for the option codes: the names python takes are the names the extension exports
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.skipif(ops._C is None, reason="needs the compiled extension")
+def test_option_names_agree_with_the_extension():
+    from snnkern import _checks
+    from snnkern.surrogate import Surrogate
+
+    surrogates = {cls.name for cls in Surrogate.__subclasses__()}
+    assert set(ops._C.ORDERINGS) == set(_checks.ORDERINGS)
+    assert set(ops._C.RESETS) == set(_checks.RESETS)
+    assert set(ops._C.SURROGATES) == surrogates
+    assert {row: k for k, row in enumerate(_checks.STATE_ROWS)} == ops._C.STATE_ROWS
+    assert ops._C.STATE_SIZE == _checks.STATE_SIZE == snnkern.STATE_SIZE
+    # Distinct codes: two names never select the same kernel branch.
+    for table in (ops._C.ORDERINGS, ops._C.RESETS, ops._C.SURROGATES):
+        assert len(set(table.values())) == len(table)

@@ -67,7 +67,9 @@ struct Ops {
                                                           const OptTensor& alpha_syn, const Tensor& state,
                                                           bool save_for_backward) {
     const char* op = "snnkern.leaky_forward";
-    auto f = prepare_forward(op, x, alpha, alpha_syn, state, false, true, save_for_backward);
+    // A float32/float64 trace is already in the accumulate type: backward uses it, no copy is saved.
+    const bool save = save_for_backward && opmath_type(x.scalar_type()) != x.scalar_type();
+    auto f = prepare_forward(op, x, alpha, alpha_syn, state, false, true, save);
     L::dispatch(x.scalar_type(), op, [&](auto tag) {
       using scalar_t = decltype(tag);
       scan_forward<scalar_t>(f, leaky_config<at::opmath_type<scalar_t>>(present(alpha_syn)));
@@ -142,7 +144,7 @@ struct Ops {
       if (f.B * f.T * f.N == 0) return;
       const Tensor weight_t = weight.t().contiguous();  // [in, out]: the rows the spikes select
       const Tensor first_spikes = spikes0.contiguous();
-      Tensor running = f.state.clone();
+      Tensor running = f.state_out.copy_(f.state);  // the state between steps
       Tensor recurrent = at::empty({f.B, f.N}, x.options());
       L::for_batch_chunks(f.B, [&](int64_t b0, int64_t b1) {
         auto rows = [&](const Tensor& t) { return t.narrow(0, b0, b1 - b0); };
@@ -154,7 +156,6 @@ struct Ops {
                  b0, b1, f.N, 1, x.device());
         }
       });
-      f.state_out = running;
     });
     return {f.spikes, f.membrane, f.state_out, f.pre_reset};
   }
