@@ -3,15 +3,18 @@
 // double, on host and device) or, on the CPU, a SIMD vector of neurons. The backends only map
 // the lane tasks at the end of this file (ScanForward, ...) onto SIMD vectors or CUDA threads.
 //
-// One step of a LIF neuron (python mirror: snnkern/reference.py), H the Heaviside step:
+// One step of a LIF neuron (python mirror: snnkern/reference_ops.py), fire(u) = H(u - theta)
+// (the Heaviside step) or, for spike counts, trunc(u / theta) where u > 0:
 //
-//   p_t     = alpha * v_t + d_t                 pre-reset membrane; d_t = x_t, or i_t (synaptic)
-//   v_{t+1} = p_t (1 - kz r_t) - ks theta r_t   reset: zero (kz=1), subtract (ks=1), none
 //   i_{t+1} = alpha_syn * i_t + x_t             synaptic current (optional)
+//   d_t     = x_t, i_t or (current_first) i_{t+1}
+//   p_t     = alpha (v_t - v_leak) + v_leak + d_t                  pre-reset membrane
+//   v_{t+1} = p_t (1 - kz r_t) + (kz v_reset - ks theta) r_t   reset: zero (kz=1), subtract (ks=1), none
 //
-//   ordering "delayed"      z_t = r_t = H(v_{t-1} - theta)   (seeds 000/001)
-//   ordering "spike_first"  z_t = r_t = H(v_t - theta)       (seed 004)
-//   ordering "update_first" r_t = H(v_t - theta), z_t = H(v_{t+1} - theta)   (snnTorch, seed 003)
+//   ordering "delayed"      z_t = r_t = fire(v_{t-1})   (seeds 000/001)
+//   ordering "spike_first"  z_t = r_t = fire(v_t)       (seed 004)
+//   ordering "update_first" r_t = fire(v_t), z_t = fire(v_{t+1})   (snnTorch, seed 003)
+//   ordering "charge_first" z_t = r_t = fire(p_t)       (SpikingJelly, Norse, Sinabs, NIR)
 //
 // The non-spiking leaky integrator is the same step with no spikes and no reset.
 //
@@ -31,28 +34,37 @@
 
 namespace snnkern {
 
-enum Ordering : int { kDelayed = 0, kSpikeFirst = 1, kUpdateFirst = 2 };
+enum Ordering : int { kDelayed = 0, kSpikeFirst = 1, kUpdateFirst = 2, kChargeFirst = 3 };
 enum Reset : int { kResetZero = 0, kResetSubtract = 1, kResetNone = 2 };
-enum SurrogateKind : int { kSigmoid = 0, kFastSigmoid = 1, kTriangle = 2, kATan = 3 };
+enum SurrogateKind : int { kSigmoid = 0, kFastSigmoid = 1, kTriangle = 2, kATan = 3, kExponential = 4 };
 // Rows of the packed state tensor [kStateSize, batch, neurons]: membrane, synaptic current and
 // the previous step's membrane (used by the delayed ordering). New neuron state appends rows.
 enum StateRow : int { kV = 0, kI = 1, kW = 2, kStateSize = 3 };
+// Rows of the recurrent backward's carry: the state gradient, then the partial sums of the
+// gradients of alpha, alpha_syn and the threshold.
+enum CarryRow : int { kCarryAlpha = kStateSize, kCarryAlphaSyn, kCarryThreshold, kCarryRows };
 
-// Options of one scan, uniform over all neurons (so branches on them cost nothing).
+// Options of one scan, uniform over all neurons (so branches on them cost nothing). The
+// threshold is per neuron (a lane input, learnable), the rest is here.
 template <class acc_t>
 struct LifConfig {
-  acc_t threshold = 1;
   acc_t surrogate_param = 1;
+  acc_t v_reset = 0;  // where a hard reset (kResetZero) sets the membrane
+  acc_t v_leak = 0;   // the resting potential the membrane decays towards
   int surrogate = kSigmoid;
   int ordering = kSpikeFirst;
   int reset = kResetZero;
   bool keep_reset_grad = true;  // false: the reset is detached from the graph
   bool synaptic = false;        // a synaptic-current state drives the membrane
+  bool current_first = false;   // the current takes x_t before it drives the membrane
+  bool multispike = false;      // spike counts trunc(u / theta) instead of 0/1
   bool spiking = true;          // false: non-spiking leaky integrator
 };
 
 SNN_HD float exp_of(float x) { return expf(x); }
 SNN_HD double exp_of(double x) { return exp(x); }
+SNN_HD float trunc_of(float x) { return truncf(x); }
+SNN_HD double trunc_of(double x) { return trunc(x); }
 
 // The few operations the dynamics need beyond + - * /. Scalars here; the CPU kernels
 // specialise Math for SIMD vectors.
@@ -62,6 +74,7 @@ struct Math {
   static SNN_HD V abs(V x) { return x < V(0) ? V(0) - x : x; }
   static SNN_HD V exp(V x) { return exp_of(x); }
   static SNN_HD V max(V a, V b) { return a > b ? a : b; }
+  static SNN_HD V trunc(V x) { return trunc_of(x); }
 };
 
 // d spike / d x at x = membrane - threshold. Add a surrogate: one case here, one class in
@@ -79,6 +92,10 @@ SNN_HD V surrogate_grad(int kind, V x, V param, V threshold) {
       return one / (d * d);
     }
     case kTriangle: return param * M::max(V(0), one - M::abs(x) / threshold);
+    case kExponential: {
+      const V w = param * threshold;
+      return M::exp(V(0) - M::abs(x) / w) / w;
+    }
     default: {  // kATan
       const V y = V(1.5707963267948966) * param * x;
       return param / V(2) / (one + y * y);
@@ -86,15 +103,18 @@ SNN_HD V surrogate_grad(int kind, V x, V param, V threshold) {
   }
 }
 
-// The reset coefficients: v_{t+1} = p (1 - kz r) - ks theta r.
+// The reset coefficients: v_{t+1} = p (1 - kz r) + (kz v_reset - ks theta) r.
 template <class V, class acc_t>
 struct ResetCoeffs {
-  V kz, ks_theta;
-  SNN_HD explicit ResetCoeffs(const LifConfig<acc_t>& c)
-      : kz(c.reset == kResetZero ? acc_t(1) : acc_t(0)), ks_theta(c.reset == kResetSubtract ? c.threshold : acc_t(0)) {}
-  SNN_HD V apply(V p, V r) const { return p * (V(1) - kz * r) - ks_theta * r; }
-  SNN_HD V d_pre(V r) const { return V(1) - kz * r; }                 // d v_{t+1} / d p_t
-  SNN_HD V d_spike(V p) const { return V(0) - (kz * p + ks_theta); }  // d v_{t+1} / d r_t
+  V kz, ks, offset;  // offset = kz v_reset - ks theta
+  SNN_HD ResetCoeffs(const LifConfig<acc_t>& c, V theta)
+      : kz(c.reset == kResetZero ? acc_t(1) : acc_t(0)),
+        ks(c.reset == kResetSubtract ? acc_t(1) : acc_t(0)),
+        offset(kz * V(c.v_reset) - ks * theta) {}
+  SNN_HD V apply(V p, V r) const { return p * (V(1) - kz * r) + offset * r; }
+  SNN_HD V d_pre(V r) const { return V(1) - kz * r; }               // d v_{t+1} / d p_t
+  SNN_HD V d_spike(V p) const { return offset - kz * p; }           // d v_{t+1} / d r_t
+  SNN_HD V d_threshold(V r) const { return V(0) - ks * r; }         // d v_{t+1} / d theta, r fixed
 };
 
 // The state of one lane group: membrane v, synaptic current i, previous membrane w.
@@ -107,7 +127,7 @@ struct NeuronState {
 // partial sums of the decays' gradients.
 template <class V>
 struct GradCarry {
-  V v, i, w, alpha, alpha_syn;
+  V v, i, w, alpha, alpha_syn, theta;
 };
 
 // What one forward step produces: output spike z, the membrane u it came from, pre-reset p.
@@ -116,25 +136,42 @@ struct StepOutput {
   V z, u, p;
 };
 
-// One LIF step, forward and backward, for a lane group with given decays.
+// One LIF step, forward and backward, for a lane group with given decays and threshold.
 template <class V, class M, class acc_t>
 struct LifStep {
   const LifConfig<acc_t>& c;
   V theta, alpha, alpha_syn;
   ResetCoeffs<V, acc_t> reset;
 
-  SNN_HD LifStep(const LifConfig<acc_t>& config, V a, V a_syn)
-      : c(config), theta(config.threshold), alpha(a), alpha_syn(a_syn), reset(config) {}
+  SNN_HD LifStep(const LifConfig<acc_t>& config, V a, V a_syn, V threshold)
+      : c(config), theta(threshold), alpha(a), alpha_syn(a_syn), reset(config, threshold) {}
 
-  SNN_HD V fire(V u) const { return c.spiking ? M::heaviside(u - theta) : V(0); }
+  SNN_HD V fire(V u) const {
+    if (!c.spiking) return V(0);
+    if (c.multispike) return M::heaviside(u) * M::trunc(u / theta);
+    return M::heaviside(u - theta);
+  }
   SNN_HD V surrogate(V u) const { return surrogate_grad<V, M>(c.surrogate, u - theta, V(c.surrogate_param), theta); }
 
+  // The decayed membrane before its drive: alpha v, or alpha (v - v_leak) + v_leak.
+  SNN_HD V leak(V v) const {
+    if (c.v_leak == acc_t(0)) return alpha * v;
+    const V rest(c.v_leak);
+    return alpha * (v - rest) + rest;
+  }
+  SNN_HD V d_alpha(V v) const { return c.v_leak == acc_t(0) ? v : v - V(c.v_leak); }  // d leak(v) / d alpha
+
   SNN_HD StepOutput<V> forward(V x, NeuronState<V>& s) const {
-    V u = c.ordering == kDelayed ? s.w : s.v;  // membrane the output spike comes from
+    V drive = x;
+    if (c.synaptic) {
+      const V i_next = alpha_syn * s.i + x;
+      drive = c.current_first ? i_next : s.i;
+      s.i = i_next;
+    }
+    const V p = leak(s.v) + drive;
+    V u = c.ordering == kChargeFirst ? p : c.ordering == kDelayed ? s.w : s.v;  // membrane the spike comes from
     const V r = fire(u);
-    const V p = alpha * s.v + (c.synaptic ? s.i : x);
     const V v_next = reset.apply(p, r);
-    if (c.synaptic) s.i = alpha_syn * s.i + x;
     if (c.ordering == kDelayed) s.w = s.v;
     s.v = v_next;
     V z = r;
@@ -146,33 +183,63 @@ struct LifStep {
   }
 
   // Reverse of `forward` at step t. p, r: pre-reset membrane and reset spike of step t; v, w:
-  // the state v_t and w_t it started from; g_out, g_mem: dL/dz_t and dL/du_t. On entry `g`
-  // holds the gradients of the state after step t, on exit those of the state before it.
-  // Returns dL/dx_t.
-  SNN_HD V backward(V p, V r, V v, V w, V g_out, V g_mem, GradCarry<V>& g) const {
+  // the state v_t and w_t it started from; i: the synaptic current i_t (read only with
+  // current_first); g_out, g_mem: dL/dz_t and dL/du_t. On entry `g` holds the gradients of the
+  // state after step t, on exit those of the state before it. Returns dL/dx_t.
+  SNN_HD V backward(V p, V r, V v, V w, V i, V g_out, V g_mem, GradCarry<V>& g) const {
     const V zero(0);
     const V keep(c.keep_reset_grad ? acc_t(1) : acc_t(0));
     if (c.ordering == kUpdateFirst) {  // z_t and u_t come from v_{t+1}
-      if (c.spiking) g.v = g.v + g_out * surrogate(reset.apply(p, r));
+      if (c.spiking) {
+        const V g_fire = g_out * surrogate(reset.apply(p, r));
+        g.v = g.v + g_fire;
+        g.theta = g.theta - g_fire;
+      }
       g.v = g.v + g_mem;
       g_out = zero;
       g_mem = zero;
     }
-    const V gp = g.v * reset.d_pre(r);
+    V gp = g.v * reset.d_pre(r);
+    g.theta = g.theta + g.v * reset.d_threshold(r);
     const V g_spike = c.spiking ? g_out + keep * g.v * reset.d_spike(p) : zero;
+    if (c.ordering == kChargeFirst) {  // z_t and u_t are p_t
+      gp = gp + g_mem;
+      if (c.spiking) {
+        const V g_fire = g_spike * surrogate(p);
+        gp = gp + g_fire;
+        g.theta = g.theta - g_fire;
+      }
+    }
     V gv_prev = gp * alpha;
     if (c.ordering == kDelayed) {  // z_t = r_t come from w_t = v_{t-1}; w_{t+1} = v_t
       gv_prev = gv_prev + g.w;
-      g.w = g_mem + (c.spiking ? g_spike * surrogate(w) : zero);
-    } else {
-      gv_prev = gv_prev + g_mem + (c.spiking ? g_spike * surrogate(v) : zero);
+      g.w = g_mem;
+      if (c.spiking) {
+        const V g_fire = g_spike * surrogate(w);
+        g.w = g.w + g_fire;
+        g.theta = g.theta - g_fire;
+      }
+    } else if (c.ordering != kChargeFirst) {
+      gv_prev = gv_prev + g_mem;
+      if (c.spiking) {
+        const V g_fire = g_spike * surrogate(v);
+        gv_prev = gv_prev + g_fire;
+        g.theta = g.theta - g_fire;
+      }
     }
-    g.alpha = g.alpha + gp * v;
+    g.alpha = g.alpha + gp * d_alpha(v);
     V g_x = gp;
     if (c.synaptic) {
-      g_x = g.i;
-      g.alpha_syn = g.alpha_syn + g.i * (p - alpha * v);  // i_t = p_t - alpha v_t
-      g.i = alpha_syn * g.i + gp;
+      if (c.current_first) {  // d_t = i_{t+1} = alpha_syn i_t + x_t
+        const V g_i_next = g.i + gp;
+        g_x = g_i_next;
+        g.alpha_syn = g.alpha_syn + g_i_next * i;
+        g.i = alpha_syn * g_i_next;
+      } else {  // d_t = i_t = p_t - leak(v_t)
+        g_x = g.i;
+        g.alpha_syn = g.alpha_syn + g.i * (p - leak(v));
+        g.i = alpha_syn * g.i + gp;
+      }
     }
     g.v = gv_prev;
     return g_x;
@@ -189,6 +256,7 @@ struct ForwardLanes {
   const scalar_t* x;
   const acc_t* alpha;
   const acc_t* alpha_syn;
+  const acc_t* threshold;
   const acc_t* state0;
   acc_t* state_out;
   scalar_t* spikes;
@@ -202,6 +270,7 @@ struct ForwardLanes {
     return {.x = x + seq,
             .alpha = alpha + n,
             .alpha_syn = shift(alpha_syn, n),
+            .threshold = shift(threshold, n),
             .state0 = state0 + st,
             .state_out = state_out + st,
             .spikes = shift(spikes, seq),
@@ -219,11 +288,13 @@ struct BackwardLanes {
   const scalar_t* spikes;
   const acc_t* alpha;
   const acc_t* alpha_syn;
+  const acc_t* threshold;
   const acc_t* state0;
   scalar_t* grad_x;
   acc_t* grad_state0;
   acc_t* grad_alpha;  // [B, N] partial sums over time
   acc_t* grad_alpha_syn;
+  acc_t* grad_threshold;
 
   SNN_HD BackwardLanes at(int64_t b, int64_t n, int64_t T, int64_t N) const {
     const int64_t seq = b * T * N + n, st = b * N + n;
@@ -235,11 +306,13 @@ struct BackwardLanes {
             .spikes = shift(spikes, seq),
             .alpha = alpha + n,
             .alpha_syn = shift(alpha_syn, n),
+            .threshold = shift(threshold, n),
             .state0 = state0 + st,
             .grad_x = grad_x + seq,
             .grad_state0 = grad_state0 + st,
             .grad_alpha = grad_alpha + st,
-            .grad_alpha_syn = shift(grad_alpha_syn, st)};
+            .grad_alpha_syn = shift(grad_alpha_syn, st),
+            .grad_threshold = shift(grad_threshold, st)};
   }
 };
 
@@ -251,7 +324,7 @@ struct Replay {
   const IO& io;
   const BackwardLanes<scalar_t, acc_t>& a;
   int64_t time_stride;
-  V v0, w0;
+  V v0, w0, i0;
 
   // r_k, the spike that resets step k (returned by the forward; recomputed at k = 0 for
   // update_first, whose first reset comes from the initial state).
@@ -268,6 +341,12 @@ struct Replay {
   SNN_HD V previous_membrane(int64_t k) const {  // w_k = v_{k-1}, read by the delayed ordering
     if (step.c.ordering != kDelayed) return V(0);
     return k == 0 ? w0 : membrane_at(k - 1);
+  }
+  // i_k, the synaptic current at the start of step k, read by current_first: the drive of
+  // step k - 1, p_{k-1} - leak(v_{k-1}).
+  SNN_HD V current_at(int64_t k) const {
+    if (!(step.c.synaptic && step.c.current_first)) return V(0);
+    return k == 0 ? i0 : pre_reset(k - 1) - step.leak(membrane_at(k - 1));
   }
 };
 
@@ -294,7 +373,8 @@ template <class V, class M, class IO, class scalar_t, class acc_t>
 SNN_HD void lif_forward_steps(const LifConfig<acc_t>& c, const IO& io, int64_t t0, int64_t t1, int64_t time_stride,
                               const ForwardLanes<scalar_t, acc_t>& a, const scalar_t* recurrent,
                               NeuronState<V>& state) {
-  const LifStep<V, M, acc_t> step(c, io.load(a.alpha), c.synaptic ? io.load(a.alpha_syn) : V(0));
+  const LifStep<V, M, acc_t> step(c, io.load(a.alpha), c.synaptic ? io.load(a.alpha_syn) : V(0),
+                                   c.spiking ? io.load(a.threshold) : V(0));
   for (int64_t t = t0; t < t1; ++t) {
     const int64_t o = t * time_stride;
     V x = io.load(a.x + o);
@@ -314,15 +394,22 @@ template <class V, class M, class IO, class scalar_t, class acc_t>
 SNN_HD void lif_backward_steps(const LifConfig<acc_t>& c, const IO& io, int64_t t0, int64_t t1, int64_t time_stride,
                                int64_t state_stride, const BackwardLanes<scalar_t, acc_t>& a, const scalar_t* recurrent,
                                GradCarry<V>& carry) {
-  const LifStep<V, M, acc_t> step(c, io.load(a.alpha), c.synaptic ? io.load(a.alpha_syn) : V(0));
-  const Replay<V, M, IO, scalar_t, acc_t> replay{
-      step, io, a, time_stride, io.load(a.state0 + kV * state_stride), io.load(a.state0 + kW * state_stride)};
+  const LifStep<V, M, acc_t> step(c, io.load(a.alpha), c.synaptic ? io.load(a.alpha_syn) : V(0),
+                                   c.spiking ? io.load(a.threshold) : V(0));
+  const Replay<V, M, IO, scalar_t, acc_t> replay{step,
+                                                 io,
+                                                 a,
+                                                 time_stride,
+                                                 io.load(a.state0 + kV * state_stride),
+                                                 io.load(a.state0 + kW * state_stride),
+                                                 io.load(a.state0 + kI * state_stride)};
   for (int64_t t = t1 - 1; t >= t0; --t) {
     const int64_t o = t * time_stride;
     V g_out = load_or_zero<V>(io, a.grad_spikes, o);
     if (recurrent && t == t1 - 1) g_out = g_out + io.load(recurrent);
     const V g_x = step.backward(replay.pre_reset(t), replay.reset_spike(t), replay.membrane_at(t),
-                                replay.previous_membrane(t), g_out, load_or_zero<V>(io, a.grad_membrane, o), carry);
+                                replay.previous_membrane(t), replay.current_at(t), g_out,
+                                load_or_zero<V>(io, a.grad_membrane, o), carry);
     io.store(a.grad_x + o, g_x);
   }
 }
@@ -362,11 +449,12 @@ struct ScanBackward {
     const auto a = lanes.at(b, n, T, N);
     const int64_t stride = B * N;
     GradCarry<V> g{load_or_zero<V>(io, a.grad_state, kV * stride), load_or_zero<V>(io, a.grad_state, kI * stride),
-                   load_or_zero<V>(io, a.grad_state, kW * stride), V(0), V(0)};
+                   load_or_zero<V>(io, a.grad_state, kW * stride), V(0), V(0), V(0)};
     lif_backward_steps<V, M>(c, io, 0, T, N, stride, a, static_cast<const scalar_t*>(nullptr), g);
     store_state(io, a.grad_state0, stride, NeuronState<V>{g.v, g.i, g.w});
     io.store(a.grad_alpha, g.alpha);
     if (c.synaptic) io.store(a.grad_alpha_syn, g.alpha_syn);
+    if (c.spiking) io.store(a.grad_threshold, g.theta);
   }
 };
 
@@ -392,8 +480,8 @@ struct RecurrentStepForward {
   }
 };
 
-// The reverse of step t of a recurrent scan. `carry` [5, B, N] (acc_t): rows v, i, w of the
-// state gradient, then the partial sums of the alpha and alpha_syn gradients. `recurrent`
+// The reverse of step t of a recurrent scan. `carry` [kCarryRows, B, N] (acc_t): rows v, i, w
+// of the state gradient, then the partial sums of the alpha, alpha_syn and threshold gradients. `recurrent`
 // [B, N] holds the gradient that reached z_t through the recurrent input of step t + 1.
 template <class scalar_t, class acc_t>
 struct RecurrentStepBackward {
@@ -409,14 +497,19 @@ struct RecurrentStepBackward {
   SNN_HD void run(int64_t b, int64_t n, const IO& io) const {
     const int64_t st = b * N + n, stride = B * N;
     acc_t* p = carry + st;
-    GradCarry<V> g{io.load(p), io.load(p + stride), io.load(p + 2 * stride), io.load(p + 3 * stride),
-                   io.load(p + 4 * stride)};
+    GradCarry<V> g{io.load(p),
+                   io.load(p + stride),
+                   io.load(p + 2 * stride),
+                   io.load(p + 3 * stride),
+                   io.load(p + 4 * stride),
+                   io.load(p + 5 * stride)};
     lif_backward_steps<V, M>(c, io, t, t + 1, N, stride, lanes.at(b, n, T, N), recurrent ? recurrent + st : nullptr, g);
     io.store(p, g.v);
     io.store(p + stride, g.i);
     io.store(p + 2 * stride, g.w);
     io.store(p + 3 * stride, g.alpha);
     io.store(p + 4 * stride, g.alpha_syn);
+    io.store(p + 5 * stride, g.theta);
   }
 };
 

@@ -7,16 +7,17 @@ input gets the same clear error whichever backend runs.
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 
-from .surrogate import Surrogate
+from .surrogate import Sigmoid, Surrogate
 
 # The names of the options. The compiled kernels switch on integer codes, which the extension
 # exports by these names (snnkern._C.ORDERINGS, ...; csrc/ops.cpp); tests check that both agree.
-ORDERINGS = ("delayed", "spike_first", "update_first")
+ORDERINGS = ("delayed", "spike_first", "update_first", "charge_first")
 RESETS = ("zero", "subtract", "none")
+SPIKES = ("binary", "multi")  # a 0/1 spike, or a spike count (membrane // threshold)
 # Rows of the packed neuron state tensor [STATE_SIZE, batch, neurons]: membrane, synaptic current,
 # previous membrane (snnkern._C.STATE_ROWS).
 STATE_ROWS = ("v", "i", "w")
@@ -34,25 +35,71 @@ def decay(tau: float, dt: float) -> float:
     return math.exp(-dt / tau)
 
 
+class Layout(NamedTuple):
+    """How the caller's sequence ``x`` maps onto the kernels' lanes ``[B, T, N]``.
+
+    Neurons are independent in a feed-forward scan, so a time-major ``[T, B, *neurons]`` tensor
+    that is contiguous runs as one "batch row" of ``B * N`` neurons (``folded``): no copy. Any
+    other layout is viewed (or, where strides do not allow, copied) as ``[B, T, N]``.
+    """
+
+    batch: int
+    neuron_shape: tuple[int, ...]
+    batch_first: bool
+    folded: bool  # time-major x running as [1, T, B * N]
+
+    def sequence(self, t: torch.Tensor) -> torch.Tensor:
+        """A kernel sequence [B', T, N'] back in the caller's layout and shape."""
+        if self.folded:
+            return t.view(t.shape[1], self.batch, *self.neuron_shape)
+        t = t.reshape(self.batch, t.shape[1], *self.neuron_shape)
+        return t if self.batch_first else t.transpose(0, 1)
+
+    def state(self, s: torch.Tensor) -> torch.Tensor:
+        """A kernel state [STATE_SIZE, B', N'] as [STATE_SIZE, batch, *neurons]."""
+        return s.reshape(s.shape[0], self.batch, *self.neuron_shape)
+
+
 class LIFArgs(NamedTuple):
-    x: torch.Tensor
-    alpha: torch.Tensor  # [N], accumulate dtype (float64 for float64 x, else float32)
+    x: torch.Tensor  # [B', T, N'] lanes (Layout)
+    alpha: torch.Tensor  # [N'], accumulate dtype (float64 for float64 x, else float32)
     alpha_syn: torch.Tensor | None
-    state: torch.Tensor  # [STATE_SIZE, B, N], accumulate dtype
-    threshold: float
+    threshold: torch.Tensor  # [N'], accumulate dtype
+    state: torch.Tensor  # [STATE_SIZE, B', N'], accumulate dtype
     ordering: str
     reset: str
+    v_reset: float
+    v_leak: float
     detach_reset: bool
+    current_first: bool
+    spike: str
     surrogate: Surrogate
+    layout: Layout
 
 
 def _check_input(x: torch.Tensor, name: str = "x") -> None:
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
-    if x.dim() != 3:
-        raise ValueError(f"{name} must have shape [batch, time, neurons] (3-D), got shape {tuple(x.shape)}")
+    if x.dim() < 3:
+        raise ValueError(
+            f"{name} must have shape [batch, time, *neurons] (or [time, batch, *neurons] with "
+            f"batch_first=False), at least 3-D, got shape {tuple(x.shape)}"
+        )
     if not x.is_floating_point():
         raise ValueError(f"{name} must be a floating-point tensor, got dtype {x.dtype}")
+
+
+def _lanes(x: torch.Tensor, batch_first: bool, foldable: bool = True) -> tuple[torch.Tensor, Layout]:
+    """``x`` as the kernels' [B', T, N'] and the layout to restore the outputs."""
+    _check_input(x)
+    if not isinstance(batch_first, bool):
+        raise TypeError(f"batch_first must be a bool, got {batch_first!r}")
+    xb = x if batch_first else x.transpose(0, 1)
+    b, t, *neurons = xb.shape
+    n = math.prod(neurons)
+    folded = foldable and not batch_first and x.is_contiguous() and not xb.is_contiguous()
+    layout = Layout(b, tuple(neurons), batch_first, folded)
+    return (x.view(1, t, b * n) if folded else xb.reshape(b, t, n)), layout
 
 
 def _check_beside(t: torch.Tensor, name: str, x: torch.Tensor, same_dtype: bool = True) -> None:
@@ -77,88 +124,151 @@ def accumulate_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
-def _as_decay(value: Decay, name: str, x: torch.Tensor) -> torch.Tensor:
-    n = x.shape[2]
+def _per_neuron(value: float | torch.Tensor, name: str, x: torch.Tensor, layout: Layout) -> torch.Tensor:
+    """A per-neuron parameter as the kernels' [N'] in the accumulate dtype, from a float or a
+    tensor broadcastable to the neuron shape."""
+    acc = accumulate_dtype(x.dtype)
+    lanes = x.shape[0] * x.shape[2]
     if isinstance(value, torch.Tensor):
         _check_beside(value, name, x, same_dtype=False)
         if not value.is_floating_point():
             raise ValueError(f"{name} must be a floating-point tensor, got dtype {value.dtype}")
-        if value.dim() > 1 or (value.dim() == 1 and value.shape[0] not in (1, n)):
-            raise ValueError(f"{name} must be a scalar or have shape [neurons] = [{n}], got shape {tuple(value.shape)}")
-        if _values_checkable(value) and value.numel() and not bool(((value >= 0) & (value <= 1)).all()):
-            raise ValueError(f"{name} must lie in [0, 1] (a decay exp(-dt/tau)); got values outside, NaN or inf")
-        return value.to(accumulate_dtype(x.dtype)).reshape(-1).expand(n)
+        try:
+            ok = torch.broadcast_shapes(value.shape, layout.neuron_shape) == layout.neuron_shape
+        except RuntimeError:
+            ok = False
+        if not ok:
+            raise ValueError(
+                f"{name} must be a scalar or a tensor broadcastable to the neuron shape "
+                f"{list(layout.neuron_shape)}, got shape {tuple(value.shape)}"
+            )
+        t = value.to(acc).expand(layout.neuron_shape)
+        if layout.folded:
+            t = t.expand(layout.batch, *layout.neuron_shape)
+        return t.reshape(lanes if layout.folded else x.shape[2])
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"{name} must be a float or a tensor, got {type(value).__name__}")
-    if not (0 <= value <= 1):  # also rejects NaN
-        raise ValueError(f"{name} must lie in [0, 1] (a decay exp(-dt/tau)), got {value!r}")
-    return torch.full((n,), float(value), dtype=accumulate_dtype(x.dtype), device=x.device)
+    return torch.full((x.shape[2],), float(value), dtype=acc, device=x.device)
 
 
-def _as_state(state: torch.Tensor | None, x: torch.Tensor) -> torch.Tensor:
+def _as_decay(value: Decay, name: str, x: torch.Tensor, layout: Layout) -> torch.Tensor:
+    if not isinstance(value, torch.Tensor) and isinstance(value, (int, float)) and not (0 <= value <= 1):
+        raise ValueError(f"{name} must lie in [0, 1] (a decay exp(-dt/tau)), got {value!r}")  # also NaN
+    if isinstance(value, torch.Tensor) and _values_checkable(value) and value.numel():
+        if not bool(((value >= 0) & (value <= 1)).all()):
+            raise ValueError(f"{name} must lie in [0, 1] (a decay exp(-dt/tau)); got values outside, NaN or inf")
+    return _per_neuron(value, name, x, layout)
+
+
+def _as_threshold(value: float | torch.Tensor, x: torch.Tensor, layout: Layout, positive: str | None) -> torch.Tensor:
+    """``positive``: why the threshold must be > 0 here (None: any finite value)."""
+    if isinstance(value, torch.Tensor):
+        if _values_checkable(value) and value.numel() and value.is_floating_point():
+            if not bool(torch.isfinite(value).all()):
+                raise ValueError("threshold must be finite; got NaN or inf values")
+            if positive and not bool((value > 0).all()):
+                raise ValueError(f"threshold must be > 0 {positive}; got values <= 0")
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        if not math.isfinite(value):
+            raise ValueError(f"threshold must be a finite number, got {value!r}")
+        if positive and value <= 0:
+            raise ValueError(f"threshold must be > 0 {positive}, got {value!r}")
+    return _per_neuron(value, "threshold", x, layout)
+
+
+def _as_state(state: torch.Tensor | None, x: torch.Tensor, layout: Layout) -> torch.Tensor:
     b, _, n = x.shape
     if state is None:
         return x.new_zeros(STATE_SIZE, b, n, dtype=accumulate_dtype(x.dtype))
     if not isinstance(state, torch.Tensor):
         raise TypeError(f"state must be a torch.Tensor, got {type(state).__name__}")
-    if tuple(state.shape) != (STATE_SIZE, b, n):
+    expected = (STATE_SIZE, layout.batch, *layout.neuron_shape)
+    if tuple(state.shape) != expected:
         raise ValueError(
-            f"state must have shape [{STATE_SIZE}, batch, neurons] = [{STATE_SIZE}, {b}, {n}] "
+            f"state must have shape [{STATE_SIZE}, batch, *neurons] = {list(expected)} "
             f"(as returned by a previous call), got shape {tuple(state.shape)}"
         )
     _check_beside(state, "state", x, same_dtype=False)
     if not state.is_floating_point():
         raise ValueError(f"state must be a floating-point tensor, got dtype {state.dtype}")
-    return state.to(accumulate_dtype(x.dtype))
+    return state.to(accumulate_dtype(x.dtype)).reshape(STATE_SIZE, b, n)
 
 
-def _check_positive(value: float, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+def _check_finite(value: float, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
     return float(value)
 
 
 def prepare_lif_args(
     x: torch.Tensor,
     alpha: Decay,
-    alpha_syn: Decay | None,
-    state: torch.Tensor | None,
-    threshold: float,
-    ordering: str,
-    reset: str,
-    detach_reset: bool,
-    surrogate: Surrogate,
+    *,
+    alpha_syn: Decay | None = None,
+    state: torch.Tensor | None = None,
+    threshold: float | torch.Tensor = 1.0,
+    ordering: str = "spike_first",
+    reset: str = "zero",
+    v_reset: float = 0.0,
+    v_leak: float = 0.0,
+    detach_reset: bool = False,
+    current_first: bool = False,
+    spike: str = "binary",
+    surrogate: Surrogate = Sigmoid(),
+    batch_first: bool = True,
+    foldable: bool = True,
 ) -> LIFArgs:
-    _check_input(x)
+    """Checks every argument of :func:`snnkern.lif` (the options by name) and brings the tensors
+    into the kernels' lanes (:class:`Layout`)."""
+    x3, layout = _lanes(x, batch_first, foldable)
     if ordering not in ORDERINGS:
         raise ValueError(f"ordering must be one of {sorted(ORDERINGS)}, got {ordering!r}")
     if reset not in RESETS:
         raise ValueError(f"reset must be one of {sorted(RESETS)}, got {reset!r}")
+    if spike not in SPIKES:
+        raise ValueError(f"spike must be one of {sorted(SPIKES)}, got {spike!r}")
     if not isinstance(surrogate, Surrogate):
         raise TypeError(f"surrogate must be a snnkern.surrogate.Surrogate (e.g. Sigmoid(5.0)), got {surrogate!r}")
+    if spike == "multi":
+        if reset == "zero":
+            raise ValueError("spike='multi' (spike counts) needs reset='subtract' or 'none', got reset='zero'")
+        if isinstance(threshold, torch.Tensor) and threshold.requires_grad:
+            raise ValueError("a learnable threshold (one that requires grad) needs spike='binary', got spike='multi'")
+    positive = None
+    if spike == "multi":
+        positive = "for spike='multi' (spike counts are membrane // threshold)"
+    elif surrogate.scaled_by_threshold:
+        positive = f"for the {type(surrogate).__name__} surrogate, whose width scales with it"
     return LIFArgs(
-        x=x,
-        alpha=_as_decay(alpha, "alpha", x),
-        alpha_syn=None if alpha_syn is None else _as_decay(alpha_syn, "alpha_syn", x),
-        state=_as_state(state, x),
-        threshold=_check_positive(threshold, "threshold"),
+        x=x3,
+        alpha=_as_decay(alpha, "alpha", x3, layout),
+        alpha_syn=None if alpha_syn is None else _as_decay(alpha_syn, "alpha_syn", x3, layout),
+        threshold=_as_threshold(threshold, x3, layout, positive),
+        state=_as_state(state, x3, layout),
         ordering=ordering,
         reset=reset,
+        v_reset=_check_finite(v_reset, "v_reset"),
+        v_leak=_check_finite(v_leak, "v_leak"),
         detach_reset=bool(detach_reset),
+        current_first=bool(current_first),
+        spike=spike,
         surrogate=surrogate,
+        layout=layout,
     )
 
 
 def prepare_leaky_args(
-    x: torch.Tensor, alpha: Decay, alpha_syn: Decay | None, state: torch.Tensor | None
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor]:
-    """Checks of :func:`snnkern.leaky`; returns (x, alpha, alpha_syn, state) as the op takes them."""
-    _check_input(x)
+    x: torch.Tensor, alpha: Decay, alpha_syn: Decay | None, state: torch.Tensor | None, batch_first: bool = True
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor, Layout]:
+    """Checks of :func:`snnkern.leaky`; returns (x, alpha, alpha_syn, state) as the op takes them
+    and the layout to restore its outputs."""
+    x3, layout = _lanes(x, batch_first)
     return (
-        x,
-        _as_decay(alpha, "alpha", x),
-        None if alpha_syn is None else _as_decay(alpha_syn, "alpha_syn", x),
-        _as_state(state, x),
+        x3,
+        _as_decay(alpha, "alpha", x3, layout),
+        None if alpha_syn is None else _as_decay(alpha_syn, "alpha_syn", x3, layout),
+        _as_state(state, x3, layout),
+        layout,
     )
 
 
@@ -169,20 +279,16 @@ class RecurrentArgs(NamedTuple):
 
 
 def prepare_recurrent_args(
-    x: torch.Tensor,
-    weight: torch.Tensor,
-    spikes: torch.Tensor | None,
-    alpha: Decay,
-    alpha_syn: Decay | None,
-    state: torch.Tensor | None,
-    threshold: float,
-    ordering: str,
-    reset: str,
-    detach_reset: bool,
-    surrogate: Surrogate,
+    x: torch.Tensor, weight: torch.Tensor, spikes: torch.Tensor | None, alpha: Decay, **options: Any
 ) -> RecurrentArgs:
-    a = prepare_lif_args(x, alpha, alpha_syn, state, threshold, ordering, reset, detach_reset, surrogate)
-    b, _, n = x.shape
+    """Checks of :func:`snnkern.recurrent_lif`: ``options`` those of :func:`prepare_lif_args`."""
+    if isinstance(x, torch.Tensor) and x.dim() != 3:
+        raise ValueError(
+            f"x must have shape [batch, time, neurons] (3-D; or [time, batch, neurons] with "
+            f"batch_first=False) for a recurrent layer, got shape {tuple(x.shape)}"
+        )
+    a = prepare_lif_args(x, alpha, foldable=False, **options)
+    b, _, n = a.x.shape
     if not isinstance(weight, torch.Tensor):
         raise TypeError(f"weight must be a torch.Tensor of shape [neurons, neurons], got {type(weight).__name__}")
     if tuple(weight.shape) != (n, n):

@@ -1,7 +1,10 @@
 """Drop-in ``torch.nn`` layers built on the fused ops :func:`snnkern.lif` and :func:`snnkern.leaky`.
 
-All layers are batch-first: inputs are ``[batch, time, in_features]`` and outputs
-``[batch, time, out_features]``. Weights follow the ``torch.nn.Linear`` convention
+Two kinds: neuron-only modules (:class:`LIFNeuron`, :class:`LeakyNeuron`) that apply the fused
+neurons to whatever the previous layer produced, any neuron shape, batch- or time-major, with
+:class:`TimeFolded` to run per-step layers (convolutions, pooling, batch norm) over the time
+axis; and projection+neuron layers (:class:`LIF`, :class:`RecurrentLIF`, :class:`LeakyReadout`),
+batch-first: inputs ``[batch, time, in_features]``, outputs ``[batch, time, out_features]``. Weights follow the ``torch.nn.Linear`` convention
 ``[out_features, in_features]`` (the seeds write ``x @ W`` with ``W`` of shape
 ``[in, out]``, i.e. ``W = layer.weight.T``).
 
@@ -25,7 +28,18 @@ from ._checks import Decay, decay
 from ._types import LIFResult
 from .surrogate import Sigmoid, Surrogate
 
-__all__ = ["DaleLinear", "LIF", "RecurrentLIF", "LeakyReadout", "dale_signs", "effective_weight", "seed_uniform_"]
+__all__ = [
+    "DaleLinear",
+    "LIF",
+    "LIFNeuron",
+    "LeakyNeuron",
+    "LeakyReadout",
+    "RecurrentLIF",
+    "TimeFolded",
+    "dale_signs",
+    "effective_weight",
+    "seed_uniform_",
+]
 
 
 def seed_uniform_(weight: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -383,3 +397,230 @@ class LeakyReadout(_ProjectedScan):
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}"
+
+
+class TimeFolded(nn.Module):
+    """Runs a per-step layer (``nn.Conv2d``, pooling, ``nn.BatchNorm2d``, ``nn.Linear``, ...) over
+    every time step in one call, by folding time into the batch.
+
+    ``forward(x)``: ``x`` ``[batch, time, *features]`` -> ``[batch, time, *module_output]``; a
+    time-major ``[time, batch, *features]`` works the same way (the two leading dimensions are
+    folded and unfolded in place). Batch norm then normalises over batch and time together, as
+    SpikingJelly's multi-step containers do.
+    """
+
+    def __init__(self, module: nn.Module) -> None:
+        super().__init__()
+        if not isinstance(module, nn.Module):
+            raise TypeError(f"module must be a torch.nn.Module, got {type(module).__name__}")
+        self.module = module
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not isinstance(x, torch.Tensor) or x.dim() < 2:
+            shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+            raise ValueError(f"TimeFolded: x must be a tensor [batch, time, ...] (at least 2-D), got {shape}")
+        out = self.module(x.flatten(0, 1))
+        return out.unflatten(0, x.shape[:2])
+
+
+class _Neuron(nn.Module):
+    """Base of the neuron-only modules: decays (and threshold) as floats or learnable tensors of
+    ``shape`` (broadcast to the neuron shape: ``()`` one value for all, ``(C, 1, 1)`` per
+    channel, or the full neuron shape), and the optional state kept between calls."""
+
+    state: torch.Tensor | None
+
+    def _setup(
+        self,
+        alpha: float | None,
+        tau: float | None,
+        alpha_syn: float | None,
+        tau_syn: float | None,
+        dt: float,
+        shape: tuple[int, ...],
+        learn_alpha: bool,
+        batch_first: bool,
+        stateful: bool,
+        backend: str | None,
+        device: Device,
+        dtype: torch.dtype | None,
+    ) -> None:
+        a = _resolve_decay(alpha, tau, dt, "alpha")
+        if a is None:
+            raise ValueError("give the membrane decay as alpha=exp(-dt/tau) or as tau= (and dt=)")
+        a_syn = _resolve_decay(alpha_syn, tau_syn, dt, "alpha_syn")
+        self.shape = tuple(int(n) for n in shape)
+        self.learn_alpha, self.batch_first, self.stateful, self.backend = (
+            bool(learn_alpha),
+            bool(batch_first),
+            bool(stateful),
+            backend,
+        )
+        for name, value in (("alpha", a), ("alpha_syn", a_syn)):
+            setattr(self, name, None if value is None else self._parameter(value, learn_alpha, device, dtype))
+        self.state = None
+
+    def _parameter(self, value: float, learn: bool, device: Device, dtype: torch.dtype | None) -> Decay:
+        if not learn:
+            return value
+        return nn.Parameter(torch.full(self.shape, float(value), device=device, dtype=dtype or torch.get_default_dtype()))
+
+    def _decays(self) -> tuple[Decay, Decay | None]:
+        a, a_syn = self.alpha, self.alpha_syn
+        if isinstance(a, torch.Tensor):  # learnable: an optimiser step may leave [0, 1]
+            a = a.clamp(0.0, 1.0)
+        if isinstance(a_syn, torch.Tensor):
+            a_syn = a_syn.clamp(0.0, 1.0)
+        return a, a_syn
+
+    def _initial_state(self, x: torch.Tensor, state: torch.Tensor | None) -> torch.Tensor | None:
+        if state is not None or not self.stateful or self.state is None:
+            return state
+        batch = x.shape[0] if self.batch_first else x.shape[1]
+        expected = (self.state.shape[0], batch, *x.shape[2:])
+        if tuple(self.state.shape) != expected:
+            raise ValueError(
+                f"{type(self).__name__}: the kept state has shape {tuple(self.state.shape)} but this input needs "
+                f"{list(expected)}; call reset_state() before feeding a batch of another shape"
+            )
+        return self.state
+
+    def _keep(self, state: torch.Tensor) -> None:
+        if self.stateful:
+            self.state = state
+
+    def reset_state(self) -> None:
+        """Forget the kept state (and with it the autograd graph that produced it)."""
+        self.state = None
+
+    def detach_state(self) -> None:
+        """Keep the state's values but cut the graph (truncated backpropagation through time)."""
+        if self.state is not None:
+            self.state = self.state.detach()
+
+
+class LIFNeuron(_Neuron):
+    """Fused LIF neurons without a projection: ``x`` is the input current of every neuron.
+
+    ``forward(x, state=None)``: ``x`` ``[batch, time, *neurons]`` (or ``[time, batch, *neurons]``
+    with ``batch_first=False``) -> spikes of the same shape; with ``return_state=True`` also the
+    state ``[3, batch, *neurons]``. Every option is that of :func:`snnkern.lif`.
+
+    ``learn_alpha`` / ``learn_threshold`` make the decays / the threshold learnable tensors of
+    ``shape`` (default ``()``: one value shared by all neurons; ``(C, 1, 1)``: one per channel).
+    ``stateful=True`` keeps the state between calls, for a sequence fed in chunks or step by step;
+    ``reset_state()`` forgets it (and its autograd graph), ``detach_state()`` cuts the graph only.
+    Without ``stateful`` (the default) every call starts from ``state`` or zeros.
+    """
+
+    threshold: float | torch.Tensor
+
+    def __init__(
+        self,
+        *,
+        alpha: float | None = None,
+        tau: float | None = None,
+        dt: float = 1e-3,
+        alpha_syn: float | None = None,
+        tau_syn: float | None = None,
+        threshold: float = 1.0,
+        reset: str = "zero",
+        v_reset: float = 0.0,
+        v_leak: float = 0.0,
+        detach_reset: bool = False,
+        ordering: str = "spike_first",
+        current_first: bool = False,
+        spike: str = "binary",
+        surrogate: Surrogate = Sigmoid(),
+        shape: tuple[int, ...] = (),
+        learn_alpha: bool = False,
+        learn_threshold: bool = False,
+        batch_first: bool = True,
+        stateful: bool = False,
+        return_state: bool = False,
+        backend: str | None = None,
+        device: Device = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__()
+        self._setup(alpha, tau, alpha_syn, tau_syn, dt, shape, learn_alpha, batch_first, stateful, backend, device, dtype)
+        self.threshold = self._parameter(threshold, learn_threshold, device, dtype)
+        self.options = dict(
+            reset=reset,
+            v_reset=v_reset,
+            v_leak=v_leak,
+            detach_reset=detach_reset,
+            ordering=ordering,
+            current_first=current_first,
+            spike=spike,
+            surrogate=surrogate,
+        )
+        self.return_state = return_state
+        # Check the options now, not at the first forward.
+        ops.lif(torch.zeros(1, 0, 1), 0.5, threshold=float(threshold), backend="reference", **self.options)
+
+    def forward(
+        self, x: torch.Tensor, state: torch.Tensor | None = None
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        a, a_syn = self._decays()
+        result = ops.lif(
+            x,
+            a,
+            alpha_syn=a_syn,
+            threshold=self.threshold,
+            state=self._initial_state(x, state),
+            batch_first=self.batch_first,
+            backend=self.backend,
+            **self.options,
+        )
+        self._keep(result.state)
+        return (result.spikes, result.state) if self.return_state else result.spikes
+
+    def extra_repr(self) -> str:
+        options = ", ".join(f"{k}={v!r}" for k, v in self.options.items())
+        return f"batch_first={self.batch_first}, stateful={self.stateful}, {options}"
+
+
+class LeakyNeuron(_Neuron):
+    """Non-spiking leaky integrators without a projection (readouts): ``forward(x, state=None)``
+    -> the membrane after each step, shape and layout of ``x``; options and state as
+    :class:`LIFNeuron`."""
+
+    def __init__(
+        self,
+        *,
+        alpha: float | None = None,
+        tau: float | None = None,
+        dt: float = 1e-3,
+        alpha_syn: float | None = None,
+        tau_syn: float | None = None,
+        shape: tuple[int, ...] = (),
+        learn_alpha: bool = False,
+        batch_first: bool = True,
+        stateful: bool = False,
+        return_state: bool = False,
+        backend: str | None = None,
+        device: Device = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__()
+        self._setup(alpha, tau, alpha_syn, tau_syn, dt, shape, learn_alpha, batch_first, stateful, backend, device, dtype)
+        self.return_state = return_state
+
+    def forward(
+        self, x: torch.Tensor, state: torch.Tensor | None = None
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        a, a_syn = self._decays()
+        result = ops.leaky(
+            x,
+            a,
+            alpha_syn=a_syn,
+            state=self._initial_state(x, state),
+            batch_first=self.batch_first,
+            backend=self.backend,
+        )
+        self._keep(result.state)
+        return (result.membrane, result.state) if self.return_state else result.membrane
+
+    def extra_repr(self) -> str:
+        return f"batch_first={self.batch_first}, stateful={self.stateful}"

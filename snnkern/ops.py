@@ -60,15 +60,18 @@ def build_info() -> str:
     return "not built (reference backend only)" if _C is None else str(_C.build_info)
 
 
-def op_options(a: LIFArgs) -> tuple[float, int, int, bool, int, float]:
-    """The option arguments of the compiled scan ops for checked arguments ``a``: threshold, the
-    codes of ordering, reset and surrogate (exported by the extension), detach_reset, surrogate
-    parameter, in the order of the op schemas (csrc/ops.cpp)."""
+def op_options(a: LIFArgs) -> tuple[int, int, float, float, bool, bool, bool, int, float]:
+    """The option arguments of the compiled scan ops for checked arguments ``a``, in the order of
+    the op schemas (csrc/ops.cpp): the codes of ordering and reset (exported by the extension),
+    v_reset, v_leak, detach_reset, current_first, multispike, the surrogate's code and parameter."""
     return (
-        a.threshold,
         _C.ORDERINGS[a.ordering],
         _C.RESETS[a.reset],
+        a.v_reset,
+        a.v_leak,
         a.detach_reset,
+        a.current_first,
+        a.spike == "multi",
         _C.SURROGATES[a.surrogate.name],
         float(a.surrogate.param),
     )
@@ -126,57 +129,85 @@ def lif(
     alpha: Decay,
     *,
     alpha_syn: Decay | None = None,
-    threshold: float = 1.0,
+    threshold: float | torch.Tensor = 1.0,
     reset: str = "zero",
+    v_reset: float = 0.0,
+    v_leak: float = 0.0,
     detach_reset: bool = False,
     ordering: str = "spike_first",
+    current_first: bool = False,
+    spike: str = "binary",
     surrogate: Surrogate = Sigmoid(),
     state: torch.Tensor | None = None,
     return_membrane: bool = False,
+    batch_first: bool = True,
     backend: str | None = None,
 ) -> LIFResult:
     """Leaky integrate-and-fire neurons over a whole sequence, forward and backward fused.
 
     Args:
-        x: input current, [batch, time, neurons].
-        alpha: membrane decay per step, ``exp(-dt/tau_mem)``: a float or a tensor of shape
-            [neurons] (learnable and heterogeneous time constants get a gradient).
-        alpha_syn: decay of a synaptic-current state (two-state neuron of seed 004): the input
-            feeds the current ``i`` and the current drives the membrane. None: the input drives
-            the membrane directly.
-        threshold: spike threshold (> 0).
-        reset: "zero" (multiply by 1 - spike), "subtract" (minus threshold) or "none".
-        detach_reset: stop the gradient through the reset (seed 004 detaches, 000 does not).
-        ordering: "delayed" (seeds 000/001), "spike_first" (seed 004) or "update_first"
-            (snnTorch, seed 003); see :mod:`snnkern.reference_ops` for the exact equations.
+        x: input current, [batch, time, *neurons], or [time, batch, *neurons] with
+            ``batch_first=False`` (a contiguous time-major tensor runs without a copy).
+        alpha: membrane decay per step, ``exp(-dt/tau_mem)`` (or ``1 - dt/tau_mem`` for forward
+            Euler): a float or a tensor broadcastable to the neuron shape (learnable and
+            heterogeneous time constants get a gradient).
+        alpha_syn: decay of a synaptic-current state: the input feeds the current ``i`` and the
+            current drives the membrane. None: the input drives the membrane directly.
+        threshold: spike threshold, a float or a tensor broadcastable to the neuron shape
+            (a learnable threshold gets a gradient); any finite value, > 0 for the surrogates
+            whose width scales with it and for ``spike="multi"``.
+        reset: "zero" (hard reset to ``v_reset``), "subtract" (minus threshold) or "none".
+        v_reset: the potential a hard reset sets (reset="zero").
+        v_leak: the resting potential the membrane decays towards.
+        detach_reset: stop the gradient through the reset spike (seed 004 detaches, 000 does not).
+        ordering: "delayed" (seeds 000/001), "spike_first" (seed 004), "update_first"
+            (snnTorch, seed 003) or "charge_first" (charge, fire and reset in one step:
+            SpikingJelly, Norse, Sinabs, NIR); see :mod:`snnkern.reference_ops` for the equations.
+        current_first: with ``alpha_syn``, the current takes ``x_t`` before it drives the
+            membrane of the same step (snnTorch's Synaptic, Sinabs); False: the membrane sees the
+            current of the step before (seed 004, Norse).
+        spike: "binary" (0/1) or "multi" (spike counts ``trunc(u / threshold)``, Sinabs' MultiSpike).
         surrogate: derivative used for the spike in backward (:mod:`snnkern.surrogate`).
-        state: [3, batch, neurons] from a previous call, to continue a sequence; zeros if None.
+        state: [3, batch, *neurons] from a previous call, to continue a sequence; zeros if None.
         return_membrane: also return the membrane trace each spike was thresholded from.
+        batch_first: True for x [batch, time, ...], False for [time, batch, ...] (torch.nn.RNN's
+            convention); the outputs keep the layout of x.
         backend: "compiled" (default) or "reference" (the pure-PyTorch loops).
 
     Returns:
         :class:`LIFResult` (spikes, membrane or None, state).
     """
+    options = dict(
+        alpha_syn=alpha_syn,
+        threshold=threshold,
+        reset=reset,
+        v_reset=v_reset,
+        v_leak=v_leak,
+        detach_reset=detach_reset,
+        ordering=ordering,
+        current_first=current_first,
+        spike=spike,
+        surrogate=surrogate,
+        batch_first=batch_first,
+    )
     if _resolve_backend(backend, x) == "reference":
-        return reference_ops.lif(
-            x,
-            alpha,
-            alpha_syn=alpha_syn,
-            threshold=threshold,
-            reset=reset,
-            detach_reset=detach_reset,
-            ordering=ordering,
-            surrogate=surrogate,
-            state=state,
-            return_membrane=return_membrane,
-        )
-    a = prepare_lif_args(x, alpha, alpha_syn, state, threshold, ordering, reset, detach_reset, surrogate)
-    save = _requires_grad(a.x, a.alpha, a.alpha_syn, a.state)
+        return reference_ops.lif(x, alpha, state=state, return_membrane=return_membrane, **options)
+    a = prepare_lif_args(x, alpha, state=state, **options)
+    save = _requires_grad(a.x, a.alpha, a.alpha_syn, a.threshold, a.state)
     with _functorch_guard("lif"):
         spikes, membrane, state_out, _ = torch.ops.snnkern.lif_forward(
-            a.x, a.alpha, a.alpha_syn, a.state, *op_options(a), return_membrane, save
+            a.x, a.alpha, a.alpha_syn, a.threshold, a.state, *op_options(a), return_membrane, save
         )
-    return LIFResult(spikes, membrane if return_membrane else None, state_out)
+    return _result(a, spikes, membrane if return_membrane else None, state_out)
+
+
+def _result(a: LIFArgs, spikes: torch.Tensor, membrane: torch.Tensor | None, state: torch.Tensor) -> LIFResult:
+    """The kernels' outputs in the caller's layout (:class:`snnkern._checks.Layout`)."""
+    return LIFResult(
+        a.layout.sequence(spikes),
+        None if membrane is None else a.layout.sequence(membrane),
+        a.layout.state(state),
+    )
 
 
 def recurrent_lif(
@@ -185,57 +216,63 @@ def recurrent_lif(
     alpha: Decay,
     *,
     alpha_syn: Decay | None = None,
-    threshold: float = 1.0,
+    threshold: float | torch.Tensor = 1.0,
     reset: str = "zero",
+    v_reset: float = 0.0,
+    v_leak: float = 0.0,
     detach_reset: bool = False,
     ordering: str = "spike_first",
+    current_first: bool = False,
+    spike: str = "binary",
     surrogate: Surrogate = Sigmoid(),
     state: torch.Tensor | None = None,
     spikes: torch.Tensor | None = None,
     return_membrane: bool = False,
+    batch_first: bool = True,
     backend: str | None = None,
 ) -> LIFResult:
     """A recurrently connected layer of LIF neurons, the whole time loop in one op.
 
     The input of step t is ``x_t + z_{t-1} @ weight.T``: the external current plus the
     recurrent input of the layer's own spikes one step earlier (seed 004). All other arguments
-    and the neuron step are those of :func:`lif`.
+    and the neuron step are those of :func:`lif`; x is [batch, time, neurons] (or
+    [time, batch, neurons] with ``batch_first=False``, which the op copies to batch-first).
 
     Args:
         weight: recurrent weights [neurons, neurons], ``[out, in]`` as ``torch.nn.Linear``.
         spikes: [batch, neurons], the spikes of the step before the first (zeros if None); to
-            continue a sequence pass ``result.spikes[:, -1]`` with ``state=result.state``.
+            continue a sequence pass the last step's spikes with ``state=result.state``.
 
     Between steps the op gathers the recurrent input from the rows of ``weight`` of the neurons
     that fired (event-driven on the CPU, cuBLAS on GPU) and keeps the neuron state in memory;
     backward runs the same loop in reverse and forms the weight gradient in one event-driven
     product over all steps.
     """
+    options = dict(
+        alpha_syn=alpha_syn,
+        threshold=threshold,
+        reset=reset,
+        v_reset=v_reset,
+        v_leak=v_leak,
+        detach_reset=detach_reset,
+        ordering=ordering,
+        current_first=current_first,
+        spike=spike,
+        surrogate=surrogate,
+        batch_first=batch_first,
+    )
     if _resolve_backend(backend, x) == "reference":
         return reference_ops.recurrent_lif(
-            x,
-            weight,
-            alpha,
-            alpha_syn=alpha_syn,
-            threshold=threshold,
-            reset=reset,
-            detach_reset=detach_reset,
-            ordering=ordering,
-            surrogate=surrogate,
-            state=state,
-            spikes=spikes,
-            return_membrane=return_membrane,
+            x, weight, alpha, state=state, spikes=spikes, return_membrane=return_membrane, **options
         )
-    r = prepare_recurrent_args(
-        x, weight, spikes, alpha, alpha_syn, state, threshold, ordering, reset, detach_reset, surrogate
-    )
+    r = prepare_recurrent_args(x, weight, spikes, alpha, state=state, **options)
     a = r.lif
-    save = _requires_grad(a.x, r.weight, a.alpha, a.alpha_syn, a.state, r.spikes)
+    save = _requires_grad(a.x, r.weight, a.alpha, a.alpha_syn, a.threshold, a.state, r.spikes)
     with _functorch_guard("recurrent_lif"):
         spikes_out, membrane, state_out, _ = torch.ops.snnkern.recurrent_lif_forward(
-            a.x, r.weight, a.alpha, a.alpha_syn, a.state, r.spikes, *op_options(a), return_membrane, save
+            a.x, r.weight, a.alpha, a.alpha_syn, a.threshold, a.state, r.spikes, *op_options(a), return_membrane, save
         )
-    return LIFResult(spikes_out, membrane if return_membrane else None, state_out)
+    return _result(a, spikes_out, membrane if return_membrane else None, state_out)
 
 
 def spike_linear(
@@ -267,6 +304,7 @@ def leaky(
     *,
     alpha_syn: Decay | None = None,
     state: torch.Tensor | None = None,
+    batch_first: bool = True,
     backend: str | None = None,
 ) -> LeakyResult:
     """Non-spiking leaky integrator (readout): ``v_{t+1} = alpha v_t + x_t``.
@@ -274,14 +312,15 @@ def leaky(
     With ``alpha_syn`` the input passes through a synaptic current first (seed 004's readout):
     ``v_{t+1} = alpha v_t + i_t``, ``i_{t+1} = alpha_syn i_t + x_t``. The membrane trace holds
     ``v_{t+1}``, the potential after step t; seeds that record ``v_0 = 0`` first prepend it.
+    Shapes and layouts as :func:`lif`.
     """
     if _resolve_backend(backend, x) == "reference":
-        return reference_ops.leaky(x, alpha, alpha_syn=alpha_syn, state=state)
-    x, alpha, alpha_syn, state = prepare_leaky_args(x, alpha, alpha_syn, state)
+        return reference_ops.leaky(x, alpha, alpha_syn=alpha_syn, state=state, batch_first=batch_first)
+    x, alpha, alpha_syn, state, layout = prepare_leaky_args(x, alpha, alpha_syn, state, batch_first)
     save = _requires_grad(x, alpha, alpha_syn, state)
     with _functorch_guard("leaky"):
         membrane, state_out, _ = torch.ops.snnkern.leaky_forward(x, alpha, alpha_syn, state, save)
-    return LeakyResult(membrane, state_out)
+    return LeakyResult(layout.sequence(membrane), layout.state(state_out))
 
 
 # --------------------------------------------------------------------------------------------
@@ -290,21 +329,30 @@ def leaky(
 
 if _C is not None:
 
+    # The option arguments of every scan op (SNNKERN_OPTIONS in csrc/ops.cpp), by name: the fake
+    # kernels and the autograd formulas pass them through unchanged.
+    _OPTIONS = (
+        "ordering",
+        "reset",
+        "v_reset",
+        "v_leak",
+        "detach_reset",
+        "current_first",
+        "multispike",
+        "surrogate",
+        "surrogate_param",
+    )
+
     @torch.library.register_fake("snnkern::lif_forward")
     def _lif_forward_fake(
         x: torch.Tensor,
         alpha: torch.Tensor,
         alpha_syn: torch.Tensor | None,
+        threshold: torch.Tensor,
         state: torch.Tensor,
-        threshold: float,
-        ordering: int,
-        reset: int,
-        detach_reset: bool,
-        surrogate: int,
-        surrogate_param: float,
-        record_membrane: bool,
-        save_for_backward: bool,
+        *options_and_flags: Any,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        record_membrane, save_for_backward = options_and_flags[len(_OPTIONS) :]
         b, t, n = x.shape
         membrane = x.new_empty((b, t, n) if record_membrane else (0,))
         pre_reset = x.new_empty((b, t, n) if save_for_backward else (0,), dtype=accumulate_dtype(x.dtype))
@@ -319,19 +367,16 @@ if _C is not None:
         spikes: torch.Tensor,
         alpha: torch.Tensor,
         alpha_syn: torch.Tensor | None,
+        threshold: torch.Tensor,
         state: torch.Tensor,
-        threshold: float,
-        ordering: int,
-        reset: int,
-        detach_reset: bool,
-        surrogate: int,
-        surrogate_param: float,
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        *options: Any,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         grad_alpha_syn = alpha.new_empty(alpha.shape if alpha_syn is not None else (0,))
         return (
             spikes.new_empty(spikes.shape),
             alpha.new_empty(alpha.shape),
             grad_alpha_syn,
+            threshold.new_empty(threshold.shape),
             state.new_empty(state.shape),
         )
 
@@ -374,11 +419,11 @@ if _C is not None:
     # The autograd context is torch's dynamic object that the functions below keep their state
     # on (saved tensors, options): typed Any, as torch.autograd.Function types it.
     def _lif_setup_context(ctx: Any, inputs: tuple[Any, ...], output: tuple[torch.Tensor, ...]) -> None:
-        _x, alpha, alpha_syn, state, threshold, ordering, reset, detach_reset, surrogate, surrogate_param, _, _ = inputs
+        _x, alpha, alpha_syn, threshold, state, *options_and_flags = inputs
         spikes, _, _, pre_reset = output
-        ctx.save_for_backward(pre_reset, spikes, alpha, alpha_syn, state)
+        ctx.save_for_backward(pre_reset, spikes, alpha, alpha_syn, threshold, state)
         ctx.set_materialize_grads(False)  # unused outputs pass None, and the kernel skips them
-        ctx.options = (threshold, ordering, reset, detach_reset, surrogate, surrogate_param)
+        ctx.options = tuple(options_and_flags[: len(_OPTIONS)])
 
     def _lif_backward(
         ctx: Any,
@@ -387,27 +432,15 @@ if _C is not None:
         grad_state: torch.Tensor | None,
         _grad_pre_reset: torch.Tensor | None,
     ) -> tuple[torch.Tensor | None, ...]:
-        pre_reset, spikes, alpha, alpha_syn, state = ctx.saved_tensors
+        pre_reset, spikes, alpha, alpha_syn, threshold, state = ctx.saved_tensors
         _check_saved(pre_reset, spikes, "snnkern.lif")
         if grad_membrane is not None and grad_membrane.numel() == 0:
             grad_membrane = None  # the membrane was not recorded
-        grad_x, grad_alpha, grad_alpha_syn, grad_state0 = torch.ops.snnkern.lif_backward(
-            grad_spikes, grad_membrane, grad_state, pre_reset, spikes, alpha, alpha_syn, state, *ctx.options
+        grad_x, grad_alpha, grad_alpha_syn, grad_threshold, grad_state0 = torch.ops.snnkern.lif_backward(
+            grad_spikes, grad_membrane, grad_state, pre_reset, spikes, alpha, alpha_syn, threshold, state, *ctx.options
         )
-        return (
-            grad_x,
-            grad_alpha,
-            grad_alpha_syn if alpha_syn is not None else None,
-            grad_state0,
-            None,
-            None,
-            None,
-            None,
-            None,
-            None,
-            None,
-            None,
-        )
+        grads = (grad_x, grad_alpha, grad_alpha_syn if alpha_syn is not None else None, grad_threshold, grad_state0)
+        return grads + (None,) * (len(_OPTIONS) + 2)
 
     torch.library.register_autograd("snnkern::lif_forward", _lif_backward, setup_context=_lif_setup_context)
 
@@ -442,31 +475,12 @@ if _C is not None:
         weight: torch.Tensor,
         alpha: torch.Tensor,
         alpha_syn: torch.Tensor | None,
+        threshold: torch.Tensor,
         state: torch.Tensor,
         spikes0: torch.Tensor,
-        threshold: float,
-        ordering: int,
-        reset: int,
-        detach_reset: bool,
-        surrogate: int,
-        surrogate_param: float,
-        record_membrane: bool,
-        save_for_backward: bool,
+        *options_and_flags: Any,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        return _lif_forward_fake(
-            x,
-            alpha,
-            alpha_syn,
-            state,
-            threshold,
-            ordering,
-            reset,
-            detach_reset,
-            surrogate,
-            surrogate_param,
-            record_membrane,
-            save_for_backward,
-        )
+        return _lif_forward_fake(x, alpha, alpha_syn, threshold, state, *options_and_flags)
 
     @torch.library.register_fake("snnkern::recurrent_lif_backward")
     def _recurrent_lif_backward_fake(
@@ -478,61 +492,30 @@ if _C is not None:
         weight: torch.Tensor,
         alpha: torch.Tensor,
         alpha_syn: torch.Tensor | None,
+        threshold: torch.Tensor,
         state: torch.Tensor,
         spikes0: torch.Tensor,
-        threshold: float,
-        ordering: int,
-        reset: int,
-        detach_reset: bool,
-        surrogate: int,
-        surrogate_param: float,
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        grad_x, grad_alpha, grad_alpha_syn, grad_state0 = _lif_backward_fake(
-            grad_spikes,
-            grad_membrane,
-            grad_state,
-            pre_reset,
-            spikes,
-            alpha,
-            alpha_syn,
-            state,
-            threshold,
-            ordering,
-            reset,
-            detach_reset,
-            surrogate,
-            surrogate_param,
+        *options: Any,
+    ) -> tuple[torch.Tensor, ...]:
+        grad_x, grad_alpha, grad_alpha_syn, grad_threshold, grad_state0 = _lif_backward_fake(
+            grad_spikes, grad_membrane, grad_state, pre_reset, spikes, alpha, alpha_syn, threshold, state, *options
         )
         return (
             grad_x,
             weight.new_empty(weight.shape),
             grad_alpha,
             grad_alpha_syn,
+            grad_threshold,
             grad_state0,
             spikes0.new_empty(spikes0.shape),
         )
 
     def _recurrent_lif_setup_context(ctx: Any, inputs: tuple[Any, ...], output: tuple[torch.Tensor, ...]) -> None:
-        (
-            _x,
-            weight,
-            alpha,
-            alpha_syn,
-            state,
-            spikes0,
-            threshold,
-            ordering,
-            reset,
-            detach_reset,
-            surrogate,
-            surrogate_param,
-            _,
-            _,
-        ) = inputs
+        _x, weight, alpha, alpha_syn, threshold, state, spikes0, *options_and_flags = inputs
         spikes, _, _, pre_reset = output
-        ctx.save_for_backward(pre_reset, spikes, weight, alpha, alpha_syn, state, spikes0)
+        ctx.save_for_backward(pre_reset, spikes, weight, alpha, alpha_syn, threshold, state, spikes0)
         ctx.set_materialize_grads(False)
-        ctx.options = (threshold, ordering, reset, detach_reset, surrogate, surrogate_param)
+        ctx.options = tuple(options_and_flags[: len(_OPTIONS)])
 
     def _recurrent_lif_backward(
         ctx: Any,
@@ -541,11 +524,11 @@ if _C is not None:
         grad_state: torch.Tensor | None,
         _grad_pre_reset: torch.Tensor | None,
     ) -> tuple[torch.Tensor | None, ...]:
-        pre_reset, spikes, weight, alpha, alpha_syn, state, spikes0 = ctx.saved_tensors
+        pre_reset, spikes, weight, alpha, alpha_syn, threshold, state, spikes0 = ctx.saved_tensors
         _check_saved(pre_reset, spikes, "snnkern.recurrent_lif")
         if grad_membrane is not None and grad_membrane.numel() == 0:
             grad_membrane = None
-        grad_x, grad_weight, grad_alpha, grad_alpha_syn, grad_state0, grad_spikes0 = (
+        grad_x, grad_weight, grad_alpha, grad_alpha_syn, grad_threshold, grad_state0, grad_spikes0 = (
             torch.ops.snnkern.recurrent_lif_backward(
                 grad_spikes,
                 grad_membrane,
@@ -555,27 +538,22 @@ if _C is not None:
                 weight,
                 alpha,
                 alpha_syn,
+                threshold,
                 state,
                 spikes0,
                 *ctx.options,
             )
         )
-        return (
+        grads = (
             grad_x,
             grad_weight,
             grad_alpha,
             grad_alpha_syn if alpha_syn is not None else None,
+            grad_threshold,
             grad_state0,
             grad_spikes0,
-            None,
-            None,
-            None,
-            None,
-            None,
-            None,
-            None,
-            None,
         )
+        return grads + (None,) * (len(_OPTIONS) + 2)
 
     torch.library.register_autograd(
         "snnkern::recurrent_lif_forward", _recurrent_lif_backward, setup_context=_recurrent_lif_setup_context
@@ -637,9 +615,9 @@ if _C is not None:
     _AUTOCAST_ROLES: dict[
         str, tuple[str | None, ...]
     ] = {  # per argument: "sequence", "parameter" or None (not a tensor to cast)
-        "lif_forward": ("sequence", "parameter", "parameter", "parameter"),
+        "lif_forward": ("sequence", "parameter", "parameter", "parameter", "parameter"),
         "leaky_forward": ("sequence", "parameter", "parameter", "parameter", None),
-        "recurrent_lif_forward": ("sequence", "sequence", "parameter", "parameter", "parameter", "sequence"),
+        "recurrent_lif_forward": ("sequence", "sequence", "parameter", "parameter", "parameter", "parameter", "sequence"),
         "spike_matmul": ("sequence", "sequence"),
         "spike_matmul_t": ("sequence", "sequence"),
     }

@@ -4,25 +4,30 @@ This module is the ground truth the kernels are tested against, and the explicit
 (``backend="reference"`` or ``SNNKERN_BACKEND=reference``). It is written for clarity, one
 python step per time step, with autograd through the loop; it is slow by design.
 
-One LIF step, with ``H`` the Heaviside step (surrogate derivative in backward), ``theta`` the
-threshold, ``d_t`` the drive (the input ``x_t``, or the synaptic current ``i_t`` when
-``alpha_syn`` is given) and ``R`` the reset:
+One LIF step, with ``theta`` the threshold, ``d_t`` the drive and ``R`` the reset:
 
-    p_t     = alpha * v_t + d_t                      pre-reset membrane
-    v_{t+1} = R(p_t, r_t)                            zero: p (1 - r); subtract: p - theta r; none: p
-    i_{t+1} = alpha_syn * i_t + x_t                  (synaptic state only)
+    d_t     = x_t                                     no synaptic state
+            = i_t;      i_{t+1} = alpha_syn i_t + x_t    synaptic current (seed 004, Norse)
+            = i_{t+1};  i_{t+1} = alpha_syn i_t + x_t    current_first (snnTorch Synaptic, Sinabs)
+    p_t     = alpha (v_t - v_leak) + v_leak + d_t      pre-reset membrane
+    v_{t+1} = R(p_t, r_t)                             zero: p (1 - r) + v_reset r; subtract: p - theta r; none: p
 
-The ordering decides which membrane the output spike ``z_t`` and the reset spike ``r_t`` are
-thresholded from:
+``fire(u)`` is the Heaviside step ``H(u - theta)`` (1 if u > theta), or with ``spike="multi"``
+the spike count ``trunc(u / theta)`` for u > 0; in backward both take the surrogate derivative
+at ``u - theta``. The ordering decides which membrane ``u_t`` the output spike ``z_t`` and the
+reset spike ``r_t`` come from:
 
-    "delayed"       (seeds 000/001)  z_t = r_t = H(v_{t-1} - theta)  spike and reset lag one step
-    "spike_first"   (seed 004)       z_t = r_t = H(v_t - theta)      spike, then update with reset
-    "update_first"  (snnTorch, 003)  r_t = H(v_t - theta), z_t = H(v_{t+1} - theta)
+    "delayed"       (seeds 000/001)  z_t = r_t = fire(v_{t-1})    spike and reset lag one step
+    "spike_first"   (seed 004)       z_t = r_t = fire(v_t)        spike, then update with reset
+    "update_first"  (snnTorch, 003)  r_t = fire(v_t), z_t = fire(v_{t+1})
+    "charge_first"  (SpikingJelly, Norse, Sinabs, NIR)  z_t = r_t = fire(p_t): charge, fire, reset
 
-The returned membrane trace is the potential ``z_t`` was thresholded from.
+The returned membrane trace is the potential ``u_t`` that ``z_t`` was thresholded from.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import torch
 
@@ -31,54 +36,51 @@ from ._checks import (
     STATE_V,
     STATE_W,
     Decay,
+    LIFArgs,
     prepare_leaky_args,
     prepare_lif_args,
     prepare_recurrent_args,
     prepare_spike_linear_args,
 )
 from ._types import LeakyResult, LIFResult
-from .surrogate import Sigmoid, Surrogate, spike
+from .surrogate import spike, spike_count
 
 
-def _reset(p: torch.Tensor, r: torch.Tensor, reset: str, threshold: float) -> torch.Tensor:
-    if reset == "zero":
-        return p * (1 - r)
-    if reset == "subtract":
-        return p - threshold * r
-    return p
-
-
-def lif(
-    x: torch.Tensor,
-    alpha: Decay,
-    *,
-    alpha_syn: Decay | None = None,
-    threshold: float = 1.0,
-    reset: str = "zero",
-    detach_reset: bool = False,
-    ordering: str = "spike_first",
-    surrogate: Surrogate = Sigmoid(),
-    state: torch.Tensor | None = None,
-    return_membrane: bool = False,
-) -> LIFResult:
-    """Reference LIF scan; see :func:`snnkern.lif` for the arguments."""
-    a = prepare_lif_args(x, alpha, alpha_syn, state, threshold, ordering, reset, detach_reset, surrogate)
+def _scan(a: LIFArgs, x: torch.Tensor, state: torch.Tensor, return_membrane: bool) -> tuple[Any, Any, torch.Tensor]:
+    """The loop over the steps of ``x`` [B, T, N] from ``state``: (spikes, membranes, state) with
+    the sequences as lists of [B, N] steps."""
     alpha, alpha_syn, theta = a.alpha, a.alpha_syn, a.threshold
-    v, i, w = a.state[STATE_V], a.state[STATE_I], a.state[STATE_W]
+    v, i, w = state[STATE_V], state[STATE_I], state[STATE_W]
 
     def fire(u: torch.Tensor) -> torch.Tensor:
-        return spike(u - theta, surrogate, theta)
+        if a.spike == "multi":
+            return spike_count(u, a.surrogate, theta)
+        return spike(u - theta, a.surrogate, theta)
+
+    def reset(p: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+        r_reset = r.detach() if a.detach_reset else r
+        if a.reset == "zero":
+            return p * (1 - r_reset) + a.v_reset * r_reset
+        if a.reset == "subtract":
+            return p - theta * r_reset
+        return p
 
     spikes: list[torch.Tensor] = []
     membranes: list[torch.Tensor] = []
     for t in range(x.shape[1]):
-        u = w if a.ordering == "delayed" else v
+        d = x[:, t]
+        if alpha_syn is not None:
+            i_next = alpha_syn * i + x[:, t]
+            d = i_next if a.current_first else i
+            i = i_next
+        p = alpha * v + d if a.v_leak == 0 else alpha * (v - a.v_leak) + a.v_leak + d
+        if a.ordering == "charge_first":
+            u = p
+        else:
+            u = w if a.ordering == "delayed" else v
         r = fire(u)
         z = r
-        p = alpha * v + (i if alpha_syn is not None else x[:, t])
-        v_next = _reset(p, r.detach() if a.detach_reset else r, a.reset, theta)
-        if alpha_syn is not None:
-            i = alpha_syn * i + x[:, t]
+        v_next = reset(p, r)
         if a.ordering == "delayed":
             w = v
         v = v_next
@@ -87,10 +89,33 @@ def lif(
             z = fire(u)
         spikes.append(z)
         membranes.append(u)
-    b, _, n = x.shape
-    # The sequences leave in the storage dtype of x (the steps ran in the accumulate dtype).
-    stack = (lambda xs: torch.stack(xs, dim=1).to(x.dtype)) if spikes else (lambda xs: x.new_zeros(b, 0, n))
-    return LIFResult(stack(spikes), stack(membranes) if return_membrane else None, torch.stack([v, i, w]))
+    return spikes, membranes if return_membrane else None, torch.stack([v, i, w])
+
+
+def _sequence(steps: list[torch.Tensor] | None, like: torch.Tensor) -> torch.Tensor | None:
+    """Steps [B, N] stacked as [B, T, N] in the storage dtype of ``like`` (the steps ran in the
+    accumulate dtype)."""
+    if steps is None:
+        return None
+    return torch.stack(steps, dim=1).to(like.dtype) if steps else like.new_zeros(like.shape)
+
+
+def lif(
+    x: torch.Tensor,
+    alpha: Decay,
+    *,
+    state: torch.Tensor | None = None,
+    return_membrane: bool = False,
+    **options: Any,
+) -> LIFResult:
+    """Reference LIF scan; see :func:`snnkern.lif` for the arguments."""
+    a = prepare_lif_args(x, alpha, state=state, **options)
+    spikes, membranes, state_out = _scan(a, a.x, a.state, return_membrane)
+    out = _sequence(spikes, a.x)
+    mem = _sequence(membranes, a.x)
+    return LIFResult(
+        a.layout.sequence(out), None if mem is None else a.layout.sequence(mem), a.layout.state(state_out)
+    )
 
 
 def recurrent_lif(
@@ -98,44 +123,32 @@ def recurrent_lif(
     weight: torch.Tensor,
     alpha: Decay,
     *,
-    alpha_syn: Decay | None = None,
-    threshold: float = 1.0,
-    reset: str = "zero",
-    detach_reset: bool = False,
-    ordering: str = "spike_first",
-    surrogate: Surrogate = Sigmoid(),
     state: torch.Tensor | None = None,
     spikes: torch.Tensor | None = None,
     return_membrane: bool = False,
+    **options: Any,
 ) -> LIFResult:
     """Reference recurrent LIF layer; see :func:`snnkern.recurrent_lif`.
 
-    Each step runs :func:`lif` for one time step on ``x_t + z_{t-1} weight^T``.
+    Each step runs the scan for one time step on ``x_t + z_{t-1} weight^T``.
     """
-    a = prepare_recurrent_args(
-        x, weight, spikes, alpha, alpha_syn, state, threshold, ordering, reset, detach_reset, surrogate
-    )
-    z, state = a.spikes, a.lif.state
+    r = prepare_recurrent_args(x, weight, spikes, alpha, state=state, **options)
+    a = r.lif
+    z, state_t = r.spikes, a.state
     spike_steps: list[torch.Tensor] = []
-    membrane_steps: list[torch.Tensor | None] = []
-    for t in range(x.shape[1]):
-        step = lif(
-            x[:, t : t + 1] + torch.nn.functional.linear(z, weight).unsqueeze(1),
-            alpha,
-            alpha_syn=alpha_syn,
-            threshold=threshold,
-            reset=reset,
-            detach_reset=detach_reset,
-            ordering=ordering,
-            surrogate=surrogate,
-            state=state,
-            return_membrane=return_membrane,
-        )
-        z, state = step.spikes[:, 0], step.state
-        spike_steps.append(step.spikes)
-        membrane_steps.append(step.membrane)
-    cat = (lambda xs: torch.cat(xs, dim=1)) if spike_steps else (lambda xs: x.new_zeros(x.shape))
-    return LIFResult(cat(spike_steps), cat(membrane_steps) if return_membrane else None, state)
+    membrane_steps: list[torch.Tensor] = []
+    for t in range(a.x.shape[1]):
+        step_input = a.x[:, t : t + 1] + torch.nn.functional.linear(z, weight).unsqueeze(1)
+        step_spikes, step_membranes, state_t = _scan(a, step_input, state_t, return_membrane)
+        z = step_spikes[0].to(a.x.dtype)
+        spike_steps.append(z)
+        if step_membranes is not None:
+            membrane_steps.append(step_membranes[0])
+    out = _sequence(spike_steps, a.x)
+    mem = _sequence(membrane_steps, a.x) if return_membrane else None
+    return LIFResult(
+        a.layout.sequence(out), None if mem is None else a.layout.sequence(mem), a.layout.state(state_t)
+    )
 
 
 def spike_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
@@ -145,10 +158,15 @@ def spike_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | Non
 
 
 def leaky(
-    x: torch.Tensor, alpha: Decay, *, alpha_syn: Decay | None = None, state: torch.Tensor | None = None
+    x: torch.Tensor,
+    alpha: Decay,
+    *,
+    alpha_syn: Decay | None = None,
+    state: torch.Tensor | None = None,
+    batch_first: bool = True,
 ) -> LeakyResult:
     """Reference non-spiking leaky integrator; see :func:`snnkern.leaky`."""
-    x, alpha, alpha_syn, state = prepare_leaky_args(x, alpha, alpha_syn, state)
+    x, alpha, alpha_syn, state, layout = prepare_leaky_args(x, alpha, alpha_syn, state, batch_first)
     v, i, w = state[STATE_V], state[STATE_I], state[STATE_W]
     trace = []
     for t in range(x.shape[1]):
@@ -156,5 +174,6 @@ def leaky(
         if alpha_syn is not None:
             i = alpha_syn * i + x[:, t]
         trace.append(v)
-    membrane = torch.stack(trace, dim=1).to(x.dtype) if trace else x.new_zeros(x.shape)
-    return LeakyResult(membrane, torch.stack([v, i, w]))
+    membrane = _sequence(trace, x)
+    assert membrane is not None
+    return LeakyResult(layout.sequence(membrane), layout.state(torch.stack([v, i, w])))

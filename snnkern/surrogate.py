@@ -25,6 +25,7 @@ class Surrogate:
     param: float
     name: ClassVar[str] = ""
     param_name: ClassVar[str] = "param"
+    scaled_by_threshold: ClassVar[bool] = False  # its width is relative to the threshold (> 0)
 
     def __post_init__(self) -> None:
         if not isinstance(self.param, (int, float)) or not math.isfinite(self.param) or self.param <= 0:
@@ -32,7 +33,7 @@ class Surrogate:
                 f"{type(self).__name__}: {self.param_name} must be a finite number > 0, got {self.param!r}"
             )
 
-    def derivative(self, x: torch.Tensor, threshold: float) -> torch.Tensor:
+    def derivative(self, x: torch.Tensor, threshold: float | torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
 
@@ -44,7 +45,7 @@ class Sigmoid(Surrogate):
     name: ClassVar[str] = "sigmoid"
     param_name: ClassVar[str] = "beta"
 
-    def derivative(self, x: torch.Tensor, threshold: float) -> torch.Tensor:
+    def derivative(self, x: torch.Tensor, threshold: float | torch.Tensor) -> torch.Tensor:
         s = torch.sigmoid(self.param * x)
         return self.param * s * (1 - s)
 
@@ -57,7 +58,7 @@ class FastSigmoid(Surrogate):
     name: ClassVar[str] = "fast_sigmoid"
     param_name: ClassVar[str] = "scale"
 
-    def derivative(self, x: torch.Tensor, threshold: float) -> torch.Tensor:
+    def derivative(self, x: torch.Tensor, threshold: float | torch.Tensor) -> torch.Tensor:
         return 1.0 / (self.param * x.abs() + 1.0) ** 2
 
 
@@ -68,8 +69,9 @@ class Triangle(Surrogate):
     param: float = 0.3
     name: ClassVar[str] = "triangle"
     param_name: ClassVar[str] = "gamma"
+    scaled_by_threshold: ClassVar[bool] = True
 
-    def derivative(self, x: torch.Tensor, threshold: float) -> torch.Tensor:
+    def derivative(self, x: torch.Tensor, threshold: float | torch.Tensor) -> torch.Tensor:
         return self.param * torch.clamp(1.0 - x.abs() / threshold, min=0.0)
 
 
@@ -81,8 +83,23 @@ class ATan(Surrogate):
     name: ClassVar[str] = "atan"
     param_name: ClassVar[str] = "alpha"
 
-    def derivative(self, x: torch.Tensor, threshold: float) -> torch.Tensor:
+    def derivative(self, x: torch.Tensor, threshold: float | torch.Tensor) -> torch.Tensor:
         return (self.param / 2) / (1 + (math.pi / 2 * self.param * x) ** 2)
+
+
+@dataclass(frozen=True)
+class Exponential(Surrogate):
+    """Exponential ``exp(-|x| / w) / w`` with ``w = width * threshold`` (Shrestha and Orchard 2018;
+    Sinabs' SingleExponential with grad_scale 1)."""
+
+    param: float = 0.5
+    name: ClassVar[str] = "exponential"
+    param_name: ClassVar[str] = "width"
+    scaled_by_threshold: ClassVar[bool] = True
+
+    def derivative(self, x: torch.Tensor, threshold: float | torch.Tensor) -> torch.Tensor:
+        w = self.param * threshold
+        return torch.exp(-x.abs() / w) / w
 
 
 class _SpikeFunction(torch.autograd.Function):
@@ -106,6 +123,35 @@ class _SpikeFunction(torch.autograd.Function):
         return grad * ctx.surrogate.derivative(x, ctx.threshold), None, None
 
 
-def spike(x: torch.Tensor, surrogate: Surrogate, threshold: float = 1.0) -> torch.Tensor:
-    """Heaviside step of ``x`` with the surrogate's derivative in backward (reference backend)."""
+def spike(x: torch.Tensor, surrogate: Surrogate, threshold: float | torch.Tensor = 1.0) -> torch.Tensor:
+    """Heaviside step of ``x`` with the surrogate's derivative in backward (reference backend).
+    ``threshold`` only scales the surrogates whose width is relative to it: no gradient reaches
+    it from here (a learnable threshold gets its gradient through ``x = u - threshold``)."""
+    if isinstance(threshold, torch.Tensor):
+        threshold = threshold.detach()
     return _SpikeFunction.apply(x, surrogate, threshold)
+
+
+class _SpikeCountFunction(torch.autograd.Function):
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(u: torch.Tensor, surrogate: Surrogate, threshold: torch.Tensor) -> torch.Tensor:
+        return (u > 0).to(u.dtype) * torch.trunc(u / threshold)
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[torch.Tensor, Surrogate, torch.Tensor], output: torch.Tensor) -> None:
+        u, surrogate, threshold = inputs
+        ctx.save_for_backward(u, threshold)
+        ctx.surrogate = surrogate
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:
+        u, threshold = ctx.saved_tensors
+        return grad * ctx.surrogate.derivative(u - threshold, threshold), None, None
+
+
+def spike_count(u: torch.Tensor, surrogate: Surrogate, threshold: torch.Tensor) -> torch.Tensor:
+    """The number of thresholds in the membrane ``u`` (0 where u <= 0), with the surrogate's
+    derivative at ``u - threshold`` in backward (spike='multi' of the reference backend)."""
+    return _SpikeCountFunction.apply(u, surrogate, threshold.detach())

@@ -55,10 +55,17 @@ SPIKING = [pytest.param(_lif, id="lif"), pytest.param(_recurrent, id="recurrent_
 
 @everywhere_and_reference
 @pytest.mark.parametrize("fn", FUNCS)
-@pytest.mark.parametrize("shape", [(T, N), (N,), (1, B, T, N), ()], ids=["2d", "1d", "4d", "0d"])
+@pytest.mark.parametrize("shape", [(T, N), (N,), ()], ids=["2d", "1d", "0d"])
 def test_wrong_rank(fn, where, shape):
     with pytest.raises(ERR, match=r"\bx\b.*3-D"):
         fn(where, x=_z(where, *shape))
+
+
+@everywhere_and_reference
+def test_recurrent_needs_one_neuron_dimension(where):
+    # The scans take any neuron shape; the recurrent weight is [neurons, neurons].
+    with pytest.raises(ERR, match=r"\bx\b.*3-D.*recurrent"):
+        _recurrent(where, x=_z(where, 1, B, T, N))
 
 
 @everywhere_and_reference
@@ -244,13 +251,41 @@ def test_bad_decay_types(fn, where, value):
 @everywhere_and_reference
 @pytest.mark.parametrize(
     "value",
-    [0.0, -1.0, float("nan"), float("inf"), "1", None, True],
-    ids=["zero", "neg", "nan", "inf", "str", "none", "bool"],
+    [float("nan"), float("inf"), "1", None, True],
+    ids=["nan", "inf", "str", "none", "bool"],
 )
 @pytest.mark.parametrize("fn", SPIKING)
 def test_bad_threshold(fn, where, value):
     with pytest.raises(ERR, match="threshold"):
         fn(where, threshold=value)
+
+
+@everywhere_and_reference
+@pytest.mark.parametrize("fn", SPIKING)
+@pytest.mark.parametrize("value", [0.0, -1.0, "tensor"], ids=["zero", "neg", "tensor"])
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"surrogate": snnkern.Triangle()},
+        {"surrogate": snnkern.surrogate.Exponential()},
+        {"spike": "multi", "reset": "subtract"},
+    ],
+    ids=["triangle", "exponential", "multi"],
+)
+def test_threshold_must_be_positive_where_it_scales(fn, where, value, options):
+    # Any finite threshold is allowed (Norse uses negative potentials), except where it is a
+    # scale: the surrogates whose width is relative to it, and spike counts.
+    if value == "tensor":
+        value = torch.tensor([0.5, -0.5, 1.0], device=where.device)
+    with pytest.raises(ERR, match="threshold must be > 0"):
+        fn(where, threshold=value, **options)
+
+
+@everywhere_and_reference
+@pytest.mark.parametrize("fn", SPIKING)
+@pytest.mark.parametrize("value", [0.0, -1.0])
+def test_any_finite_threshold_otherwise(fn, where, value):
+    fn(where, threshold=value)
 
 
 @everywhere_and_reference
@@ -348,3 +383,70 @@ def test_good_input_still_runs(where):
         x, _z(where, N, N), 0.9, spikes=_full(where, (B, N), True, dtype=torch.bool), backend=where.backend
     )
     assert r.spikes.shape == (B, T, N)
+
+
+# --------------------------------------------------------------------------------------------
+# The drop-in options: neuron shapes, layouts, resets, spike counts
+# --------------------------------------------------------------------------------------------
+
+
+@everywhere_and_reference
+@pytest.mark.parametrize("fn", SPIKING)
+@pytest.mark.parametrize("name", ["v_reset", "v_leak"])
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), "0", None], ids=["nan", "inf", "str", "none"])
+def test_bad_potential(fn, where, name, value):
+    with pytest.raises(ERR, match=name):
+        fn(where, **{name: value})
+
+
+@everywhere_and_reference
+@pytest.mark.parametrize("fn", FUNCS)
+@pytest.mark.parametrize("value", [None, 1, "yes"])
+def test_bad_batch_first(fn, where, value):
+    with pytest.raises(ERR, match="batch_first"):
+        fn(where, batch_first=value)
+
+
+@everywhere_and_reference
+@pytest.mark.parametrize("fn", SPIKING)
+@pytest.mark.parametrize("value", ["count", "", None, True])
+def test_bad_spike(fn, where, value):
+    with pytest.raises(ERR, match="spike"):
+        fn(where, spike=value)
+
+
+@everywhere_and_reference
+@pytest.mark.parametrize("fn", SPIKING)
+def test_spike_counts_refuse_the_zero_reset(fn, where):
+    with pytest.raises(ERR, match="spike='multi'.*reset"):
+        fn(where, spike="multi", reset="zero")
+
+
+@everywhere_and_reference
+@pytest.mark.parametrize("fn", SPIKING)
+def test_spike_counts_refuse_a_learnable_threshold(fn, where):
+    threshold = torch.ones(N, device=where.device, requires_grad=True)
+    with pytest.raises(ERR, match="learnable threshold"):
+        fn(where, spike="multi", reset="subtract", threshold=threshold)
+
+
+@everywhere_and_reference
+@pytest.mark.parametrize("name", ["alpha", "alpha_syn", "threshold"])
+@pytest.mark.parametrize("shape", [(3,), (1, 2, 4, 5), (3, 1, 1)], ids=["short", "too-many-dims", "mismatch"])
+def test_parameter_not_broadcastable_to_the_neuron_shape(where, name, shape):
+    x = torch.randn(B, T, 2, 4, 5, device=where.device)
+    value = torch.full(shape, 0.5, device=where.device)
+    kwargs = {"alpha": 0.9, name: value}
+    with pytest.raises(ERR, match=rf"{name} must be a scalar or a tensor broadcastable to the neuron shape \[2, 4, 5\]"):
+        snnkern.lif(x, kwargs.pop("alpha"), backend=where.backend, **kwargs)
+
+
+@everywhere_and_reference
+@pytest.mark.parametrize("batch_first", [True, False])
+def test_state_of_another_neuron_shape(where, batch_first):
+    x = torch.randn(B, T, 2, 3, device=where.device)
+    if not batch_first:
+        x = x.transpose(0, 1).contiguous()
+    with pytest.raises(ERR, match=r"state must have shape \[3, batch, \*neurons\] = \[3, 2, 2, 3\]"):
+        snnkern.lif(x, 0.9, state=torch.zeros(3, B, 6, device=where.device), batch_first=batch_first,
+                    backend=where.backend)

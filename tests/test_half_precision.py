@@ -392,10 +392,18 @@ def test_opcheck_half(low, requires_grad, where):
     case = make_case(2, 5, 3, F32, where.device, syn=True, seed=3, requires_grad=False)
     case.x = case.x.to(low)
     a = prepare_lif_args(
-        case.x, case.alpha, case.alpha_syn, case.state, 1.0, "spike_first", "subtract", False, SURROGATES[1]
+        case.x,
+        case.alpha,
+        alpha_syn=case.alpha_syn,
+        state=case.state,
+        ordering="spike_first",
+        reset="subtract",
+        surrogate=SURROGATES[1],
     )
-    assert a.x.dtype == low and a.alpha.dtype == a.state.dtype == F32
-    tensors = [t.detach().clone().requires_grad_(requires_grad) for t in (a.x, a.alpha, a.alpha_syn, a.state)]
+    assert a.x.dtype == low and a.alpha.dtype == a.threshold.dtype == a.state.dtype == F32
+    tensors = [
+        t.detach().clone().requires_grad_(requires_grad) for t in (a.x, a.alpha, a.alpha_syn, a.threshold, a.state)
+    ]
     options = snnkern.ops.op_options(a)
     assert_opcheck(torch.ops.snnkern.lif_forward.default, (*tensors, *options, True, True))
     spikes, membrane, state_out, pre_reset = torch.ops.snnkern.lif_forward(
@@ -412,7 +420,7 @@ def test_opcheck_half(low, requires_grad, where):
         *options,
     )
     assert_opcheck(torch.ops.snnkern.lif_backward.default, bargs)
-    assert_opcheck(torch.ops.snnkern.leaky_forward.default, (*tensors, True))
+    assert_opcheck(torch.ops.snnkern.leaky_forward.default, (*tensors[:3], tensors[4], True))
     weight = torch.zeros(3, 3, dtype=low, device=where.device)
     spikes0 = torch.ones(2, 3, dtype=low, device=where.device)
     assert_opcheck(

@@ -24,6 +24,7 @@ struct Math<at::vec::Vectorized<T>> {
   static V abs(V x) { return x.abs(); }
   static V exp(V x) { return x.exp(); }
   static V max(V a, V b) { return at::vec::maximum(a, b); }
+  static V trunc(V x) { return x.trunc(); }
 };
 
 // Loads and stores `count` lanes (the last vector of a row may be partial).

@@ -29,14 +29,17 @@ inline void check_like(const char* op, const char* name, const Tensor& t, at::De
 }
 
 // Checks shared by every scan over a sequence [B, T, N] of dtype `seq_dtype` on `device`: the
-// decays alpha, alpha_syn [N] and the state [3, B, N] are in the accumulate type.
+// decays alpha, alpha_syn, the threshold [N] (absent for the leaky integrator) and the state
+// [3, B, N] are in the accumulate type.
 inline void check_scan_args(const char* op, at::IntArrayRef seq, at::Device device, at::ScalarType seq_dtype,
-                            const Tensor& alpha, const OptTensor& alpha_syn, const Tensor& state) {
+                            const Tensor& alpha, const OptTensor& alpha_syn, const OptTensor& threshold,
+                            const Tensor& state) {
   TORCH_CHECK(at::isFloatingType(seq_dtype), op, ": x must be floating point, got ", seq_dtype);
   const int64_t B = seq[0], N = seq[2];
   const auto acc = opmath_type(seq_dtype);
   check_like(op, "alpha", alpha, device, acc, {N});
   if (present(alpha_syn)) check_like(op, "alpha_syn", *alpha_syn, device, acc, {N});
+  if (present(threshold)) check_like(op, "threshold", *threshold, device, acc, {N});
   check_like(op, "state", state, device, acc, {kStateSize, B, N});
 }
 
@@ -48,25 +51,38 @@ inline void check_recurrent_args(const char* op, const Tensor& weight, const Ten
   check_like(op, "spikes0", spikes0, device, seq_dtype, {B, N});
 }
 
-template <class acc_t>
-LifConfig<acc_t> make_config(const char* op, double threshold, int64_t ordering, int64_t reset, bool detach_reset,
-                             int64_t surrogate, double surrogate_param, bool synaptic) {
-  TORCH_CHECK(std::isfinite(threshold) && threshold > 0, op, ": threshold must be finite and > 0, got ", threshold);
-  TORCH_CHECK(ordering >= kDelayed && ordering <= kUpdateFirst, op, ": ordering must be 0, 1 or 2, got ", ordering);
-  TORCH_CHECK(reset >= kResetZero && reset <= kResetNone, op, ": reset must be 0, 1 or 2, got ", reset);
-  TORCH_CHECK(surrogate >= kSigmoid && surrogate <= kATan, op, ": unknown surrogate code ", surrogate);
-  TORCH_CHECK(std::isfinite(surrogate_param) && surrogate_param > 0, op,
-              ": surrogate_param must be finite and > 0, got ", surrogate_param);
-  LifConfig<acc_t> c;
-  c.threshold = static_cast<acc_t>(threshold);
-  c.surrogate_param = static_cast<acc_t>(surrogate_param);
-  c.surrogate = static_cast<int>(surrogate);
-  c.ordering = static_cast<int>(ordering);
-  c.reset = static_cast<int>(reset);
-  c.keep_reset_grad = !detach_reset;
-  c.synaptic = synaptic;
-  return c;
-}
+// The options of a spiking scan, as every scan op takes them (SNNKERN_OPTIONS in ops.cpp).
+struct ScanOptions {
+  int64_t ordering, reset;
+  double v_reset, v_leak;
+  bool detach_reset, current_first, multispike;
+  int64_t surrogate;
+  double surrogate_param;
+
+  template <class acc_t>
+  LifConfig<acc_t> config(const char* op, bool synaptic) const {
+    TORCH_CHECK(ordering >= kDelayed && ordering <= kChargeFirst, op, ": unknown ordering code ", ordering);
+    TORCH_CHECK(reset >= kResetZero && reset <= kResetNone, op, ": unknown reset code ", reset);
+    TORCH_CHECK(surrogate >= kSigmoid && surrogate <= kExponential, op, ": unknown surrogate code ", surrogate);
+    TORCH_CHECK(std::isfinite(surrogate_param) && surrogate_param > 0, op,
+                ": surrogate_param must be finite and > 0, got ", surrogate_param);
+    TORCH_CHECK(std::isfinite(v_reset), op, ": v_reset must be finite, got ", v_reset);
+    TORCH_CHECK(std::isfinite(v_leak), op, ": v_leak must be finite, got ", v_leak);
+    TORCH_CHECK(!(multispike && reset == kResetZero), op, ": multispike needs the subtract reset or none");
+    LifConfig<acc_t> c;
+    c.surrogate_param = static_cast<acc_t>(surrogate_param);
+    c.v_reset = static_cast<acc_t>(v_reset);
+    c.v_leak = static_cast<acc_t>(v_leak);
+    c.surrogate = static_cast<int>(surrogate);
+    c.ordering = static_cast<int>(ordering);
+    c.reset = static_cast<int>(reset);
+    c.keep_reset_grad = !detach_reset;
+    c.synaptic = synaptic;
+    c.current_first = current_first;
+    c.multispike = multispike;
+    return c;
+  }
+};
 
 // The leaky integrator is the update_first step with no spikes and no reset: its membrane
 // trace v_{t+1} is then also its pre-reset potential, which is all its backward needs.

@@ -29,36 +29,34 @@ struct Ops {
            g.alpha.device());
   }
 
-  static std::tuple<Tensor, Tensor, Tensor, Tensor> lif_forward(const Tensor& x, const Tensor& alpha,
-                                                                const OptTensor& alpha_syn, const Tensor& state,
-                                                                double threshold, int64_t ordering, int64_t reset,
-                                                                bool detach_reset, int64_t surrogate,
-                                                                double surrogate_param, bool record_membrane,
-                                                                bool save_for_backward) {
+  static std::tuple<Tensor, Tensor, Tensor, Tensor> lif_forward(
+      const Tensor& x, const Tensor& alpha, const OptTensor& alpha_syn, const Tensor& threshold, const Tensor& state,
+      int64_t ordering, int64_t reset, double v_reset, double v_leak, bool detach_reset, bool current_first,
+      bool multispike, int64_t surrogate, double surrogate_param, bool record_membrane, bool save_for_backward) {
     const char* op = "snnkern.lif_forward";
-    auto f = prepare_forward(op, x, alpha, alpha_syn, state, true, record_membrane, save_for_backward);
+    const ScanOptions o{ordering, reset, v_reset, v_leak, detach_reset, current_first, multispike, surrogate,
+                        surrogate_param};
+    auto f = prepare_forward(op, x, alpha, alpha_syn, threshold, state, record_membrane, save_for_backward);
     L::dispatch(x.scalar_type(), op, [&](auto tag) {
       using scalar_t = decltype(tag);
-      using acc_t = at::opmath_type<scalar_t>;
-      scan_forward<scalar_t>(f, make_config<acc_t>(op, threshold, ordering, reset, detach_reset, surrogate,
-                                                   surrogate_param, present(alpha_syn)));
+      scan_forward<scalar_t>(f, o.config<at::opmath_type<scalar_t>>(op, present(alpha_syn)));
     });
     return {f.spikes, f.membrane, f.state_out, f.pre_reset};
   }
 
-  static std::tuple<Tensor, Tensor, Tensor, Tensor> lif_backward(
+  static std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> lif_backward(
       const OptTensor& grad_spikes, const OptTensor& grad_membrane, const OptTensor& grad_state,
       const Tensor& pre_reset, const Tensor& spikes, const Tensor& alpha, const OptTensor& alpha_syn,
-      const Tensor& state, double threshold, int64_t ordering, int64_t reset, bool detach_reset, int64_t surrogate,
-      double surrogate_param) {
+      const Tensor& threshold, const Tensor& state, int64_t ordering, int64_t reset, double v_reset, double v_leak,
+      bool detach_reset, bool current_first, bool multispike, int64_t surrogate, double surrogate_param) {
     const char* op = "snnkern.lif_backward";
-    auto g = prepare_backward(op, grad_spikes, grad_membrane, grad_state, pre_reset, spikes, alpha, alpha_syn, state,
-                              true, spikes.scalar_type());
+    const ScanOptions o{ordering, reset, v_reset, v_leak, detach_reset, current_first, multispike, surrogate,
+                        surrogate_param};
+    auto g = prepare_backward(op, grad_spikes, grad_membrane, grad_state, pre_reset, spikes, alpha, alpha_syn,
+                              threshold, state, spikes.scalar_type());
     L::dispatch(spikes.scalar_type(), op, [&](auto tag) {
       using scalar_t = decltype(tag);
-      using acc_t = at::opmath_type<scalar_t>;
-      scan_backward<scalar_t>(g, make_config<acc_t>(op, threshold, ordering, reset, detach_reset, surrogate,
-                                                    surrogate_param, present(alpha_syn)));
+      scan_backward<scalar_t>(g, o.config<at::opmath_type<scalar_t>>(op, present(alpha_syn)));
     });
     return g.results();
   }
@@ -69,7 +67,7 @@ struct Ops {
     const char* op = "snnkern.leaky_forward";
     // A float32/float64 trace is already in the accumulate type: backward uses it, no copy is saved.
     const bool save = save_for_backward && opmath_type(x.scalar_type()) != x.scalar_type();
-    auto f = prepare_forward(op, x, alpha, alpha_syn, state, false, true, save);
+    auto f = prepare_forward(op, x, alpha, alpha_syn, OptTensor(), state, true, save);
     L::dispatch(x.scalar_type(), op, [&](auto tag) {
       using scalar_t = decltype(tag);
       scan_forward<scalar_t>(f, leaky_config<at::opmath_type<scalar_t>>(present(alpha_syn)));
@@ -87,12 +85,13 @@ struct Ops {
     const char* op = "snnkern.leaky_backward";
     TORCH_CHECK(at::isFloatingType(dtype), op, ": dtype must be floating point, got ", dtype);
     auto g = prepare_backward(op, OptTensor(), grad_membrane, grad_state, saved_membrane, Tensor(), alpha, alpha_syn,
-                              state, false, dtype);
+                              OptTensor(), state, dtype);
     L::dispatch(dtype, op, [&](auto tag) {
       using scalar_t = decltype(tag);
       scan_backward<scalar_t>(g, leaky_config<at::opmath_type<scalar_t>>(present(alpha_syn)));
     });
-    return g.results();
+    auto [grad_x, grad_alpha, grad_alpha_syn, grad_threshold, grad_state0] = g.results();
+    return {grad_x, grad_alpha, grad_alpha_syn, grad_state0};
   }
 
   // The event-driven products with a mostly-zero spikes [M, K]: spikes @ other (other [K, N])
@@ -130,17 +129,19 @@ struct Ops {
   // the one-step lane tasks the host adds that product (event-driven on the CPU, dense on CUDA);
   // the neuron state waits in memory, in the accumulate type.
   static std::tuple<Tensor, Tensor, Tensor, Tensor> recurrent_lif_forward(
-      const Tensor& x, const Tensor& weight, const Tensor& alpha, const OptTensor& alpha_syn, const Tensor& state,
-      const Tensor& spikes0, double threshold, int64_t ordering, int64_t reset, bool detach_reset, int64_t surrogate,
-      double surrogate_param, bool record_membrane, bool save_for_backward) {
+      const Tensor& x, const Tensor& weight, const Tensor& alpha, const OptTensor& alpha_syn, const Tensor& threshold,
+      const Tensor& state, const Tensor& spikes0, int64_t ordering, int64_t reset, double v_reset, double v_leak,
+      bool detach_reset, bool current_first, bool multispike, int64_t surrogate, double surrogate_param,
+      bool record_membrane, bool save_for_backward) {
     const char* op = "snnkern.recurrent_lif_forward";
-    auto f = prepare_forward(op, x, alpha, alpha_syn, state, true, record_membrane, save_for_backward);
+    const ScanOptions o{ordering, reset, v_reset, v_leak, detach_reset, current_first, multispike, surrogate,
+                        surrogate_param};
+    auto f = prepare_forward(op, x, alpha, alpha_syn, threshold, state, record_membrane, save_for_backward);
     check_recurrent_args(op, weight, spikes0, x.device(), x.scalar_type(), f.B, f.N);
     L::dispatch(x.scalar_type(), op, [&](auto tag) {
       using scalar_t = decltype(tag);
       using acc_t = at::opmath_type<scalar_t>;
-      const auto c = make_config<acc_t>(op, threshold, ordering, reset, detach_reset, surrogate, surrogate_param,
-                                        present(alpha_syn));
+      const auto c = o.config<acc_t>(op, present(alpha_syn));
       if (f.B * f.T * f.N == 0) return;
       const Tensor weight_t = weight.t().contiguous();  // [in, out]: the rows the spikes select
       const Tensor first_spikes = spikes0.contiguous();
@@ -161,25 +162,27 @@ struct Ops {
   }
 
   // Returns grad_x, grad_weight, grad_alpha, grad_alpha_syn (empty without alpha_syn),
-  // grad_state, grad_spikes0.
-  static std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> recurrent_lif_backward(
+  // grad_threshold, grad_state, grad_spikes0.
+  static std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> recurrent_lif_backward(
       const OptTensor& grad_spikes, const OptTensor& grad_membrane, const OptTensor& grad_state,
       const Tensor& pre_reset, const Tensor& spikes, const Tensor& weight, const Tensor& alpha,
-      const OptTensor& alpha_syn, const Tensor& state, const Tensor& spikes0, double threshold, int64_t ordering,
-      int64_t reset, bool detach_reset, int64_t surrogate, double surrogate_param) {
+      const OptTensor& alpha_syn, const Tensor& threshold, const Tensor& state, const Tensor& spikes0,
+      int64_t ordering, int64_t reset, double v_reset, double v_leak, bool detach_reset, bool current_first,
+      bool multispike, int64_t surrogate, double surrogate_param) {
     const char* op = "snnkern.recurrent_lif_backward";
+    const ScanOptions o{ordering, reset, v_reset, v_leak, detach_reset, current_first, multispike, surrogate,
+                        surrogate_param};
     const auto seq_dtype = spikes.scalar_type();
-    auto g = prepare_backward(op, grad_spikes, grad_membrane, grad_state, pre_reset, spikes, alpha, alpha_syn, state,
-                              true, seq_dtype);
+    auto g = prepare_backward(op, grad_spikes, grad_membrane, grad_state, pre_reset, spikes, alpha, alpha_syn,
+                              threshold, state, seq_dtype);
     check_recurrent_args(op, weight, spikes0, pre_reset.device(), seq_dtype, g.B, g.N);
-    // Rows v, i, w of the state gradient, then the partial sums of the decays' gradients.
-    Tensor carry = at::zeros({kStateSize + 2, g.B, g.N}, alpha.options());
+    // Rows v, i, w of the state gradient, then the partial sums of the parameters' gradients.
+    Tensor carry = at::zeros({kCarryRows, g.B, g.N}, alpha.options());
     if (present(grad_state)) carry.narrow(0, 0, kStateSize).copy_(*grad_state);
     L::dispatch(seq_dtype, op, [&](auto tag) {
       using scalar_t = decltype(tag);
       using acc_t = at::opmath_type<scalar_t>;
-      const auto c = make_config<acc_t>(op, threshold, ordering, reset, detach_reset, surrogate, surrogate_param,
-                                        present(alpha_syn));
+      const auto c = o.config<acc_t>(op, present(alpha_syn));
       if (g.B * g.T * g.N == 0) return;
       Tensor recurrent = at::empty({g.B, g.N}, g.grad_x.options());
       L::for_batch_chunks(g.B, [&](int64_t b0, int64_t b1) {
@@ -196,9 +199,9 @@ struct Ops {
       });
     });
     Tensor grad_state0 = carry.narrow(0, 0, kStateSize);
-    Tensor grad_alpha = carry.select(0, kStateSize).sum(0);
-    Tensor grad_alpha_syn = present(alpha_syn) ? carry.select(0, kStateSize + 1).sum(0)
-                                               : at::empty({0}, alpha.options());
+    Tensor grad_alpha = carry.select(0, kCarryAlpha).sum(0);
+    Tensor grad_alpha_syn = g.summed(alpha_syn, carry.select(0, kCarryAlphaSyn));
+    Tensor grad_threshold = carry.select(0, kCarryThreshold).sum(0);
     Tensor grad_weight = at::zeros({g.N, g.N}, weight.options());
     Tensor grad_spikes0 = at::zeros_like(spikes0);
     if (g.B * g.T * g.N > 0) {
@@ -210,7 +213,7 @@ struct Ops {
       grad_weight = weight_grad_t.t().contiguous();
       grad_spikes0 = g.grad_x.select(1, 0).mm(weight);
     }
-    return {g.grad_x, grad_weight, grad_alpha, grad_alpha_syn, grad_state0, grad_spikes0};
+    return {g.grad_x, grad_weight, grad_alpha, grad_alpha_syn, grad_threshold, grad_state0, grad_spikes0};
   }
 };
 

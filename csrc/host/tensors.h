@@ -26,25 +26,29 @@ inline OptTensor contiguous(const OptTensor& t) { return present(t) ? OptTensor(
 // Everything a forward kernel reads and writes.
 struct ForwardTensors {
   Tensor x, alpha, state, spikes, membrane, state_out, pre_reset;
-  OptTensor alpha_syn;
+  OptTensor alpha_syn, threshold;  // no threshold for the leaky integrator
   int64_t B, T, N;
 
   template <class scalar_t, class acc_t>
   ForwardLanes<scalar_t, acc_t> lanes() const {
-    return {x.data_ptr<scalar_t>(),          alpha.data_ptr<acc_t>(),      ptr_or_null<acc_t>(alpha_syn),
-            state.data_ptr<acc_t>(),         state_out.data_ptr<acc_t>(),  ptr_or_null<scalar_t>(spikes),
-            ptr_or_null<scalar_t>(membrane), ptr_or_null<acc_t>(pre_reset)};
+    return {x.data_ptr<scalar_t>(),         alpha.data_ptr<acc_t>(),         ptr_or_null<acc_t>(alpha_syn),
+            ptr_or_null<acc_t>(threshold),  state.data_ptr<acc_t>(),         state_out.data_ptr<acc_t>(),
+            ptr_or_null<scalar_t>(spikes),  ptr_or_null<scalar_t>(membrane), ptr_or_null<acc_t>(pre_reset)};
   }
 };
 
+// `threshold` is present exactly for the spiking scans.
 inline ForwardTensors prepare_forward(const char* op, const Tensor& x, const Tensor& alpha, const OptTensor& alpha_syn,
-                                      const Tensor& state, bool spiking, bool record_membrane, bool save) {
+                                      const OptTensor& threshold, const Tensor& state, bool record_membrane,
+                                      bool save) {
   TORCH_CHECK(x.dim() == 3, op, ": x must have shape [batch, time, neurons], got ", x.sizes());
-  check_scan_args(op, x.sizes(), x.device(), x.scalar_type(), alpha, alpha_syn, state);
+  check_scan_args(op, x.sizes(), x.device(), x.scalar_type(), alpha, alpha_syn, threshold, state);
+  const bool spiking = present(threshold);
   ForwardTensors f;
   f.x = x.contiguous();
   f.alpha = alpha.contiguous();
   f.alpha_syn = contiguous(alpha_syn);
+  f.threshold = contiguous(threshold);
   f.state = state.contiguous();
   f.B = x.size(0);
   f.T = x.size(1);
@@ -62,8 +66,8 @@ inline ForwardTensors prepare_forward(const char* op, const Tensor& x, const Ten
 
 // Everything a backward kernel reads and writes.
 struct BackwardTensors {
-  Tensor pre_reset, spikes, alpha, state, grad_x, grad_state0, grad_alpha_bn, grad_alpha_syn_bn;
-  OptTensor grad_spikes, grad_membrane, grad_state, alpha_syn;
+  Tensor pre_reset, spikes, alpha, state, grad_x, grad_state0, grad_alpha_bn, grad_alpha_syn_bn, grad_threshold_bn;
+  OptTensor grad_spikes, grad_membrane, grad_state, alpha_syn, threshold;
   int64_t B, T, N;
 
   template <class scalar_t, class acc_t>
@@ -71,23 +75,31 @@ struct BackwardTensors {
     return {ptr_or_null<scalar_t>(grad_spikes), ptr_or_null<scalar_t>(grad_membrane),
             ptr_or_null<acc_t>(grad_state),     ptr_or_null<acc_t>(pre_reset),
             ptr_or_null<scalar_t>(spikes),      alpha.data_ptr<acc_t>(),
-            ptr_or_null<acc_t>(alpha_syn),      state.data_ptr<acc_t>(),
-            ptr_or_null<scalar_t>(grad_x),      grad_state0.data_ptr<acc_t>(),
-            ptr_or_null<acc_t>(grad_alpha_bn),  ptr_or_null<acc_t>(grad_alpha_syn_bn)};
+            ptr_or_null<acc_t>(alpha_syn),      ptr_or_null<acc_t>(threshold),
+            state.data_ptr<acc_t>(),            ptr_or_null<scalar_t>(grad_x),
+            grad_state0.data_ptr<acc_t>(),      ptr_or_null<acc_t>(grad_alpha_bn),
+            ptr_or_null<acc_t>(grad_alpha_syn_bn), ptr_or_null<acc_t>(grad_threshold_bn)};
   }
 
-  // (grad_x, grad_alpha [N], grad_alpha_syn [N] or empty, grad_state0)
-  std::tuple<Tensor, Tensor, Tensor, Tensor> results() const {
-    Tensor g_alpha_syn = present(alpha_syn) ? grad_alpha_syn_bn.sum(0) : at::empty({0}, alpha.options());
-    return {grad_x, grad_alpha_bn.sum(0), g_alpha_syn, grad_state0};
+  // The gradient of an optional per-neuron parameter from its [B, N] partial sums.
+  Tensor summed(const OptTensor& parameter, const Tensor& partial_sums) const {
+    return present(parameter) ? partial_sums.sum(0) : at::empty({0}, alpha.options());
+  }
+
+  // (grad_x, grad_alpha [N], grad_alpha_syn [N] or empty, grad_threshold [N] or empty, grad_state0)
+  std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> results() const {
+    return {grad_x, grad_alpha_bn.sum(0), summed(alpha_syn, grad_alpha_syn_bn), summed(threshold, grad_threshold_bn),
+            grad_state0};
   }
 };
 
 // `seq_dtype`: the storage type of the sequences (x, spikes, their gradients).
+// `threshold` is present exactly for the spiking scans.
 inline BackwardTensors prepare_backward(const char* op, const OptTensor& grad_spikes, const OptTensor& grad_membrane,
                                         const OptTensor& grad_state, const Tensor& pre_reset, const Tensor& spikes,
-                                        const Tensor& alpha, const OptTensor& alpha_syn, const Tensor& state,
-                                        bool spiking, at::ScalarType seq_dtype) {
+                                        const Tensor& alpha, const OptTensor& alpha_syn, const OptTensor& threshold,
+                                        const Tensor& state, at::ScalarType seq_dtype) {
+  const bool spiking = present(threshold);
   // pre_reset has the sequence shape [B, T, N]; it stands in for x in the shape checks.
   TORCH_CHECK(pre_reset.dim() == 3, op, ": pre_reset must have shape [batch, time, neurons], got ", pre_reset.sizes(),
               " (was the forward run with save_for_backward=True?)");
@@ -95,7 +107,7 @@ inline BackwardTensors prepare_backward(const char* op, const OptTensor& grad_sp
   const auto device = pre_reset.device();
   TORCH_CHECK(pre_reset.scalar_type() == opmath_type(seq_dtype), op, ": pre_reset must have dtype ",
               opmath_type(seq_dtype), ", got ", pre_reset.scalar_type());
-  check_scan_args(op, seq, device, seq_dtype, alpha, alpha_syn, state);
+  check_scan_args(op, seq, device, seq_dtype, alpha, alpha_syn, threshold, state);
   if (spiking) check_like(op, "spikes", spikes, device, seq_dtype, seq);
   if (present(grad_spikes)) check_like(op, "grad_spikes", *grad_spikes, device, seq_dtype, seq);
   if (present(grad_membrane)) check_like(op, "grad_membrane", *grad_membrane, device, seq_dtype, seq);
@@ -108,6 +120,7 @@ inline BackwardTensors prepare_backward(const char* op, const OptTensor& grad_sp
   g.spikes = spiking ? spikes.contiguous() : Tensor();
   g.alpha = alpha.contiguous();
   g.alpha_syn = contiguous(alpha_syn);
+  g.threshold = contiguous(threshold);
   g.state = state.contiguous();
   g.grad_spikes = contiguous(grad_spikes);
   g.grad_membrane = contiguous(grad_membrane);
@@ -115,7 +128,11 @@ inline BackwardTensors prepare_backward(const char* op, const OptTensor& grad_sp
   g.grad_x = at::empty(seq, pre_reset.options().dtype(seq_dtype));
   g.grad_state0 = at::empty_like(g.state);
   g.grad_alpha_bn = at::zeros({g.B, g.N}, alpha.options());
-  g.grad_alpha_syn_bn = present(alpha_syn) ? at::zeros({g.B, g.N}, alpha.options()) : at::empty({0}, alpha.options());
+  auto partial_sums = [&](const OptTensor& parameter) {
+    return present(parameter) ? at::zeros({g.B, g.N}, alpha.options()) : at::empty({0}, alpha.options());
+  };
+  g.grad_alpha_syn_bn = partial_sums(alpha_syn);
+  g.grad_threshold_bn = partial_sums(threshold);
   if (g.T == 0) g.grad_state0 = present(grad_state) ? grad_state->clone() : at::zeros_like(g.state);
   return g;
 }
