@@ -90,7 +90,7 @@ everywhere = pytest.mark.parametrize("where", WHERES, indirect=True)
 everywhere_and_reference = at("reference", "cpu", "emulated", "cuda")
 on_lanes = at("emulated", "cuda")
 
-ORDERINGS = ("delayed", "spike_first", "update_first")
+ORDERINGS = ("delayed", "spike_first", "update_first", "charge_first")
 RESETS = ("zero", "subtract", "none")
 SURROGATES = (Sigmoid(5.0), FastSigmoid(100.0), Triangle(0.3), ATan(2.0))
 SURROGATE_IDS = ("sigmoid", "fastsigmoid", "triangle", "atan")
