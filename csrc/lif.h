@@ -112,9 +112,9 @@ struct ResetCoeffs {
         ks(c.reset == kResetSubtract ? acc_t(1) : acc_t(0)),
         offset(kz * V(c.v_reset) - ks * theta) {}
   SNN_HD V apply(V p, V r) const { return p * (V(1) - kz * r) + offset * r; }
-  SNN_HD V d_pre(V r) const { return V(1) - kz * r; }               // d v_{t+1} / d p_t
-  SNN_HD V d_spike(V p) const { return offset - kz * p; }           // d v_{t+1} / d r_t
-  SNN_HD V d_threshold(V r) const { return V(0) - ks * r; }         // d v_{t+1} / d theta, r fixed
+  SNN_HD V d_pre(V r) const { return V(1) - kz * r; }        // d v_{t+1} / d p_t
+  SNN_HD V d_spike(V p) const { return offset - kz * p; }    // d v_{t+1} / d r_t
+  SNN_HD V d_threshold(V r) const { return V(0) - ks * r; }  // d v_{t+1} / d theta, r fixed
 };
 
 // The state of one lane group: membrane v, synaptic current i, previous membrane w.
@@ -374,7 +374,7 @@ SNN_HD void lif_forward_steps(const LifConfig<acc_t>& c, const IO& io, int64_t t
                               const ForwardLanes<scalar_t, acc_t>& a, const scalar_t* recurrent,
                               NeuronState<V>& state) {
   const LifStep<V, M, acc_t> step(c, io.load(a.alpha), c.synaptic ? io.load(a.alpha_syn) : V(0),
-                                   c.spiking ? io.load(a.threshold) : V(0));
+                                  c.spiking ? io.load(a.threshold) : V(0));
   for (int64_t t = t0; t < t1; ++t) {
     const int64_t o = t * time_stride;
     V x = io.load(a.x + o);
@@ -395,7 +395,7 @@ SNN_HD void lif_backward_steps(const LifConfig<acc_t>& c, const IO& io, int64_t 
                                int64_t state_stride, const BackwardLanes<scalar_t, acc_t>& a, const scalar_t* recurrent,
                                GradCarry<V>& carry) {
   const LifStep<V, M, acc_t> step(c, io.load(a.alpha), c.synaptic ? io.load(a.alpha_syn) : V(0),
-                                   c.spiking ? io.load(a.threshold) : V(0));
+                                  c.spiking ? io.load(a.threshold) : V(0));
   const Replay<V, M, IO, scalar_t, acc_t> replay{step,
                                                  io,
                                                  a,
@@ -448,8 +448,12 @@ struct ScanBackward {
   SNN_HD void run(int64_t b, int64_t n, const IO& io) const {
     const auto a = lanes.at(b, n, T, N);
     const int64_t stride = B * N;
-    GradCarry<V> g{load_or_zero<V>(io, a.grad_state, kV * stride), load_or_zero<V>(io, a.grad_state, kI * stride),
-                   load_or_zero<V>(io, a.grad_state, kW * stride), V(0), V(0), V(0)};
+    GradCarry<V> g{load_or_zero<V>(io, a.grad_state, kV * stride),
+                   load_or_zero<V>(io, a.grad_state, kI * stride),
+                   load_or_zero<V>(io, a.grad_state, kW * stride),
+                   V(0),
+                   V(0),
+                   V(0)};
     lif_backward_steps<V, M>(c, io, 0, T, N, stride, a, static_cast<const scalar_t*>(nullptr), g);
     store_state(io, a.grad_state0, stride, NeuronState<V>{g.v, g.i, g.w});
     io.store(a.grad_alpha, g.alpha);

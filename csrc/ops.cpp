@@ -10,7 +10,7 @@
 using namespace pybind11::literals;
 
 // The options of every scan op, in this order (csrc/lif.h, LifConfig).
-#define SNNKERN_OPTIONS                                                                                    \
+#define SNNKERN_OPTIONS                                                                                            \
   "int ordering, int reset, float v_reset, float v_leak, bool detach_reset, bool current_first, bool multispike, " \
   "int surrogate, float surrogate_param"
 
@@ -45,7 +45,8 @@ TORCH_LIBRARY(snnkern, m) {
   // grad_state, grad_spikes0.
   m.def("recurrent_lif_backward(Tensor? grad_spikes, Tensor? grad_membrane, Tensor? grad_state, "
         "Tensor pre_reset, Tensor spikes, Tensor weight, Tensor alpha, Tensor? alpha_syn, Tensor threshold, "
-        "Tensor state, Tensor spikes0, " SNNKERN_OPTIONS ") -> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
+        "Tensor state, Tensor spikes0, " SNNKERN_OPTIONS
+        ") -> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
   // Products with a mostly-zero spikes [M, K], in which only its nonzeros do work (event-driven
   // on the CPU; cuBLAS on CUDA): spikes @ other (other [K, N]) and spikes^T @ other (other [M, N]).
   m.def("spike_matmul(Tensor spikes, Tensor other) -> Tensor");

@@ -154,9 +154,9 @@ def _per_neuron(value: float | torch.Tensor, name: str, x: torch.Tensor, layout:
 def _as_decay(value: Decay, name: str, x: torch.Tensor, layout: Layout) -> torch.Tensor:
     if not isinstance(value, torch.Tensor) and isinstance(value, (int, float)) and not (0 <= value <= 1):
         raise ValueError(f"{name} must lie in [0, 1] (a decay exp(-dt/tau)), got {value!r}")  # also NaN
-    if isinstance(value, torch.Tensor) and _values_checkable(value) and value.numel():
-        if not bool(((value >= 0) & (value <= 1)).all()):
-            raise ValueError(f"{name} must lie in [0, 1] (a decay exp(-dt/tau)); got values outside, NaN or inf")
+    in_range = lambda t: bool(((t >= 0) & (t <= 1)).all())  # noqa: E731
+    if isinstance(value, torch.Tensor) and _values_checkable(value) and value.numel() and not in_range(value):
+        raise ValueError(f"{name} must lie in [0, 1] (a decay exp(-dt/tau)); got values outside, NaN or inf")
     return _per_neuron(value, name, x, layout)
 
 

@@ -4,9 +4,9 @@ Two kinds: neuron-only modules (:class:`LIFNeuron`, :class:`LeakyNeuron`) that a
 neurons to whatever the previous layer produced, any neuron shape, batch- or time-major, with
 :class:`TimeFolded` to run per-step layers (convolutions, pooling, batch norm) over the time
 axis; and projection+neuron layers (:class:`LIF`, :class:`RecurrentLIF`, :class:`LeakyReadout`),
-batch-first: inputs ``[batch, time, in_features]``, outputs ``[batch, time, out_features]``. Weights follow the ``torch.nn.Linear`` convention
-``[out_features, in_features]`` (the seeds write ``x @ W`` with ``W`` of shape
-``[in, out]``, i.e. ``W = layer.weight.T``).
+batch-first: inputs ``[batch, time, in_features]``, outputs ``[batch, time, out_features]``.
+Weights follow the ``torch.nn.Linear`` convention ``[out_features, in_features]`` (the seeds
+write ``x @ W`` with ``W`` of shape ``[in, out]``, i.e. ``W = layer.weight.T``).
 
 Time constants are given either as a decay ``alpha`` (``exp(-dt/tau)``) or as ``tau`` and
 ``dt`` (same unit). ``learn_alpha=True`` makes the decay a learnable per-neuron parameter
@@ -429,6 +429,8 @@ class _Neuron(nn.Module):
     channel, or the full neuron shape), and the optional state kept between calls."""
 
     state: torch.Tensor | None
+    alpha: Decay
+    alpha_syn: Decay | None
 
     def _setup(
         self,
@@ -463,7 +465,9 @@ class _Neuron(nn.Module):
     def _parameter(self, value: float, learn: bool, device: Device, dtype: torch.dtype | None) -> Decay:
         if not learn:
             return value
-        return nn.Parameter(torch.full(self.shape, float(value), device=device, dtype=dtype or torch.get_default_dtype()))
+        return nn.Parameter(
+            torch.full(self.shape, float(value), device=device, dtype=dtype or torch.get_default_dtype())
+        )
 
     def _decays(self) -> tuple[Decay, Decay | None]:
         a, a_syn = self.alpha, self.alpha_syn
@@ -543,9 +547,11 @@ class LIFNeuron(_Neuron):
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
-        self._setup(alpha, tau, alpha_syn, tau_syn, dt, shape, learn_alpha, batch_first, stateful, backend, device, dtype)
+        self._setup(
+            alpha, tau, alpha_syn, tau_syn, dt, shape, learn_alpha, batch_first, stateful, backend, device, dtype
+        )
         self.threshold = self._parameter(threshold, learn_threshold, device, dtype)
-        self.options = dict(
+        self.options: dict[str, Any] = dict(
             reset=reset,
             v_reset=v_reset,
             v_leak=v_leak,
@@ -604,7 +610,9 @@ class LeakyNeuron(_Neuron):
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
-        self._setup(alpha, tau, alpha_syn, tau_syn, dt, shape, learn_alpha, batch_first, stateful, backend, device, dtype)
+        self._setup(
+            alpha, tau, alpha_syn, tau_syn, dt, shape, learn_alpha, batch_first, stateful, backend, device, dtype
+        )
         self.return_state = return_state
 
     def forward(

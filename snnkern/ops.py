@@ -177,7 +177,7 @@ def lif(
     Returns:
         :class:`LIFResult` (spikes, membrane or None, state).
     """
-    options = dict(
+    options: dict[str, Any] = dict(
         alpha_syn=alpha_syn,
         threshold=threshold,
         reset=reset,
@@ -248,7 +248,7 @@ def recurrent_lif(
     backward runs the same loop in reverse and forms the weight gradient in one event-driven
     product over all steps.
     """
-    options = dict(
+    options: dict[str, Any] = dict(
         alpha_syn=alpha_syn,
         threshold=threshold,
         reset=reset,
@@ -328,7 +328,6 @@ def leaky(
 # --------------------------------------------------------------------------------------------
 
 if _C is not None:
-
     # The option arguments of every scan op (SNNKERN_OPTIONS in csrc/ops.cpp), by name: the fake
     # kernels and the autograd formulas pass them through unchanged.
     _OPTIONS = (
@@ -617,7 +616,15 @@ if _C is not None:
     ] = {  # per argument: "sequence", "parameter" or None (not a tensor to cast)
         "lif_forward": ("sequence", "parameter", "parameter", "parameter", "parameter"),
         "leaky_forward": ("sequence", "parameter", "parameter", "parameter", None),
-        "recurrent_lif_forward": ("sequence", "sequence", "parameter", "parameter", "parameter", "parameter", "sequence"),
+        "recurrent_lif_forward": (
+            "sequence",
+            "sequence",
+            "parameter",
+            "parameter",
+            "parameter",
+            "parameter",
+            "sequence",
+        ),
         "spike_matmul": ("sequence", "sequence"),
         "spike_matmul_t": ("sequence", "sequence"),
     }

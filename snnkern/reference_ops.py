@@ -92,11 +92,9 @@ def _scan(a: LIFArgs, x: torch.Tensor, state: torch.Tensor, return_membrane: boo
     return spikes, membranes if return_membrane else None, torch.stack([v, i, w])
 
 
-def _sequence(steps: list[torch.Tensor] | None, like: torch.Tensor) -> torch.Tensor | None:
+def _sequence(steps: list[torch.Tensor], like: torch.Tensor) -> torch.Tensor:
     """Steps [B, N] stacked as [B, T, N] in the storage dtype of ``like`` (the steps ran in the
     accumulate dtype)."""
-    if steps is None:
-        return None
     return torch.stack(steps, dim=1).to(like.dtype) if steps else like.new_zeros(like.shape)
 
 
@@ -111,11 +109,8 @@ def lif(
     """Reference LIF scan; see :func:`snnkern.lif` for the arguments."""
     a = prepare_lif_args(x, alpha, state=state, **options)
     spikes, membranes, state_out = _scan(a, a.x, a.state, return_membrane)
-    out = _sequence(spikes, a.x)
-    mem = _sequence(membranes, a.x)
-    return LIFResult(
-        a.layout.sequence(out), None if mem is None else a.layout.sequence(mem), a.layout.state(state_out)
-    )
+    membrane = None if membranes is None else a.layout.sequence(_sequence(membranes, a.x))
+    return LIFResult(a.layout.sequence(_sequence(spikes, a.x)), membrane, a.layout.state(state_out))
 
 
 def recurrent_lif(
@@ -144,11 +139,8 @@ def recurrent_lif(
         spike_steps.append(z)
         if step_membranes is not None:
             membrane_steps.append(step_membranes[0])
-    out = _sequence(spike_steps, a.x)
-    mem = _sequence(membrane_steps, a.x) if return_membrane else None
-    return LIFResult(
-        a.layout.sequence(out), None if mem is None else a.layout.sequence(mem), a.layout.state(state_t)
-    )
+    membrane = a.layout.sequence(_sequence(membrane_steps, a.x)) if return_membrane else None
+    return LIFResult(a.layout.sequence(_sequence(spike_steps, a.x)), membrane, a.layout.state(state_t))
 
 
 def spike_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
@@ -174,6 +166,4 @@ def leaky(
         if alpha_syn is not None:
             i = alpha_syn * i + x[:, t]
         trace.append(v)
-    membrane = _sequence(trace, x)
-    assert membrane is not None
-    return LeakyResult(layout.sequence(membrane), layout.state(torch.stack([v, i, w])))
+    return LeakyResult(layout.sequence(_sequence(trace, x)), layout.state(torch.stack([v, i, w])))

@@ -418,7 +418,7 @@ def test_bad_spike(fn, where, value):
 @everywhere_and_reference
 @pytest.mark.parametrize("fn", SPIKING)
 def test_spike_counts_refuse_the_zero_reset(fn, where):
-    with pytest.raises(ERR, match="spike='multi'.*reset"):
+    with pytest.raises(ERR, match=r"spike='multi'.*reset"):
         fn(where, spike="multi", reset="zero")
 
 
@@ -437,7 +437,9 @@ def test_parameter_not_broadcastable_to_the_neuron_shape(where, name, shape):
     x = torch.randn(B, T, 2, 4, 5, device=where.device)
     value = torch.full(shape, 0.5, device=where.device)
     kwargs = {"alpha": 0.9, name: value}
-    with pytest.raises(ERR, match=rf"{name} must be a scalar or a tensor broadcastable to the neuron shape \[2, 4, 5\]"):
+    with pytest.raises(
+        ERR, match=rf"{name} must be a scalar or a tensor broadcastable to the neuron shape \[2, 4, 5\]"
+    ):
         snnkern.lif(x, kwargs.pop("alpha"), backend=where.backend, **kwargs)
 
 
@@ -448,5 +450,6 @@ def test_state_of_another_neuron_shape(where, batch_first):
     if not batch_first:
         x = x.transpose(0, 1).contiguous()
     with pytest.raises(ERR, match=r"state must have shape \[3, batch, \*neurons\] = \[3, 2, 2, 3\]"):
-        snnkern.lif(x, 0.9, state=torch.zeros(3, B, 6, device=where.device), batch_first=batch_first,
-                    backend=where.backend)
+        snnkern.lif(
+            x, 0.9, state=torch.zeros(3, B, 6, device=where.device), batch_first=batch_first, backend=where.backend
+        )

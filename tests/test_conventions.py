@@ -288,7 +288,9 @@ def test_opcheck_conventions(opts, requires_grad, where):
     case = make_case(2, 5, 3, F64, where.device, syn=True, seed=1, requires_grad=False)
     threshold = torch.tensor([0.5, 0.8, 1.1], dtype=F64, device=where.device)
     a = prepare_lif_args(case.x, case.alpha, alpha_syn=case.alpha_syn, state=case.state, threshold=threshold, **opts)
-    tensors = [t.detach().clone().requires_grad_(requires_grad) for t in (a.x, a.alpha, a.alpha_syn, a.threshold, a.state)]
+    tensors = [
+        t.detach().clone().requires_grad_(requires_grad) for t in (a.x, a.alpha, a.alpha_syn, a.threshold, a.state)
+    ]
     options = ops.op_options(a)
     assert_opcheck(torch.ops.snnkern.lif_forward.default, (*tensors, *options, True, requires_grad))
     spikes, membrane, state_out, pre_reset = torch.ops.snnkern.lif_forward(
@@ -375,8 +377,8 @@ def test_reset_state_drops_the_graph(where):
     assert neuron.state is not None and neuron.state.grad_fn is None
     neuron.reset_state()
     assert neuron.state is None
+    neuron(x)
     with pytest.raises(ValueError, match="reset_state"):
-        neuron(x)
         neuron(torch.randn(4, 5, 3, device=where.device))  # another batch size
 
 

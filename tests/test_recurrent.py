@@ -545,7 +545,20 @@ def test_opcheck_recurrent_backward(index, grads, where):
     g_mem = upstream_like(membrane, 2) if grads == "all" else None
     g_state = upstream_like(state_out, 3) if grads in ("all", "state_only") else None
     _, weight, alpha, alpha_syn, threshold, state, spikes0 = fwd[:7]
-    args = (g_spikes, g_mem, g_state, pre_reset, spikes, weight, alpha, alpha_syn, threshold, state, spikes0, *fwd[7:-2])
+    args = (
+        g_spikes,
+        g_mem,
+        g_state,
+        pre_reset,
+        spikes,
+        weight,
+        alpha,
+        alpha_syn,
+        threshold,
+        state,
+        spikes0,
+        *fwd[7:-2],
+    )
     assert_opcheck(torch.ops.snnkern.recurrent_lif_backward.default, args)
     # And the gradients it returns match the reference autograd (same upstream gradients).
     gx, gweight, galpha, galpha_syn, _, gstate, gspikes0 = torch.ops.snnkern.recurrent_lif_backward(*args)

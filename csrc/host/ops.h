@@ -34,8 +34,8 @@ struct Ops {
       int64_t ordering, int64_t reset, double v_reset, double v_leak, bool detach_reset, bool current_first,
       bool multispike, int64_t surrogate, double surrogate_param, bool record_membrane, bool save_for_backward) {
     const char* op = "snnkern.lif_forward";
-    const ScanOptions o{ordering, reset, v_reset, v_leak, detach_reset, current_first, multispike, surrogate,
-                        surrogate_param};
+    const ScanOptions o{ordering,      reset,      v_reset,   v_leak,         detach_reset,
+                        current_first, multispike, surrogate, surrogate_param};
     auto f = prepare_forward(op, x, alpha, alpha_syn, threshold, state, record_membrane, save_for_backward);
     L::dispatch(x.scalar_type(), op, [&](auto tag) {
       using scalar_t = decltype(tag);
@@ -50,8 +50,8 @@ struct Ops {
       const Tensor& threshold, const Tensor& state, int64_t ordering, int64_t reset, double v_reset, double v_leak,
       bool detach_reset, bool current_first, bool multispike, int64_t surrogate, double surrogate_param) {
     const char* op = "snnkern.lif_backward";
-    const ScanOptions o{ordering, reset, v_reset, v_leak, detach_reset, current_first, multispike, surrogate,
-                        surrogate_param};
+    const ScanOptions o{ordering,      reset,      v_reset,   v_leak,         detach_reset,
+                        current_first, multispike, surrogate, surrogate_param};
     auto g = prepare_backward(op, grad_spikes, grad_membrane, grad_state, pre_reset, spikes, alpha, alpha_syn,
                               threshold, state, spikes.scalar_type());
     L::dispatch(spikes.scalar_type(), op, [&](auto tag) {
@@ -134,8 +134,8 @@ struct Ops {
       bool detach_reset, bool current_first, bool multispike, int64_t surrogate, double surrogate_param,
       bool record_membrane, bool save_for_backward) {
     const char* op = "snnkern.recurrent_lif_forward";
-    const ScanOptions o{ordering, reset, v_reset, v_leak, detach_reset, current_first, multispike, surrogate,
-                        surrogate_param};
+    const ScanOptions o{ordering,      reset,      v_reset,   v_leak,         detach_reset,
+                        current_first, multispike, surrogate, surrogate_param};
     auto f = prepare_forward(op, x, alpha, alpha_syn, threshold, state, record_membrane, save_for_backward);
     check_recurrent_args(op, weight, spikes0, x.device(), x.scalar_type(), f.B, f.N);
     L::dispatch(x.scalar_type(), op, [&](auto tag) {
@@ -166,12 +166,12 @@ struct Ops {
   static std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> recurrent_lif_backward(
       const OptTensor& grad_spikes, const OptTensor& grad_membrane, const OptTensor& grad_state,
       const Tensor& pre_reset, const Tensor& spikes, const Tensor& weight, const Tensor& alpha,
-      const OptTensor& alpha_syn, const Tensor& threshold, const Tensor& state, const Tensor& spikes0,
-      int64_t ordering, int64_t reset, double v_reset, double v_leak, bool detach_reset, bool current_first,
-      bool multispike, int64_t surrogate, double surrogate_param) {
+      const OptTensor& alpha_syn, const Tensor& threshold, const Tensor& state, const Tensor& spikes0, int64_t ordering,
+      int64_t reset, double v_reset, double v_leak, bool detach_reset, bool current_first, bool multispike,
+      int64_t surrogate, double surrogate_param) {
     const char* op = "snnkern.recurrent_lif_backward";
-    const ScanOptions o{ordering, reset, v_reset, v_leak, detach_reset, current_first, multispike, surrogate,
-                        surrogate_param};
+    const ScanOptions o{ordering,      reset,      v_reset,   v_leak,         detach_reset,
+                        current_first, multispike, surrogate, surrogate_param};
     const auto seq_dtype = spikes.scalar_type();
     auto g = prepare_backward(op, grad_spikes, grad_membrane, grad_state, pre_reset, spikes, alpha, alpha_syn,
                               threshold, state, seq_dtype);

@@ -31,9 +31,9 @@ struct ForwardTensors {
 
   template <class scalar_t, class acc_t>
   ForwardLanes<scalar_t, acc_t> lanes() const {
-    return {x.data_ptr<scalar_t>(),         alpha.data_ptr<acc_t>(),         ptr_or_null<acc_t>(alpha_syn),
-            ptr_or_null<acc_t>(threshold),  state.data_ptr<acc_t>(),         state_out.data_ptr<acc_t>(),
-            ptr_or_null<scalar_t>(spikes),  ptr_or_null<scalar_t>(membrane), ptr_or_null<acc_t>(pre_reset)};
+    return {x.data_ptr<scalar_t>(),        alpha.data_ptr<acc_t>(),         ptr_or_null<acc_t>(alpha_syn),
+            ptr_or_null<acc_t>(threshold), state.data_ptr<acc_t>(),         state_out.data_ptr<acc_t>(),
+            ptr_or_null<scalar_t>(spikes), ptr_or_null<scalar_t>(membrane), ptr_or_null<acc_t>(pre_reset)};
   }
 };
 
@@ -72,13 +72,12 @@ struct BackwardTensors {
 
   template <class scalar_t, class acc_t>
   BackwardLanes<scalar_t, acc_t> lanes() const {
-    return {ptr_or_null<scalar_t>(grad_spikes), ptr_or_null<scalar_t>(grad_membrane),
-            ptr_or_null<acc_t>(grad_state),     ptr_or_null<acc_t>(pre_reset),
-            ptr_or_null<scalar_t>(spikes),      alpha.data_ptr<acc_t>(),
-            ptr_or_null<acc_t>(alpha_syn),      ptr_or_null<acc_t>(threshold),
-            state.data_ptr<acc_t>(),            ptr_or_null<scalar_t>(grad_x),
-            grad_state0.data_ptr<acc_t>(),      ptr_or_null<acc_t>(grad_alpha_bn),
-            ptr_or_null<acc_t>(grad_alpha_syn_bn), ptr_or_null<acc_t>(grad_threshold_bn)};
+    return {
+        ptr_or_null<scalar_t>(grad_spikes),    ptr_or_null<scalar_t>(grad_membrane), ptr_or_null<acc_t>(grad_state),
+        ptr_or_null<acc_t>(pre_reset),         ptr_or_null<scalar_t>(spikes),        alpha.data_ptr<acc_t>(),
+        ptr_or_null<acc_t>(alpha_syn),         ptr_or_null<acc_t>(threshold),        state.data_ptr<acc_t>(),
+        ptr_or_null<scalar_t>(grad_x),         grad_state0.data_ptr<acc_t>(),        ptr_or_null<acc_t>(grad_alpha_bn),
+        ptr_or_null<acc_t>(grad_alpha_syn_bn), ptr_or_null<acc_t>(grad_threshold_bn)};
   }
 
   // The gradient of an optional per-neuron parameter from its [B, N] partial sums.
