@@ -146,7 +146,7 @@ def lif(
     """Leaky integrate-and-fire neurons over a whole sequence, forward and backward fused.
 
     Args:
-        x: input current, [batch, time, *neurons], or [time, batch, *neurons] with
+        x: input current, ``[batch, time, *neurons]``, or ``[time, batch, *neurons]`` with
             ``batch_first=False`` (a contiguous time-major tensor runs without a copy).
         alpha: membrane decay per step, ``exp(-dt/tau_mem)`` (or ``1 - dt/tau_mem`` for forward
             Euler): a float or a tensor broadcastable to the neuron shape (learnable and
@@ -168,7 +168,7 @@ def lif(
             current of the step before (seed 004, Norse).
         spike: "binary" (0/1) or "multi" (spike counts ``trunc(u / threshold)``, Sinabs' MultiSpike).
         surrogate: derivative used for the spike in backward (:mod:`snnkern.surrogate`).
-        state: [3, batch, *neurons] from a previous call, to continue a sequence; zeros if None.
+        state: ``[3, batch, *neurons]`` from a previous call, to continue a sequence; zeros if None.
         return_membrane: also return the membrane trace each spike was thresholded from.
         batch_first: True for x [batch, time, ...], False for [time, batch, ...] (torch.nn.RNN's
             convention); the outputs keep the layout of x.

@@ -4,7 +4,7 @@ This module is the ground truth the kernels are tested against, and the explicit
 (``backend="reference"`` or ``SNNKERN_BACKEND=reference``). It is written for clarity, one
 python step per time step, with autograd through the loop; it is slow by design.
 
-One LIF step, with ``theta`` the threshold, ``d_t`` the drive and ``R`` the reset:
+One LIF step, with ``theta`` the threshold, ``d_t`` the drive and ``R`` the reset::
 
     d_t     = x_t                                     no synaptic state
             = i_t;      i_{t+1} = alpha_syn i_t + x_t    synaptic current (seed 004, Norse)
@@ -15,7 +15,7 @@ One LIF step, with ``theta`` the threshold, ``d_t`` the drive and ``R`` the rese
 ``fire(u)`` is the Heaviside step ``H(u - theta)`` (1 if u > theta), or with ``spike="multi"``
 the spike count ``trunc(u / theta)`` for u > 0; in backward both take the surrogate derivative
 at ``u - theta``. The ordering decides which membrane ``u_t`` the output spike ``z_t`` and the
-reset spike ``r_t`` come from:
+reset spike ``r_t`` come from::
 
     "delayed"       (seeds 000/001)  z_t = r_t = fire(v_{t-1})    spike and reset lag one step
     "spike_first"   (seed 004)       z_t = r_t = fire(v_t)        spike, then update with reset

@@ -19,11 +19,11 @@ PEERS = ("snntorch", "spikingjelly", "norse", "sinabs")
 Converter = Callable[[nn.Module], nn.Module]
 
 
-def converters() -> dict[type, Converter]:
-    """The converters of every peer that is installed: {peer class: function building the snnkern
-    layer from an instance}."""
+def converters(peers: tuple[str, ...] = PEERS) -> dict[type, Converter]:
+    """The converters of the given peers that are installed: {peer class: function building the
+    snnkern layer from an instance}."""
     table: dict[type, Converter] = {}
-    for peer in PEERS:
+    for peer in peers:
         try:
             importlib.import_module(peer)
         except ImportError:
@@ -43,7 +43,9 @@ def convert(model: nn.Module, *, inplace: bool = False) -> nn.Module:
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"convert: model must be a torch.nn.Module, got {type(model).__name__}")
-    table = converters()
+    # Only the peers whose modules the model holds (importing a peer takes seconds).
+    present = {type(m).__module__.partition(".")[0] for m in model.modules()}
+    table = converters(tuple(peer for peer in PEERS if peer in present))
     if not inplace:
         import copy
 
