@@ -75,6 +75,9 @@ struct Math {
   static SNN_HD V exp(V x) { return exp_of(x); }
   static SNN_HD V max(V a, V b) { return a > b ? a : b; }
   static SNN_HD V trunc(V x) { return trunc_of(x); }
+  // g * d, but 0 where the gradient g is 0 even if d is infinite: a gradient that is zero
+  // because nothing downstream uses the value (autograd skips such products altogether).
+  static SNN_HD V grad_times(V g, V d) { return g == V(0) ? V(0) : g * d; }
 };
 
 // d spike / d x at x = membrane - threshold. Add a surrogate: one case here, one class in
@@ -103,18 +106,26 @@ SNN_HD V surrogate_grad(int kind, V x, V param, V threshold) {
   }
 }
 
-// The reset coefficients: v_{t+1} = p (1 - kz r) + (kz v_reset - ks theta) r.
+// The reset R(p, r) and its derivatives, one case per reset kind (uniform over the lanes, so the
+// branches cost nothing). Written per case rather than as coefficients so that a reset that
+// ignores p never multiplies it: 0 * inf would turn an infinite membrane into NaN gradients
+// that the reference (which never forms the product) does not have.
 template <class V, class acc_t>
-struct ResetCoeffs {
-  V kz, ks, offset;  // offset = kz v_reset - ks theta
-  SNN_HD ResetCoeffs(const LifConfig<acc_t>& c, V theta)
-      : kz(c.reset == kResetZero ? acc_t(1) : acc_t(0)),
-        ks(c.reset == kResetSubtract ? acc_t(1) : acc_t(0)),
-        offset(kz * V(c.v_reset) - ks * theta) {}
-  SNN_HD V apply(V p, V r) const { return p * (V(1) - kz * r) + offset * r; }
-  SNN_HD V d_pre(V r) const { return V(1) - kz * r; }        // d v_{t+1} / d p_t
-  SNN_HD V d_spike(V p) const { return offset - kz * p; }    // d v_{t+1} / d r_t
-  SNN_HD V d_threshold(V r) const { return V(0) - ks * r; }  // d v_{t+1} / d theta, r fixed
+struct ResetRule {
+  int kind;
+  V v_reset, theta;
+  SNN_HD ResetRule(const LifConfig<acc_t>& c, V threshold) : kind(c.reset), v_reset(c.v_reset), theta(threshold) {}
+  SNN_HD V apply(V p, V r) const {  // v_{t+1}
+    if (kind == kResetZero) return p * (V(1) - r) + v_reset * r;
+    if (kind == kResetSubtract) return p - theta * r;
+    return p;
+  }
+  SNN_HD V d_pre(V r) const { return kind == kResetZero ? V(1) - r : V(1); }  // d v_{t+1} / d p_t
+  SNN_HD V d_spike(V p) const {                                               // d v_{t+1} / d r_t
+    if (kind == kResetZero) return v_reset - p;
+    return kind == kResetSubtract ? V(0) - theta : V(0);
+  }
+  SNN_HD V d_threshold(V r) const { return kind == kResetSubtract ? V(0) - r : V(0); }  // r held fixed
 };
 
 // The state of one lane group: membrane v, synaptic current i, previous membrane w.
@@ -141,7 +152,7 @@ template <class V, class M, class acc_t>
 struct LifStep {
   const LifConfig<acc_t>& c;
   V theta, alpha, alpha_syn;
-  ResetCoeffs<V, acc_t> reset;
+  ResetRule<V, acc_t> reset;
 
   SNN_HD LifStep(const LifConfig<acc_t>& config, V a, V a_syn, V threshold)
       : c(config), theta(threshold), alpha(a), alpha_syn(a_syn), reset(config, threshold) {}
@@ -188,7 +199,6 @@ struct LifStep {
   // state after step t, on exit those of the state before it. Returns dL/dx_t.
   SNN_HD V backward(V p, V r, V v, V w, V i, V g_out, V g_mem, GradCarry<V>& g) const {
     const V zero(0);
-    const V keep(c.keep_reset_grad ? acc_t(1) : acc_t(0));
     if (c.ordering == kUpdateFirst) {  // z_t and u_t come from v_{t+1}
       if (c.spiking) {
         const V g_fire = g_out * surrogate(reset.apply(p, r));
@@ -201,7 +211,8 @@ struct LifStep {
     }
     V gp = g.v * reset.d_pre(r);
     g.theta = g.theta + g.v * reset.d_threshold(r);
-    const V g_spike = c.spiking ? g_out + keep * g.v * reset.d_spike(p) : zero;
+    V g_spike = zero;
+    if (c.spiking) g_spike = c.keep_reset_grad ? g_out + M::grad_times(g.v, reset.d_spike(p)) : g_out;
     if (c.ordering == kChargeFirst) {  // z_t and u_t are p_t
       gp = gp + g_mem;
       if (c.spiking) {
@@ -227,17 +238,17 @@ struct LifStep {
         g.theta = g.theta - g_fire;
       }
     }
-    g.alpha = g.alpha + gp * d_alpha(v);
+    g.alpha = g.alpha + M::grad_times(gp, d_alpha(v));
     V g_x = gp;
     if (c.synaptic) {
       if (c.current_first) {  // d_t = i_{t+1} = alpha_syn i_t + x_t
         const V g_i_next = g.i + gp;
         g_x = g_i_next;
-        g.alpha_syn = g.alpha_syn + g_i_next * i;
+        g.alpha_syn = g.alpha_syn + M::grad_times(g_i_next, i);
         g.i = alpha_syn * g_i_next;
       } else {  // d_t = i_t = p_t - leak(v_t)
         g_x = g.i;
-        g.alpha_syn = g.alpha_syn + g.i * (p - leak(v));
+        g.alpha_syn = g.alpha_syn + M::grad_times(g.i, p - leak(v));
         g.i = alpha_syn * g.i + gp;
       }
     }

@@ -21,8 +21,10 @@ TORCH_LIBRARY(snnkern, m) {
   // multispike, surrogate, surrogate_param. Returns spikes, membrane (empty unless
   // record_membrane), the final state and the pre-reset membrane saved for backward (empty
   // unless save_for_backward; float32 for float32/16 inputs, float64 for float64).
+  // check_values: the op checks the values of alpha, alpha_syn and threshold itself (python
+  // asks for it under torch.compile, where it cannot read them; csrc/host/checks.h).
   m.def("lif_forward(Tensor x, Tensor alpha, Tensor? alpha_syn, Tensor threshold, Tensor state, " SNNKERN_OPTIONS
-        ", bool record_membrane, bool save_for_backward) -> (Tensor, Tensor, Tensor, Tensor)");
+        ", bool record_membrane, bool save_for_backward, bool check_values) -> (Tensor, Tensor, Tensor, Tensor)");
   // Returns grad_x, grad_alpha [N], grad_alpha_syn [N] (empty without alpha_syn), grad_threshold [N],
   // grad_state.
   m.def("lif_backward(Tensor? grad_spikes, Tensor? grad_membrane, Tensor? grad_state, Tensor pre_reset, "
@@ -31,8 +33,8 @@ TORCH_LIBRARY(snnkern, m) {
   // Non-spiking leaky integrator: returns the membrane after each step, the final state and, for
   // float16/bfloat16 x with save_for_backward, the membrane in the accumulate type for backward
   // (empty otherwise: a float32/float64 trace is its own accumulate-type copy).
-  m.def("leaky_forward(Tensor x, Tensor alpha, Tensor? alpha_syn, Tensor state, bool save_for_backward) "
-        "-> (Tensor, Tensor, Tensor)");
+  m.def("leaky_forward(Tensor x, Tensor alpha, Tensor? alpha_syn, Tensor state, bool save_for_backward, "
+        "bool check_values) -> (Tensor, Tensor, Tensor)");
   // Returns grad_x (of dtype `dtype`, the dtype of x), grad_alpha, grad_alpha_syn, grad_state.
   m.def("leaky_backward(Tensor? grad_membrane, Tensor? grad_state, Tensor saved_membrane, Tensor alpha, "
         "Tensor? alpha_syn, Tensor state, ScalarType dtype) -> (Tensor, Tensor, Tensor, Tensor)");
@@ -40,7 +42,7 @@ TORCH_LIBRARY(snnkern, m) {
   // [out, in]), with spikes_{-1} = spikes0 [B, N]. Outputs as lif_forward.
   m.def("recurrent_lif_forward(Tensor x, Tensor weight, Tensor alpha, Tensor? alpha_syn, Tensor threshold, "
         "Tensor state, Tensor spikes0, " SNNKERN_OPTIONS
-        ", bool record_membrane, bool save_for_backward) -> (Tensor, Tensor, Tensor, Tensor)");
+        ", bool record_membrane, bool save_for_backward, bool check_values) -> (Tensor, Tensor, Tensor, Tensor)");
   // Returns grad_x, grad_weight, grad_alpha, grad_alpha_syn (empty without alpha_syn), grad_threshold,
   // grad_state, grad_spikes0.
   m.def("recurrent_lif_backward(Tensor? grad_spikes, Tensor? grad_membrane, Tensor? grad_state, "

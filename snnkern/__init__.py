@@ -2,13 +2,12 @@
 
 import importlib.metadata
 
+from . import nn, surrogate
 from ._checks import STATE_SIZE, decay
 from ._types import LeakyResult, LIFResult
 from .ops import build_info, compiled_with_cuda, leaky, lif, recurrent_lif, spike_linear
 from .runtime import tune_cpu_allocator
 from .surrogate import ATan, Exponential, FastSigmoid, Sigmoid, Surrogate, Triangle
-
-from . import nn, surrogate  # noqa: E402,I001  (snnkern.nn builds on the ops above)
 
 try:
     __version__ = importlib.metadata.version("snnkern")  # written once, in pyproject.toml

@@ -115,6 +115,13 @@ def _functorch_guard(op: str) -> Iterator[None]:
         ) from error
 
 
+def _check_values() -> bool:
+    """Whether the op must check the values of its parameters itself: under torch.compile, where
+    python sees no values (snnkern._checks skips its value checks there); eager python has
+    checked them already."""
+    return torch.compiler.is_compiling()
+
+
 def _requires_grad(*tensors: torch.Tensor | None) -> bool:
     return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
 
@@ -196,7 +203,7 @@ def lif(
     save = _requires_grad(a.x, a.alpha, a.alpha_syn, a.threshold, a.state)
     with _functorch_guard("lif"):
         spikes, membrane, state_out, _ = torch.ops.snnkern.lif_forward(
-            a.x, a.alpha, a.alpha_syn, a.threshold, a.state, *op_options(a), return_membrane, save
+            a.x, a.alpha, a.alpha_syn, a.threshold, a.state, *op_options(a), return_membrane, save, _check_values()
         )
     return _result(a, spikes, membrane if return_membrane else None, state_out)
 
@@ -270,7 +277,17 @@ def recurrent_lif(
     save = _requires_grad(a.x, r.weight, a.alpha, a.alpha_syn, a.threshold, a.state, r.spikes)
     with _functorch_guard("recurrent_lif"):
         spikes_out, membrane, state_out, _ = torch.ops.snnkern.recurrent_lif_forward(
-            a.x, r.weight, a.alpha, a.alpha_syn, a.threshold, a.state, r.spikes, *op_options(a), return_membrane, save
+            a.x,
+            r.weight,
+            a.alpha,
+            a.alpha_syn,
+            a.threshold,
+            a.state,
+            r.spikes,
+            *op_options(a),
+            return_membrane,
+            save,
+            _check_values(),
         )
     return _result(a, spikes_out, membrane if return_membrane else None, state_out)
 
@@ -283,7 +300,9 @@ def spike_linear(
     On the CPU only the nonzero entries of ``x`` touch the weights, in the forward and in the
     weight gradient, so the cost follows the number of spikes rather than the size of ``x``:
     use it where the input is sparse (a few tens of percent nonzero or less). The result equals
-    ``torch.nn.functional.linear`` up to float rounding, for any input. On CUDA it runs cuBLAS.
+    ``torch.nn.functional.linear`` up to float rounding for finite weights. A zero entry of
+    ``x`` skips its weights on the CPU, so it contributes 0 even against an inf or NaN weight
+    (where ``F.linear`` gives NaN); on CUDA it runs cuBLAS, with IEEE arithmetic.
 
     Args:
         x: [..., in_features], any values (spike counts too); zeros are skipped.
@@ -319,7 +338,7 @@ def leaky(
     x, alpha, alpha_syn, state, layout = prepare_leaky_args(x, alpha, alpha_syn, state, batch_first)
     save = _requires_grad(x, alpha, alpha_syn, state)
     with _functorch_guard("leaky"):
-        membrane, state_out, _ = torch.ops.snnkern.leaky_forward(x, alpha, alpha_syn, state, save)
+        membrane, state_out, _ = torch.ops.snnkern.leaky_forward(x, alpha, alpha_syn, state, save, _check_values())
     return LeakyResult(layout.sequence(membrane), layout.state(state_out))
 
 
@@ -351,7 +370,7 @@ if _C is not None:
         state: torch.Tensor,
         *options_and_flags: Any,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        record_membrane, save_for_backward = options_and_flags[len(_OPTIONS) :]
+        record_membrane, save_for_backward, _check = options_and_flags[len(_OPTIONS) :]
         b, t, n = x.shape
         membrane = x.new_empty((b, t, n) if record_membrane else (0,))
         pre_reset = x.new_empty((b, t, n) if save_for_backward else (0,), dtype=accumulate_dtype(x.dtype))
@@ -386,6 +405,7 @@ if _C is not None:
         alpha_syn: torch.Tensor | None,
         state: torch.Tensor,
         save_for_backward: bool,
+        check_values: bool,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         acc = accumulate_dtype(x.dtype)
         saved = x.new_empty(x.shape if save_for_backward and acc != x.dtype else (0,), dtype=acc)
@@ -439,12 +459,12 @@ if _C is not None:
             grad_spikes, grad_membrane, grad_state, pre_reset, spikes, alpha, alpha_syn, threshold, state, *ctx.options
         )
         grads = (grad_x, grad_alpha, grad_alpha_syn if alpha_syn is not None else None, grad_threshold, grad_state0)
-        return grads + (None,) * (len(_OPTIONS) + 2)
+        return grads + (None,) * (len(_OPTIONS) + 3)
 
     torch.library.register_autograd("snnkern::lif_forward", _lif_backward, setup_context=_lif_setup_context)
 
     def _leaky_setup_context(ctx: Any, inputs: tuple[Any, ...], output: tuple[torch.Tensor, ...]) -> None:
-        x, alpha, alpha_syn, state, _ = inputs
+        x, alpha, alpha_syn, state, _, _ = inputs
         membrane, _, saved_membrane = output
         # The trace in the accumulate dtype: the membrane itself for float32/float64, the copy the
         # forward saved for float16/bfloat16 (whose rounded trace would spoil the decay gradients).
@@ -464,7 +484,7 @@ if _C is not None:
         grad_x, grad_alpha, grad_alpha_syn, grad_state0 = torch.ops.snnkern.leaky_backward(
             grad_membrane, grad_state, trace, alpha, alpha_syn, state, ctx.dtype
         )
-        return grad_x, grad_alpha, grad_alpha_syn if alpha_syn is not None else None, grad_state0, None
+        return grad_x, grad_alpha, grad_alpha_syn if alpha_syn is not None else None, grad_state0, None, None
 
     torch.library.register_autograd("snnkern::leaky_forward", _leaky_backward, setup_context=_leaky_setup_context)
 
@@ -552,7 +572,7 @@ if _C is not None:
             grad_state0,
             grad_spikes0,
         )
-        return grads + (None,) * (len(_OPTIONS) + 2)
+        return grads + (None,) * (len(_OPTIONS) + 3)
 
     torch.library.register_autograd(
         "snnkern::recurrent_lif_forward", _recurrent_lif_backward, setup_context=_recurrent_lif_setup_context
@@ -615,7 +635,7 @@ if _C is not None:
         str, tuple[str | None, ...]
     ] = {  # per argument: "sequence", "parameter" or None (not a tensor to cast)
         "lif_forward": ("sequence", "parameter", "parameter", "parameter", "parameter"),
-        "leaky_forward": ("sequence", "parameter", "parameter", "parameter", None),
+        "leaky_forward": ("sequence", "parameter", "parameter", "parameter", None, None),
         "recurrent_lif_forward": (
             "sequence",
             "sequence",

@@ -292,9 +292,9 @@ def test_opcheck_conventions(opts, requires_grad, where):
         t.detach().clone().requires_grad_(requires_grad) for t in (a.x, a.alpha, a.alpha_syn, a.threshold, a.state)
     ]
     options = ops.op_options(a)
-    assert_opcheck(torch.ops.snnkern.lif_forward.default, (*tensors, *options, True, requires_grad))
+    assert_opcheck(torch.ops.snnkern.lif_forward.default, (*tensors, *options, True, requires_grad, True))
     spikes, membrane, state_out, pre_reset = torch.ops.snnkern.lif_forward(
-        *(t.detach() for t in tensors), *options, True, True
+        *(t.detach() for t in tensors), *options, True, True, False
     )
     bargs = (
         upstream_like(spikes, 1),

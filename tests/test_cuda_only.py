@@ -304,18 +304,10 @@ def test_mixed_devices_raw_ops(transpose):
     with pytest.raises(RuntimeError, match=r"other is on cpu but spikes is on cuda"):
         op(spikes, other)
     case = make_case(B, T, N, F32, "cuda", requires_grad=False)
-    options = (
-        1.0,
-        snnkern.ops._C.ORDERINGS["spike_first"],
-        snnkern.ops._C.RESETS["zero"],
-        False,
-        snnkern.ops._C.SURROGATES["sigmoid"],
-        5.0,
-        True,
-        False,
-    )
+    a = snnkern._checks.prepare_lif_args(case.x, case.alpha, state=case.state)
+    options = (*snnkern.ops.op_options(a), True, False, False)
     with pytest.raises(RuntimeError, match=r"alpha is on cpu but x is on cuda"):
-        torch.ops.snnkern.lif_forward(case.x, case.alpha.cpu(), None, case.state, *options)
+        torch.ops.snnkern.lif_forward(a.x, a.alpha.cpu(), None, a.threshold, a.state, *options)
 
 
 @pytest.mark.skipif(

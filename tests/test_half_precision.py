@@ -405,9 +405,9 @@ def test_opcheck_half(low, requires_grad, where):
         t.detach().clone().requires_grad_(requires_grad) for t in (a.x, a.alpha, a.alpha_syn, a.threshold, a.state)
     ]
     options = snnkern.ops.op_options(a)
-    assert_opcheck(torch.ops.snnkern.lif_forward.default, (*tensors, *options, True, True))
+    assert_opcheck(torch.ops.snnkern.lif_forward.default, (*tensors, *options, True, True, True))
     spikes, membrane, state_out, pre_reset = torch.ops.snnkern.lif_forward(
-        *(t.detach() for t in tensors), *options, True, True
+        *(t.detach() for t in tensors), *options, True, True, False
     )
     assert spikes.dtype == membrane.dtype == low and state_out.dtype == pre_reset.dtype == F32
     bargs = (
@@ -420,10 +420,10 @@ def test_opcheck_half(low, requires_grad, where):
         *options,
     )
     assert_opcheck(torch.ops.snnkern.lif_backward.default, bargs)
-    assert_opcheck(torch.ops.snnkern.leaky_forward.default, (*tensors[:3], tensors[4], True))
+    assert_opcheck(torch.ops.snnkern.leaky_forward.default, (*tensors[:3], tensors[4], True, True))
     weight = torch.zeros(3, 3, dtype=low, device=where.device)
     spikes0 = torch.ones(2, 3, dtype=low, device=where.device)
     assert_opcheck(
         torch.ops.snnkern.recurrent_lif_forward.default,
-        (tensors[0], weight, *tensors[1:], spikes0, *options, True, requires_grad),
+        (tensors[0], weight, *tensors[1:], spikes0, *options, True, requires_grad, True),
     )

@@ -411,7 +411,7 @@ def _lif_op_args(shape, ordering, reset, detach, syn, s, requires_grad, save, de
     )
     tensors = [a.x, a.alpha, a.alpha_syn, a.threshold, a.state]
     tensors = [t.detach().clone().requires_grad_(requires_grad) if t is not None else None for t in tensors]
-    return (*tensors, *ops.op_options(a), record, save)
+    return (*tensors, *ops.op_options(a), record, save, True)
 
 
 @everywhere
@@ -433,7 +433,7 @@ def test_opcheck_lif_backward(sample, grads, where):
     g_mem = upstream_like(membrane, 2) if grads == "all" else None
     g_state = upstream_like(state_out, 3) if grads in ("all", "state_only") else None
     _, alpha, alpha_syn, threshold, state = fwd[:5]
-    args = (g_spikes, g_mem, g_state, pre_reset, spikes, alpha, alpha_syn, threshold, state, *fwd[5:-2])
+    args = (g_spikes, g_mem, g_state, pre_reset, spikes, alpha, alpha_syn, threshold, state, *fwd[5:-3])
     assert_opcheck(torch.ops.snnkern.lif_backward.default, args)
     # And the gradient it returns matches the reference autograd (same upstream gradients).
     gx, galpha, galpha_syn, _, gstate = torch.ops.snnkern.lif_backward(*args)
@@ -471,7 +471,7 @@ def test_opcheck_leaky_forward(sample, requires_grad, where):
         *shape, torch.float64, where.device, syn=syn, alpha_kind="tensor", seed=3, requires_grad=requires_grad
     )
     assert_opcheck(
-        torch.ops.snnkern.leaky_forward.default, (case.x, case.alpha, case.alpha_syn, case.state, requires_grad)
+        torch.ops.snnkern.leaky_forward.default, (case.x, case.alpha, case.alpha_syn, case.state, requires_grad, True)
     )
 
 
@@ -481,7 +481,9 @@ def test_opcheck_leaky_forward(sample, requires_grad, where):
 def test_opcheck_leaky_backward(sample, grads, where):
     shape, syn = sample
     case = make_case(*shape, torch.float64, where.device, syn=syn, alpha_kind="tensor", seed=3, requires_grad=False)
-    membrane, state_out, saved = torch.ops.snnkern.leaky_forward(case.x, case.alpha, case.alpha_syn, case.state, True)
+    membrane, state_out, saved = torch.ops.snnkern.leaky_forward(
+        case.x, case.alpha, case.alpha_syn, case.state, True, False
+    )
     assert saved.numel() == 0  # a float64 trace is its own accumulate-type copy: nothing extra is saved
     g_mem = upstream_like(membrane, 1) if grads != "state_only" else None
     g_state = upstream_like(state_out, 2) if grads != "membrane_only" else None

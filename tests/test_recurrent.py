@@ -514,7 +514,7 @@ def _recurrent_op_args(shape, ordering, reset, detach, syn, s, requires_grad, sa
     a = r.lif
     tensors = [a.x, r.weight, a.alpha, a.alpha_syn, a.threshold, a.state, r.spikes]
     tensors = [t.detach().clone().requires_grad_(requires_grad) if t is not None else None for t in tensors]
-    return (*tensors, *ops.op_options(a), record, save)
+    return (*tensors, *ops.op_options(a), record, save, True)
 
 
 @everywhere
@@ -557,7 +557,7 @@ def test_opcheck_recurrent_backward(index, grads, where):
         threshold,
         state,
         spikes0,
-        *fwd[7:-2],
+        *fwd[7:-3],
     )
     assert_opcheck(torch.ops.snnkern.recurrent_lif_backward.default, args)
     # And the gradients it returns match the reference autograd (same upstream gradients).

@@ -25,6 +25,7 @@ struct Math<at::vec::Vectorized<T>> {
   static V exp(V x) { return x.exp(); }
   static V max(V a, V b) { return at::vec::maximum(a, b); }
   static V trunc(V x) { return x.trunc(); }
+  static V grad_times(V g, V d) { return V::blendv(g * d, V(0), g == V(0)); }
 };
 
 // Loads and stores `count` lanes (the last vector of a row may be partial).
@@ -86,6 +87,8 @@ struct CpuLauncher {
                           out.data_ptr<T>());
     });
   }
+
+  static bool values_readable(at::Device) { return true; }
 
   template <class F>
   static void dispatch(at::ScalarType type, const char* op, F&& f) {

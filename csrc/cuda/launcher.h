@@ -4,6 +4,7 @@
 
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
+#include <ATen/cuda/CUDAGraphsUtils.cuh>
 
 #include "../host/launcher.h"
 #include "../host/ops.h"
@@ -17,6 +18,12 @@ struct CudaLauncher : CudaOrchestration {
   static void run(const Task& task, int64_t b0, int64_t b1, int64_t N, int64_t /*steps*/, at::Device device) {
     const c10::cuda::CUDAGuard guard(device);
     launch_lanes(task, b0, b1 - b0, N, c10::cuda::getCurrentCUDAStream());
+  }
+
+  // Reading a value syncs with the device, which a CUDA graph capture does not allow.
+  static bool values_readable(at::Device device) {
+    const c10::cuda::CUDAGuard guard(device);
+    return at::cuda::currentStreamCaptureStatus() == at::cuda::CaptureStatus::None;
   }
 };
 

@@ -25,6 +25,8 @@ struct EmulatedCudaLauncher : CudaOrchestration {
     const int64_t rows = b1 - b0;
     for (int64_t k = 0; k < rows * N; ++k) run_lane(task, b0, rows, N, k);
   }
+
+  static bool values_readable(at::Device) { return true; }
 };
 
 static_assert(Launcher<EmulatedCudaLauncher>);

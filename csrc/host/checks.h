@@ -3,7 +3,7 @@
 // messages; these checks guard direct calls of torch.ops.snnkern.*.
 #pragma once
 
-#include <ATen/core/Tensor.h>
+#include <ATen/ATen.h>
 #include <c10/util/Optional.h>
 
 #include <cmath>
@@ -41,6 +41,26 @@ inline void check_scan_args(const char* op, at::IntArrayRef seq, at::Device devi
   if (present(alpha_syn)) check_like(op, "alpha_syn", *alpha_syn, device, acc, {N});
   if (present(threshold)) check_like(op, "threshold", *threshold, device, acc, {N});
   check_like(op, "state", state, device, acc, {kStateSize, B, N});
+}
+
+// The value checks python makes before it calls an op (snnkern/_checks.py), made by the op
+// itself where python cannot read values: under torch.compile the wrapper passes
+// check_values=true, and the compiled graph runs these checks with the real tensors. The
+// messages are python's, word for word.
+inline void check_decay_values(const char* name, const Tensor& decay) {
+  TORCH_CHECK_VALUE(decay.numel() == 0 || ((decay >= 0) & (decay <= 1)).all().item<bool>(), name,
+                    " must lie in [0, 1] (a decay exp(-dt/tau)); got values outside, NaN or inf");
+}
+
+inline void check_threshold_values(const Tensor& threshold, bool multispike, int64_t surrogate) {
+  if (threshold.numel() == 0) return;
+  TORCH_CHECK_VALUE(threshold.isfinite().all().item<bool>(), "threshold must be finite; got NaN or inf values");
+  const char* reason = multispike                  ? "for spike='multi' (spike counts are membrane // threshold)"
+                       : surrogate == kTriangle    ? "for the Triangle surrogate, whose width scales with it"
+                       : surrogate == kExponential ? "for the Exponential surrogate, whose width scales with it"
+                                                   : nullptr;
+  TORCH_CHECK_VALUE(reason == nullptr || (threshold > 0).all().item<bool>(), "threshold must be > 0 ", reason,
+                    "; got values <= 0");
 }
 
 // The recurrent layer's weight [N, N] ([out, in], as torch.nn.Linear) and previous spikes [B, N],

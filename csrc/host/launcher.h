@@ -48,6 +48,9 @@ concept Launcher = requires(const AnyLaneTask& task, int64_t b, int64_t n, at::D
   { L::spike_matmul_out(out, t, t) } -> std::same_as<void>;
   // out = spikes^T @ other, all contiguous.
   { L::spike_matmul_t_out(out, t, t) } -> std::same_as<void>;
+  // Whether the op may read tensor values on the host now (value checks; CUDA: not while a
+  // CUDA graph is being captured, where reading a value would break the capture).
+  { L::values_readable(device) } -> std::same_as<bool>;
 };
 
 }  // namespace snnkern

@@ -16,6 +16,15 @@ namespace snnkern {
 
 template <Launcher L>
 struct Ops {
+  // The value checks of a forward op (checks.h), where asked for and possible.
+  static void check_values(const Tensor& x, const Tensor& alpha, const OptTensor& alpha_syn, const OptTensor& threshold,
+                           bool multispike, int64_t surrogate) {
+    if (!L::values_readable(x.device())) return;
+    check_decay_values("alpha", alpha);
+    if (present(alpha_syn)) check_decay_values("alpha_syn", *alpha_syn);
+    if (present(threshold)) check_threshold_values(*threshold, multispike, surrogate);
+  }
+
   template <class scalar_t, class acc_t>
   static void scan_forward(const ForwardTensors& f, const LifConfig<acc_t>& c) {
     if (f.B * f.T * f.N == 0) return;
@@ -29,11 +38,15 @@ struct Ops {
            g.alpha.device());
   }
 
-  static std::tuple<Tensor, Tensor, Tensor, Tensor> lif_forward(
-      const Tensor& x, const Tensor& alpha, const OptTensor& alpha_syn, const Tensor& threshold, const Tensor& state,
-      int64_t ordering, int64_t reset, double v_reset, double v_leak, bool detach_reset, bool current_first,
-      bool multispike, int64_t surrogate, double surrogate_param, bool record_membrane, bool save_for_backward) {
+  static std::tuple<Tensor, Tensor, Tensor, Tensor> lif_forward(const Tensor& x, const Tensor& alpha,
+                                                                const OptTensor& alpha_syn, const Tensor& threshold,
+                                                                const Tensor& state, int64_t ordering, int64_t reset,
+                                                                double v_reset, double v_leak, bool detach_reset,
+                                                                bool current_first, bool multispike, int64_t surrogate,
+                                                                double surrogate_param, bool record_membrane,
+                                                                bool save_for_backward, bool check) {
     const char* op = "snnkern.lif_forward";
+    if (check) check_values(x, alpha, alpha_syn, threshold, multispike, surrogate);
     const ScanOptions o{ordering,      reset,      v_reset,   v_leak,         detach_reset,
                         current_first, multispike, surrogate, surrogate_param};
     auto f = prepare_forward(op, x, alpha, alpha_syn, threshold, state, record_membrane, save_for_backward);
@@ -63,8 +76,9 @@ struct Ops {
 
   static std::tuple<Tensor, Tensor, Tensor> leaky_forward(const Tensor& x, const Tensor& alpha,
                                                           const OptTensor& alpha_syn, const Tensor& state,
-                                                          bool save_for_backward) {
+                                                          bool save_for_backward, bool check) {
     const char* op = "snnkern.leaky_forward";
+    if (check) check_values(x, alpha, alpha_syn, OptTensor(), false, kSigmoid);
     // A float32/float64 trace is already in the accumulate type: backward uses it, no copy is saved.
     const bool save = save_for_backward && opmath_type(x.scalar_type()) != x.scalar_type();
     auto f = prepare_forward(op, x, alpha, alpha_syn, OptTensor(), state, true, save);
@@ -132,8 +146,9 @@ struct Ops {
       const Tensor& x, const Tensor& weight, const Tensor& alpha, const OptTensor& alpha_syn, const Tensor& threshold,
       const Tensor& state, const Tensor& spikes0, int64_t ordering, int64_t reset, double v_reset, double v_leak,
       bool detach_reset, bool current_first, bool multispike, int64_t surrogate, double surrogate_param,
-      bool record_membrane, bool save_for_backward) {
+      bool record_membrane, bool save_for_backward, bool check) {
     const char* op = "snnkern.recurrent_lif_forward";
+    if (check) check_values(x, alpha, alpha_syn, threshold, multispike, surrogate);
     const ScanOptions o{ordering,      reset,      v_reset,   v_leak,         detach_reset,
                         current_first, multispike, surrogate, surrogate_param};
     auto f = prepare_forward(op, x, alpha, alpha_syn, threshold, state, record_membrane, save_for_backward);
