@@ -2,9 +2,9 @@
 // one thread each (lanes.cu), on the current stream of the tensors' device.
 #pragma once
 
+#include <c10/cuda/CUDAGraphsC10Utils.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
-#include <ATen/cuda/CUDAGraphsUtils.cuh>
 
 #include "../host/launcher.h"
 #include "../host/ops.h"
@@ -23,7 +23,7 @@ struct CudaLauncher : CudaOrchestration {
   // Reading a value syncs with the device, which a CUDA graph capture does not allow.
   static bool values_readable(at::Device device) {
     const c10::cuda::CUDAGuard guard(device);
-    return at::cuda::currentStreamCaptureStatus() == at::cuda::CaptureStatus::None;
+    return c10::cuda::currentStreamCaptureStatusMayInitCtx() == c10::cuda::CaptureStatus::None;
   }
 };
 
