@@ -13,6 +13,8 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import math
+import os
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -222,16 +224,17 @@ def _norse_loop(alpha, device):
     return run
 
 
+# The charge-fire-reset neuron of SpikingJelly and Norse is snnkern's charge_first ordering.
+SJ_CONFIG = LIFConfig("charge_first", "zero", False, Sigmoid(5.0))
 SJ_NOTE = (
-    "SpikingJelly LIFNode(decay_input=False, v_reset=0, Sigmoid(5)): resets in the step it fires and "
-    "keeps that step's input after the reset's next charge (V=H(1-S); H'=alpha V+X'), whereas snnkern's "
-    "zero reset also zeroes the next input; compared with snnkern update_first/zero/Sigmoid(5), "
-    "spike counts agree only approximately"
+    "SpikingJelly LIFNode(decay_input=False, v_reset=0, Sigmoid(5)) is snnkern charge_first/zero/Sigmoid(5) "
+    "(it fires at V >= threshold, snnkern at V > threshold: equal but for exact ties)"
 )
+# Norse 1.1's SuperSpike ignores its alpha: the derivative is 1 / (|x| + 1)^2, FastSigmoid(1).
+NORSE_CONFIG = LIFConfig("charge_first", "zero", False, FastSigmoid(1.0))
 NORSE_NOTE = (
-    "Norse LIFBoxCell(method='super', alpha=100, input scaled by 1/(1-alpha)): same reset "
-    "convention as SpikingJelly (reset in the firing step, next input kept) and no sigmoid surrogate; "
-    "compared with snnkern update_first/zero/FastSigmoid(100), approximate"
+    "Norse LIFBoxCell(method='super', input scaled by 1/(1-alpha)) is snnkern charge_first/zero/FastSigmoid(1) "
+    "(Norse 1.1's SuperSpike ignores alpha), up to the rounding of the input scaling"
 )
 SNNTORCH_NOTE = (
     "snnTorch Leaky(reset_mechanism='subtract', spike_grad=sigmoid(slope=5)) is exactly snnkern "
@@ -271,12 +274,11 @@ def scan_impl(impl: str, x: torch.Tensor, alpha: float, linear: torch.nn.Linear 
             note="snnkern fused configured as the snnTorch neuron",
         )
     if impl == "fused@sj":
-        cfg = LIFConfig("update_first", "zero", False, Sigmoid(5.0))
         return Workload(
-            wrap(lambda h: snnkern.lif(h, alpha, backend="compiled", **cfg.kwargs()).spikes),
+            wrap(lambda h: snnkern.lif(h, alpha, backend="compiled", **SJ_CONFIG.kwargs()).spikes),
             params,
-            cfg,
-            note="snnkern fused configured as the closest match to SpikingJelly",
+            SJ_CONFIG,
+            note="snnkern fused configured as the SpikingJelly neuron",
         )
     if impl == "torch.compile":
         fn = torch.compile(lambda h: _naive_seed000(h, alpha))
@@ -290,22 +292,10 @@ def scan_impl(impl: str, x: torch.Tensor, alpha: float, linear: torch.nn.Linear 
         if impl in SJ_GPU_PROVIDERS and device.type != "cuda":
             raise Skip("SpikingJelly's GPU providers run on CUDA devices only")
         run, backend = _spikingjelly_module(alpha, device, SJ_GPU_PROVIDERS.get(impl, "auto"))
-        return Workload(
-            wrap(run),
-            params,
-            LIFConfig("update_first", "zero", False, Sigmoid(5.0)),
-            exact=False,
-            note=f"backend={backend}; " + SJ_NOTE,
-        )
+        return Workload(wrap(run), params, SJ_CONFIG, note=f"backend={backend}; " + SJ_NOTE)
     if impl == "norse":
         run = _norse_loop(alpha, device)
-        return Workload(
-            wrap(run),
-            params,
-            LIFConfig("update_first", "zero", False, FastSigmoid(100.0)),
-            exact=False,
-            note=NORSE_NOTE,
-        )
+        return Workload(wrap(run), params, NORSE_CONFIG, note=NORSE_NOTE)
     raise Skip(f"implementation {impl!r} does not apply to this case")
 
 
@@ -486,3 +476,94 @@ def training_impl(impl: str, model_name: str, inputs: torch.Tensor, labels: torc
 
 
 TRAINING_IMPLS = ["naive", "reference", "fused", "torch.compile", "snntorch", "spikingjelly", "norse"]
+
+
+# --------------------------------------------------------------------------------------------
+# One training step of the conv SNN of examples/digits_conv.py (the model is built there)
+# --------------------------------------------------------------------------------------------
+
+
+def digits_example():
+    """examples/digits_conv.py as a module (its builders; it imports scikit-learn and tqdm only to run)."""
+    name = "snnkern_example_digits_conv"
+    if name not in sys.modules:
+        path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples", "digits_conv.py")
+        spec = importlib.util.spec_from_file_location(name, path)
+        if spec is None or spec.loader is None:
+            raise Skip(f"cannot load {path}")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        try:
+            spec.loader.exec_module(module)
+        except Exception:
+            del sys.modules[name]
+            raise
+    return sys.modules[name]
+
+
+class NaiveChargeFirstLIF(torch.nn.Module):
+    """The example's neuron as a python loop over time ([batch, time, ...]): charge, fire, reset to 0."""
+
+    def __init__(self, alpha: float, threshold: float, slope: float) -> None:
+        super().__init__()
+        self.alpha, self.threshold, self.slope = alpha, threshold, slope
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        v = torch.zeros_like(x[:, 0])
+        out = []
+        for t in range(x.shape[1]):
+            p = self.alpha * v + x[:, t]
+            z = seed_loops.spike_sigmoid(p - self.threshold, self.slope)
+            out.append(z)
+            v = p * (1.0 - z)
+        return torch.stack(out, dim=1)
+
+
+CONV_NOTE = (
+    "examples/digits_conv.py: Conv(1,C)-LIF-MaxPool-Conv(C,2C)-LIF-Linear-LIF, charge_first/zero/Sigmoid(4), "
+    "alpha 0.5 (SpikingJelly LIFNode tau=2, decay_input=False), CE on readout spike counts, Adam"
+)
+
+
+def conv_impl(impl: str, inputs: torch.Tensor, labels: torch.Tensor, channels: int) -> Workload:
+    """inputs: [B, T, 1, H, W] spikes; one step of forward, loss, backward and Adam."""
+    ex = digits_example()
+    from snnkern.nn import TimeFolded
+
+    torch.manual_seed(0)  # same initial weights in every implementation of this case
+    layers = ex.per_step_layers(channels, size=inputs.shape[-1])
+    if impl in ("fused", "reference"):
+        model = ex.build_snnkern(layers, backend="compiled" if impl == "fused" else "reference")
+        note = f"snnkern.nn.LIFNeuron ({'compiled' if impl == 'fused' else 'reference'})"
+    elif impl in ("naive", "torch.compile"):
+        neuron = lambda: NaiveChargeFirstLIF(1.0 - 1.0 / ex.TAU, ex.THRESHOLD, ex.SURROGATE_ALPHA)  # noqa: E731
+        model = torch.nn.Sequential(*[neuron() if m == "lif" else TimeFolded(m) for m in layers])
+        note = "python loop over time" + ("; torch.compile of the loss" if impl == "torch.compile" else "")
+    elif impl == "spikingjelly":
+        _import_peer("spikingjelly")
+        try:
+            model = ex.build_spikingjelly(layers)
+        except Exception as error:  # noqa: BLE001
+            raise Skip(f"spikingjelly.activation_based not importable ({error})") from None
+        note = "multi-step LIFNode (sj_lif op), layer.SeqToANNContainer, time-major"
+    else:
+        raise Skip("no peer version of the conv model is configured in this benchmark")
+    model = model.to(inputs.device)
+    params = list(model.parameters())
+    opt = torch.optim.Adam(params, lr=2e-3)
+
+    def loss_fn(inp, lab):
+        return torch.nn.functional.cross_entropy(model(inp).sum(dim=1), lab)
+
+    if impl == "torch.compile":
+        loss_fn = torch.compile(loss_fn)
+    return Workload(
+        lambda: loss_fn(inputs, labels),
+        params,
+        step=opt.step,
+        note=f"{note}; {CONV_NOTE}",
+        extra={"grads": lambda: [p.grad for p in params], "zero": opt.zero_grad},
+    )
+
+
+CONV_IMPLS = ["naive", "reference", "fused", "torch.compile", "spikingjelly"]

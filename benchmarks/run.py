@@ -223,6 +223,26 @@ def training_case(model, b, t, n_in, classes, rate) -> Case:
     )
 
 
+def conv_case(b, t, channels, rate=0.3) -> Case:
+    """One training step of examples/digits_conv.py's conv SNN on rate-coded 8x8 inputs."""
+
+    def build(impl, device):
+        gen = torch.Generator().manual_seed(6)
+        x = (torch.rand(b, t, 1, 8, 8, generator=gen) < rate).float().to(device)
+        y = torch.randint(0, 10, (b,), generator=gen).to(device)
+        return impls.conv_impl(impl, x, y, channels)
+
+    return Case(
+        f"train conv B{b} T{t} C{channels}",
+        "training step: conv SNN (examples/digits_conv.py)",
+        f"B{b} T{t} 1x8x8 C{channels}",
+        b * t,
+        impls.CONV_IMPLS,
+        build,
+        kind="train",
+    )
+
+
 def all_cases(device: torch.device, quick: bool) -> list[Case]:
     if quick:
         return [
@@ -232,6 +252,7 @@ def all_cases(device: torch.device, quick: bool) -> list[Case]:
             training_case("dale", 4, 20, 200, 12, 0.1),
             training_case("shd", 4, 20, 700, 20, 0.02),
             recurrent_case(4, 20, 700, 128),
+            conv_case(4, 4, 4),
         ]
     on_sizes = (4096, 8192, 16384) if device.type == "cuda" else (512, 1024, 2048)
     # On a GPU the seed shapes take microseconds (launch-bound); B256 T100 N4096 (105M elements,
@@ -247,6 +268,7 @@ def all_cases(device: torch.device, quick: bool) -> list[Case]:
             training_case("shd", 256, 100, 700, 20, 0.02),
         ]
         + [recurrent_case(256, 100, 700, 128)]
+        + [conv_case(64, 16, 16)]  # one batch of the example (its defaults)
     )
 
 

@@ -8,28 +8,38 @@ Examples::
     python -m snnkern train shd --data ~/data/hdspikes --out runs/shd_real
     python -m snnkern train ipd --out runs/ipd --epochs 20 --resume  # continue a run
     python -m snnkern sweep envelope-power --repeats 3 --out runs/sweep
+    torchrun --nproc_per_node 2 -m snnkern train shd --out runs/shd  # DistributedDataParallel
+
+Every option is checked before any work. Exit codes: 0 finished; 1 the run failed (bad data or
+checkpoint file, non-finite loss); 2 wrong options or a run folder that needs --resume or
+--overwrite; 130/143 stopped by SIGINT/SIGTERM after writing a checkpoint (continue with --resume).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--epochs", type=int, help="number of epochs (default: the seed's)")
+    p.add_argument("--epochs", type=int, help="number of epochs (default: the seed's; 0: evaluate only)")
     p.add_argument("--seed", type=int, default=0, help="random seed of data, weights and shuffling")
-    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--device", default="cpu", help="cpu or cuda (under torchrun: cuda:LOCAL_RANK)")
     p.add_argument("--hidden", type=int, help="hidden units (default: the seed's)")
     p.add_argument("--tau", type=float, help="membrane time constant in ms (default: the seed's)")
-    p.add_argument("--batch-size", type=int, help="batch size (default: the seed's)")
+    p.add_argument("--batch-size", type=int, help="global batch size (default: the seed's)")
     p.add_argument("--lr", type=float, help="Adam learning rate (default: the seed's)")
     p.add_argument("--backend", choices=("compiled", "reference"), help="snnkern op backend")
     p.add_argument("--train-batches", type=int, help="IPD: training batches per epoch (seed: 64)")
     p.add_argument("--test-batches", type=int, help="IPD: test batches (seed: 32)")
-    p.add_argument("--anf-per-ear", type=int, default=100, help="IPD: auditory nerve fibres per ear")
+    p.add_argument("--anf-per-ear", type=int, help="IPD: auditory nerve fibres per ear (seed: 100)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars or log lines")
+    p.add_argument(
+        "--overwrite", action="store_true", help="start afresh in a folder that holds a run (deletes its checkpoint)"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -44,13 +54,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     t.add_argument("model", choices=MODELS)
     _add_common(t)
     t.add_argument("--out", help="output folder (default: runs/MODEL)")
-    t.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    t.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue from OUT/checkpoint.pt (options as the checkpoint's; --epochs, --device, --backend "
+        "and the number of processes may change)",
+    )
     t.add_argument(
         "--data",
         help="SHD: folder with shd_train.h5 and shd_test.h5 "
         "(default: generate synthetic SHD-format files into OUT/shd_data)",
     )
-    t.add_argument("--envelope-power", type=float, default=2.0, help="IPD: envelope power (seed: 2)")
+    t.add_argument("--envelope-power", type=float, help="IPD: envelope power (seed: 2)")
     t.add_argument("--ie-ratio", type=float, help="ipd-dales: fraction of inhibitory presynaptic units (0.5)")
     t.add_argument("--patience", type=int, help="ipd-dales: early-stopping patience in epochs (10; 0 = off)")
     t.add_argument(
@@ -61,10 +76,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="IPD: redraw a random phase offset every epoch (default for ipd-dales)",
     )
     t.add_argument("--no-noise-offsets", dest="noise_offsets", action="store_false")
-    t.add_argument("--nb-steps", type=int, default=100, help="SHD: time bins (seed 004: 100)")
-    t.add_argument("--max-time", type=float, default=1.0, help="SHD: seconds covered by the bins (seed 004: 1.0)")
-    t.add_argument("--shd-train-samples", type=int, default=2560, help="synthetic SHD: training samples")
-    t.add_argument("--shd-test-samples", type=int, default=768, help="synthetic SHD: test samples")
+    t.add_argument("--nb-steps", type=int, help="SHD: time bins (seed 004: 100)")
+    t.add_argument("--max-time", type=float, help="SHD: seconds covered by the bins (seed 004: 1.0)")
+    t.add_argument("--shd-train-samples", type=int, help="synthetic SHD: training samples (2560)")
+    t.add_argument("--shd-test-samples", type=int, help="synthetic SHD: test samples (768)")
     t.add_argument(
         "--compare-naive",
         action="store_true",
@@ -82,15 +97,41 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     s.add_argument("--model", default="ipd", choices=("ipd", "ipd-membrane", "ipd-dales"))
     s.add_argument("--out", default="runs/sweep_envelope_power")
+    s.add_argument("--resume", action="store_true", help="continue the runs that have a checkpoint")
     _add_common(s)
 
     args = parser.parse_args(argv)
+    from .train.errors import Preempted, TrainError
+
+    try:
+        _command(args)
+    except TrainError as error:
+        if error.collective and _rank() != 0:
+            return error.exit_code  # every rank raised it: rank 0 reports it
+        what = "" if isinstance(error, Preempted) else "error: "
+        print(f"{parser.prog} {args.command}: {what}{error}", file=sys.stderr, flush=True)
+        return error.exit_code
+    except KeyboardInterrupt:  # Ctrl-C twice: no checkpoint of the step in progress
+        print(f"\n{parser.prog} {args.command}: interrupted", file=sys.stderr, flush=True)
+        return 130
+    return 0
+
+
+def _rank() -> int:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank()
+    return int(os.environ.get("RANK", "0") or 0)
+
+
+def _command(args: argparse.Namespace) -> None:
     from .runtime import tune_cpu_allocator
     from .train import TrainConfig, sweep_envelope_power, train
+    from .train.distributed import session, world_size_from_env
+    from .train.errors import ConfigError
 
-    tune_cpu_allocator()  # reuse freed activation buffers instead of page-faulting them back in
-
-    common = dict(
+    common: dict[str, Any] = dict(
         epochs=args.epochs,
         seed=args.seed,
         device=args.device,
@@ -103,12 +144,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         test_batches=args.test_batches,
         anf_per_ear=args.anf_per_ear,
         progress=not args.no_progress,
+        overwrite=args.overwrite,
+        resume=args.resume,
     )
+    world_size = world_size_from_env()
     if args.command == "train":
         cfg = TrainConfig(
             model=args.model,
             out=args.out,
-            resume=args.resume,
             data=args.data,
             envelope_power=args.envelope_power,
             ie_ratio=args.ie_ratio,
@@ -122,11 +165,22 @@ def main(argv: Sequence[str] | None = None) -> int:
             plots=not args.no_plots,
             **common,
         )
-        train(cfg)
+        cfg.resolved().validate(world_size)  # every option, before any work
+        tune_cpu_allocator()  # reuse freed activation buffers instead of page-faulting them back in
+        with session(cfg.resolved().device):
+            train(cfg)
     else:
-        values = [float(v) for v in args.values.split(",") if v.strip()]
-        sweep_envelope_power(values, args.repeats, TrainConfig(model=args.model, **common), args.out)
-    return 0
+        try:
+            values = [float(v) for v in args.values.split(",") if v.strip()]
+        except ValueError:
+            raise ConfigError(f"--values must be comma-separated numbers; got {args.values!r}") from None
+        base = TrainConfig(model=args.model, **common)
+        from .train.sweep import validate_sweep
+
+        validate_sweep(values, args.repeats, base, args.out, world_size)
+        tune_cpu_allocator()
+        with session(base.resolved().device):
+            sweep_envelope_power(values, args.repeats, base, args.out)
 
 
 if __name__ == "__main__":

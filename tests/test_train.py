@@ -21,7 +21,7 @@ def _read_json(*path):
 
 
 def _state(out):
-    return torch.load(os.path.join(out, "checkpoint.pt"), weights_only=False)
+    return torch.load(os.path.join(out, "checkpoint.pt"), weights_only=True)
 
 
 def test_ipd_one_epoch_metrics_and_plots(tmp_path):

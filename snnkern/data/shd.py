@@ -14,8 +14,10 @@ demo runs without the real data set.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -43,6 +45,31 @@ class SHDData:
     def num_classes(self) -> int:
         return int(self.labels.max()) + 1 if len(self.labels) else 0
 
+    def fingerprint(self) -> str:
+        """SHA-256 of the contents (labels, spike times and units of every sample), independent of
+        the file's layout: identifies the data a checkpoint was trained on."""
+        h = hashlib.sha256()
+        h.update(np.ascontiguousarray(self.labels, dtype=np.int64).tobytes())
+        counts = np.fromiter((len(t) for t in self.times), dtype=np.int64, count=len(self.times))
+        h.update(counts.tobytes())
+        for t, u in zip(self.times, self.units, strict=True):
+            h.update(np.ascontiguousarray(t, dtype=np.float64).tobytes())
+            h.update(np.ascontiguousarray(u, dtype=np.int64).tobytes())
+        return h.hexdigest()
+
+
+def _integers(values: np.ndarray, what: str, path: str) -> np.ndarray:
+    """``values`` as int64 if they are integers (an integer dtype, or floats with integral values)."""
+    arr = np.asarray(values)
+    if arr.dtype.kind in "iub":
+        return arr.astype(np.int64)
+    if arr.dtype.kind == "f":
+        if arr.size and not (np.isfinite(arr).all() and (arr == np.floor(arr)).all()):
+            bad = arr[~(np.isfinite(arr) & (arr == np.floor(arr)))][:3].tolist()
+            raise ValueError(f"{path!r}: {what} must be integers; found {bad}")
+        return arr.astype(np.int64)
+    raise ValueError(f"{path!r}: {what} must be integers; found dtype {arr.dtype}")
+
 
 def load_shd(path: str, nb_units: int = SHD_UNITS) -> SHDData:
     """Read an SHD-format HDF5 file; clear errors for a missing, unreadable or malformed file."""
@@ -65,28 +92,67 @@ def load_shd(path: str, nb_units: int = SHD_UNITS) -> SHDData:
                     f"{path!r} is not an SHD file: missing dataset(s) {missing} "
                     "(expected spikes/times, spikes/units and labels)"
                 )
-            times = [np.asarray(t, dtype=np.float64) for t in f["spikes/times"][()]]
-            units = [np.asarray(u).astype(np.int64) for u in f["spikes/units"][()]]
-            labels = np.asarray(f["labels"][()]).astype(np.int64).reshape(-1)
-    except ValueError:
-        raise
+            raw_times, raw_units, raw_labels = f["spikes/times"][()], f["spikes/units"][()], f["labels"][()]
     except (OSError, RuntimeError, KeyError, TypeError) as error:
         raise ValueError(f"could not read {path!r} (truncated or malformed SHD file?): {error}") from None
+    try:
+        times = [np.asarray(t, dtype=np.float64).reshape(-1) for t in raw_times]
+        units = [
+            _integers(u, f"the unit indices (spikes/units) of sample {k}", path).reshape(-1)
+            for k, u in enumerate(raw_units)
+        ]
+    except (TypeError, ValueError) as error:
+        if str(error).startswith(repr(path)):
+            raise
+        raise ValueError(f"{path!r}: spikes/times and spikes/units must hold one array per sample: {error}") from None
+    labels = _integers(raw_labels, "labels", path).reshape(-1)
     if not (len(times) == len(units) == len(labels)):
         raise ValueError(
             f"{path!r}: spikes/times ({len(times)}), spikes/units ({len(units)}) and labels "
             f"({len(labels)}) must have one entry per sample"
         )
     for k, (t, u) in enumerate(zip(times, units, strict=True)):
-        if t.shape != u.shape or t.ndim != 1:
-            raise ValueError(f"{path!r}: sample {k} has {t.shape} spike times but {u.shape} units")
+        if t.shape != u.shape:
+            raise ValueError(f"{path!r}: sample {k} has {t.shape[0]} spike times but {u.shape[0]} units")
         if u.size and (u.min() < 0 or u.max() >= nb_units):
-            raise ValueError(f"{path!r}: sample {k} has unit indices outside [0, {nb_units})")
+            bad = u[(u < 0) | (u >= nb_units)][:3].tolist()
+            raise ValueError(f"{path!r}: sample {k} has unit indices outside [0, {nb_units}): {bad}")
         if t.size and not np.isfinite(t).all():
             raise ValueError(f"{path!r}: sample {k} has non-finite spike times")
     if labels.size and labels.min() < 0:
-        raise ValueError(f"{path!r}: negative labels")
+        raise ValueError(f"{path!r}: labels must be >= 0; found {sorted(set(labels[labels < 0].tolist()))[:5]}")
     return SHDData(times, units, labels)
+
+
+@dataclass
+class WindowReport:
+    """How many spikes of a data set fall outside the time window of the binning."""
+
+    outside: int  # spikes dropped: t < 0 or bin >= nb_steps
+    total: int
+    t_min: float
+    t_max: float
+    window_end: float  # seconds: spikes at t >= window_end fall past the last bin
+
+    def describe(self, name: str, nb_steps: int, max_time: float) -> str:
+        share = 100.0 * self.outside / self.total if self.total else 0.0
+        return (
+            f"{name}: {self.outside} of {self.total} spikes ({share:.2f} %) lie outside the window "
+            f"[0, {self.window_end:.4g} s) of --nb-steps {nb_steps} and --max-time {max_time:g} and are dropped "
+            f"(spike times span {self.t_min:.4g} .. {self.t_max:.4g} s)"
+        )
+
+
+def spikes_outside_window(data: SHDData, nb_steps: int, max_time: float) -> WindowReport:
+    """Count the spikes the binning of :func:`dense_batch` drops (the same rule, so the same count)."""
+    total = sum(len(t) for t in data.times)
+    window_end = nb_steps * max_time / (nb_steps - 1) if nb_steps > 1 else float("inf")
+    if total == 0:
+        return WindowReport(0, 0, 0.0, 0.0, window_end)
+    t = np.concatenate(data.times)
+    bins = np.floor(t * (nb_steps - 1) / max_time)
+    outside = int(np.count_nonzero((bins < 0) | (bins >= nb_steps)))
+    return WindowReport(outside, total, float(t.min()), float(t.max()), window_end)
 
 
 def dense_batch(
@@ -195,22 +261,92 @@ def write_shd_file(
         all_units.append(u[order].astype(np.uint16))
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with h5py.File(path, "w") as f:
-        times = f.create_dataset("spikes/times", (n_samples,), dtype=h5py.vlen_dtype(np.float32))
-        units = f.create_dataset("spikes/units", (n_samples,), dtype=h5py.vlen_dtype(np.uint16))
+        vlen = h5py.vlen_dtype
+        times = f.create_dataset("spikes/times", (n_samples,), dtype=vlen(np.float32), track_times=False)
+        units = f.create_dataset("spikes/units", (n_samples,), dtype=vlen(np.uint16), track_times=False)
         for k in range(n_samples):
             times[k] = all_times[k]
             units[k] = all_units[k]
-        f.create_dataset("labels", data=labels.astype(np.uint8))
+        f.create_dataset("labels", data=labels.astype(np.uint8), track_times=False)
         f.attrs["description"] = "synthetic SHD-format data written by snnkern.data.shd.write_shd_file"
     return path
 
 
-def generate_shd_folder(folder: str, n_train: int = 2560, n_test: int = 768, seed: int = 0) -> tuple[str, str]:
-    """Write ``shd_train.h5`` and ``shd_test.h5`` into ``folder`` (if absent); return their paths."""
+def file_sha256(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+GENERATED_RECORD = "params.json"
+
+
+def generate_shd_folder(
+    folder: str,
+    n_train: int = 2560,
+    n_test: int = 768,
+    seed: int = 0,
+    overwrite: bool = False,
+    log: Callable[[str], None] | None = None,
+) -> tuple[str, str]:
+    """Write ``shd_train.h5`` and ``shd_test.h5`` into ``folder``; return their paths.
+
+    The parameters and the SHA-256 of the files go to ``folder/params.json``. Files already there
+    are reused only when that record says they were generated with the same parameters and they
+    are unchanged; otherwise they are regenerated (and ``log`` says why). Files with no record
+    (another origin, or an older snnkern) are refused with ``FileExistsError`` unless ``overwrite``:
+    to train on them as they are, pass their folder as ``--data``.
+    """
     train = os.path.join(folder, "shd_train.h5")
     test = os.path.join(folder, "shd_test.h5")
-    if not os.path.exists(train):
-        write_shd_file(train, n_train, seed=seed)
-    if not os.path.exists(test):
-        write_shd_file(test, n_test, seed=seed + 1)
+    record_path = os.path.join(folder, GENERATED_RECORD)
+    params = {"generator": "snnkern.data.shd.write_shd_file", "version": 1, "n_train": n_train, "n_test": n_test}
+    params["seed"] = seed
+    present = [p for p in (train, test) if os.path.exists(p)]
+    reason = None
+    if present:
+        try:
+            with open(record_path) as f:
+                record = json.load(f)
+        except FileNotFoundError:
+            record = None
+        except (OSError, ValueError) as error:
+            record, reason = {}, f"its record {record_path} is unreadable ({error})"
+        if record is None:
+            if not overwrite:
+                raise FileExistsError(
+                    f"{folder} holds SHD files ({', '.join(os.path.basename(p) for p in present)}) without a "
+                    f"record ({GENERATED_RECORD}) of the parameters they were generated with, so they may not "
+                    "match these options. Start with --overwrite to regenerate them, or pass the folder as "
+                    "--data to train on them as they are."
+                )
+            reason = "they have no record of their parameters (--overwrite)"
+        elif reason is None:
+            saved = {k: record.get(k) for k in params}
+            if saved != params:
+                diff = ", ".join(f"{k} {saved[k]!r} -> {v!r}" for k, v in params.items() if saved[k] != v)
+                reason = f"their parameters differ ({diff})"
+            else:
+                files = record.get("files", {})
+                for p in (train, test):
+                    name = os.path.basename(p)
+                    if not os.path.exists(p) or files.get(name) != file_sha256(p):
+                        reason = f"{name} is missing or changed since it was generated"
+                        break
+        if reason is None:
+            return train, test
+        if log is not None:
+            log(f"regenerating the synthetic SHD files in {folder}: {reason}")
+    os.makedirs(folder, exist_ok=True)
+    if os.path.exists(record_path):
+        os.remove(record_path)  # the files below change: no stale record while they are written
+    for path, n, s in ((train, n_train, seed), (test, n_test, seed + 1)):
+        write_shd_file(path + ".tmp", n, seed=s)
+        os.replace(path + ".tmp", path)
+    record = dict(params, files={os.path.basename(p): file_sha256(p) for p in (train, test)})
+    with open(record_path + ".tmp", "w") as f:
+        json.dump(record, f, indent=2)
+    os.replace(record_path + ".tmp", record_path)
     return train, test

@@ -18,15 +18,29 @@ Models and their defaults (the seeds' hyperparameters):
 
 Reproducibility: the data come from a ``torch.Generator`` seeded with ``--seed``; each epoch's
 shuffling and noise offset come from a generator seeded with (seed, epoch), so an interrupted
-run continued with ``--resume`` from its per-epoch checkpoint gives the same weights as an
-uninterrupted one. The checkpoint also stores the global RNG states.
+run continued with ``--resume`` from its checkpoint (written every epoch, and mid-epoch when
+SIGTERM/SIGINT stops the run) gives bitwise the weights of an uninterrupted one. The checkpoint
+also stores the global RNG states.
 
-Modules: :mod:`.config` (options and defaults), :mod:`.tasks` (data, model and loss of each
-model), :mod:`.checkpoints`, :mod:`.loop` (the training loop), :mod:`.sweep` (envelope-power sweep).
+Modules: :mod:`.config` (options, defaults and their checks), :mod:`.errors` (the errors the
+command line reports, with their exit codes), :mod:`.tasks` (data, model and loss of each model),
+:mod:`.checkpoints`, :mod:`.loop` (the training loop and the run-folder rules),
+:mod:`.preemption` (SIGTERM/SIGINT), :mod:`.distributed` (torchrun and
+DistributedDataParallel), :mod:`.sweep` (envelope-power sweep).
 """
 
-from .checkpoints import load_checkpoint, save_checkpoint
-from .config import DEFAULTS, MODELS, TrainConfig
+from .checkpoints import load_checkpoint, read_checkpoint, save_checkpoint
+from .config import CHANGEABLE_ON_RESUME, DEFAULTS, MODELS, TrainConfig
+from .errors import (
+    CheckpointError,
+    ConfigError,
+    DataError,
+    NonFiniteLossError,
+    Preempted,
+    ResumeError,
+    RunFolderError,
+    TrainError,
+)
 from .loop import train
 from .sweep import sweep_envelope_power
 from .tasks import IPDTask, SHDTask, make_task
@@ -40,6 +54,16 @@ __all__ = [
     "make_task",
     "save_checkpoint",
     "load_checkpoint",
+    "read_checkpoint",
+    "CHANGEABLE_ON_RESUME",
+    "TrainError",
+    "ConfigError",
+    "RunFolderError",
+    "ResumeError",
+    "CheckpointError",
+    "DataError",
+    "NonFiniteLossError",
+    "Preempted",
     "train",
     "sweep_envelope_power",
 ]
