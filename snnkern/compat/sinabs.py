@@ -815,65 +815,39 @@ class ExpLeak(LIF):
 
 class _Squeeze:
     """Sinabs' ``*Squeeze`` layers: input ``[B*T, *neurons]``, unflattened by ``batch_size`` or
-    ``num_timesteps``."""
+    ``num_timesteps``, then the layer it is mixed into (``class LIFSqueeze(_Squeeze, LIF)``)."""
 
     batch_size: int
     num_timesteps: int
 
-    def _squeeze_init(self, batch_size: int | None, num_timesteps: int | None) -> None:
+    def __init__(self, batch_size: int | None = None, num_timesteps: int | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)  # the layer class after this mixin
         if not batch_size and not num_timesteps:
             raise TypeError("give batch_size or num_timesteps")
         self.batch_size = int(batch_size) if batch_size else -1
         self.num_timesteps = int(num_timesteps) if num_timesteps else -1
 
-    def _unflattened(self, x: torch.Tensor, forward: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
-        out = forward(x.reshape(self.batch_size, self.num_timesteps, *x.shape[1:]))
+    def forward(self, input_data: torch.Tensor) -> torch.Tensor:
+        layer_forward = super().forward  # type: ignore[misc]
+        out = layer_forward(input_data.reshape(self.batch_size, self.num_timesteps, *input_data.shape[1:]))
         return out.flatten(0, 1)
+
+    @property
+    def _param_dict(self) -> dict[str, Any]:
+        layer_args = super()._param_dict  # type: ignore[misc]
+        return dict(layer_args, batch_size=self.batch_size, num_timesteps=self.num_timesteps)
 
 
 class LIFSqueeze(_Squeeze, LIF):
     """Sinabs' ``LIFSqueeze``: :class:`LIF` on ``[B*T, *neurons]`` input."""
 
-    def __init__(self, batch_size: int | None = None, num_timesteps: int | None = None, **kwargs: Any) -> None:
-        LIF.__init__(self, **kwargs)
-        self._squeeze_init(batch_size, num_timesteps)
-
-    def forward(self, input_data: torch.Tensor) -> torch.Tensor:
-        return self._unflattened(input_data, super().forward)
-
-    @property
-    def _param_dict(self) -> dict[str, Any]:
-        return dict(super()._param_dict, batch_size=self.batch_size, num_timesteps=self.num_timesteps)
-
 
 class IAFSqueeze(_Squeeze, IAF):
     """Sinabs' ``IAFSqueeze``: :class:`IAF` on ``[B*T, *neurons]`` input."""
 
-    def __init__(self, batch_size: int | None = None, num_timesteps: int | None = None, **kwargs: Any) -> None:
-        IAF.__init__(self, **kwargs)
-        self._squeeze_init(batch_size, num_timesteps)
-
-    def forward(self, input_data: torch.Tensor) -> torch.Tensor:
-        return self._unflattened(input_data, super().forward)
-
-    @property
-    def _param_dict(self) -> dict[str, Any]:
-        return dict(super()._param_dict, batch_size=self.batch_size, num_timesteps=self.num_timesteps)
-
 
 class ExpLeakSqueeze(_Squeeze, ExpLeak):
     """Sinabs' ``ExpLeakSqueeze``: :class:`ExpLeak` on ``[B*T, *neurons]`` input."""
-
-    def __init__(self, batch_size: int | None = None, num_timesteps: int | None = None, **kwargs: Any) -> None:
-        ExpLeak.__init__(self, **kwargs)
-        self._squeeze_init(batch_size, num_timesteps)
-
-    def forward(self, input_data: torch.Tensor) -> torch.Tensor:
-        return self._unflattened(input_data, super().forward)
-
-    @property
-    def _param_dict(self) -> dict[str, Any]:
-        return dict(super()._param_dict, batch_size=self.batch_size, num_timesteps=self.num_timesteps)
 
 
 def converters() -> dict[type, Callable[[nn.Module], nn.Module]]:
