@@ -223,9 +223,10 @@ class _ProjectedScan(nn.Module):
 class LIF(_ProjectedScan):
     """Linear input projection followed by a fused LIF scan over time.
 
-    ``forward(x, state=None)``: ``x`` ``[batch, time, in_features]`` -> spikes
-    ``[batch, time, out_features]``; with ``return_state=True`` it returns
-    ``(spikes, state)``, ``state`` ``[3, batch, out_features]`` to continue a sequence.
+    ``forward(x, state=None)``: ``x`` ``[batch, time, in_features]`` (``[time, batch,
+    in_features]`` with ``batch_first=False``) -> spikes ``[batch, time, out_features]`` (in the
+    layout of ``x``); with ``return_state=True`` it returns ``(spikes, state)``, ``state``
+    ``[3, batch, out_features]`` to continue a sequence.
     The options (``threshold``, ``reset``, ``detach_reset``, ``ordering``, ``surrogate``,
     ``alpha_syn``) are those of :func:`snnkern.lif`. ``dale_ie_ratio`` replaces the projection
     by a :class:`DaleLinear`. ``init="seed"`` initialises the weight as seeds 000/001.
@@ -254,6 +255,7 @@ class LIF(_ProjectedScan):
         init: str = "default",
         sparse_input: bool = False,
         return_state: bool = False,
+        batch_first: bool = True,
         backend: str | None = None,
         device: Device = None,
         dtype: torch.dtype | None = None,
@@ -264,7 +266,7 @@ class LIF(_ProjectedScan):
         self._setup_decays(out_features, alpha, tau, alpha_syn, tau_syn, dt, learn_alpha, device, dtype)
         self.threshold, self.reset, self.detach_reset = threshold, reset, detach_reset
         self.ordering, self.surrogate = ordering, surrogate
-        self.return_state = return_state
+        self.return_state, self.batch_first = return_state, bool(batch_first)
 
     def scan(self, current: torch.Tensor, state: torch.Tensor | None = None) -> LIFResult:
         """Run the LIF scan on an already projected current [batch, time, out_features]."""
@@ -279,6 +281,7 @@ class LIF(_ProjectedScan):
             ordering=self.ordering,
             surrogate=self.surrogate,
             state=state,
+            batch_first=self.batch_first,
             backend=self.backend,
         )
 
@@ -343,14 +346,16 @@ class RecurrentLIF(LIF):
             surrogate=self.surrogate,
             state=neuron_state,
             spikes=last_spikes,
+            batch_first=self.batch_first,
             backend=self.backend,
         )
         if not self.return_state:
             return result.spikes
-        if result.spikes.shape[1]:
-            last_spikes = result.spikes[:, -1]
+        time_dim = 1 if self.batch_first else 0
+        if result.spikes.shape[time_dim]:
+            last_spikes = result.spikes.select(time_dim, -1)
         elif last_spikes is None:
-            last_spikes = current.new_zeros(current.shape[0], current.shape[2])
+            last_spikes = current.new_zeros(current.shape[1 - time_dim], current.shape[2])
         return result.spikes, (result.state, last_spikes)
 
 
@@ -378,6 +383,7 @@ class LeakyReadout(_ProjectedScan):
         init: str = "default",
         sparse_input: bool = False,
         return_state: bool = False,
+        batch_first: bool = True,
         backend: str | None = None,
         device: Device = None,
         dtype: torch.dtype | None = None,
@@ -386,13 +392,15 @@ class LeakyReadout(_ProjectedScan):
         self.backend = backend
         self._setup_projection(in_features, out_features, bias, dale_ie_ratio, init, sparse_input, device, dtype)
         self._setup_decays(out_features, alpha, tau, alpha_syn, tau_syn, dt, learn_alpha, device, dtype)
-        self.return_state = return_state
+        self.return_state, self.batch_first = return_state, bool(batch_first)
 
     def forward(
         self, x: torch.Tensor, state: torch.Tensor | None = None
     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         a, a_syn = self._decays()
-        result = ops.leaky(self.project(x), a, alpha_syn=a_syn, state=state, backend=self.backend)
+        result = ops.leaky(
+            self.project(x), a, alpha_syn=a_syn, state=state, batch_first=self.batch_first, backend=self.backend
+        )
         return (result.membrane, result.state) if self.return_state else result.membrane
 
     def extra_repr(self) -> str:

@@ -437,3 +437,27 @@ def test_time_folded_equals_a_loop_over_steps(where):
     torch.testing.assert_close(folded, looped)
     with pytest.raises(ValueError, match="TimeFolded"):
         snnkern.nn.TimeFolded(conv)(torch.randn(3))
+
+
+@everywhere
+def test_projection_layers_take_time_major_input(where):
+    """LIF, RecurrentLIF and LeakyReadout with batch_first=False equal the batch-first layers."""
+    torch.manual_seed(0)
+    x = torch.randn(3, 7, 5, dtype=F64, device=where.device) + 0.3
+    layers = {
+        "lif": lambda bf: snnkern.nn.LIF(5, 4, alpha=0.8, alpha_syn=0.6, batch_first=bf),
+        "recurrent": lambda bf: snnkern.nn.RecurrentLIF(5, 4, alpha=0.8, return_state=True, batch_first=bf),
+        "readout": lambda bf: snnkern.nn.LeakyReadout(5, 4, alpha=0.8, batch_first=bf),
+    }
+    for name, make in layers.items():
+        torch.manual_seed(1)
+        batch_first = make(True).to(device=where.device, dtype=F64)
+        time_major = make(False).to(device=where.device, dtype=F64)
+        time_major.load_state_dict(batch_first.state_dict())
+        want = batch_first(x)
+        got = time_major(x.transpose(0, 1).contiguous())
+        if name == "recurrent":
+            (want, (want_state, want_last)), (got, (got_state, got_last)) = want, got
+            torch.testing.assert_close(got_state, want_state, **TOL[F64])
+            assert torch.equal(got_last, want_last)
+        torch.testing.assert_close(got.transpose(0, 1), want, **TOL[F64], msg=name)
