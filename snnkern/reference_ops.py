@@ -46,6 +46,25 @@ from ._types import LeakyResult, LIFResult
 from .surrogate import spike, spike_count
 
 
+def reset_membrane(
+    p: torch.Tensor,
+    r: torch.Tensor,
+    reset: str,
+    threshold: float | torch.Tensor,
+    v_reset: float = 0.0,
+    detach_reset: bool = False,
+) -> torch.Tensor:
+    """``R(p, r)``: the membrane after the reset by spikes ``r`` of the pre-reset membrane ``p``.
+    The python copy of csrc/lif.h's ``ResetRule``; the compatible layers also turn the kernels'
+    pre-reset trace into the after-reset membrane their peers record with it."""
+    r = r.detach() if detach_reset else r
+    if reset == "zero":
+        return p * (1 - r) + v_reset * r
+    if reset == "subtract":
+        return p - threshold * r
+    return p
+
+
 def _scan(a: LIFArgs, x: torch.Tensor, state: torch.Tensor, return_membrane: bool) -> tuple[Any, Any, torch.Tensor]:
     """The loop over the steps of ``x`` [B, T, N] from ``state``: (spikes, membranes, state) with
     the sequences as lists of [B, N] steps."""
@@ -56,14 +75,6 @@ def _scan(a: LIFArgs, x: torch.Tensor, state: torch.Tensor, return_membrane: boo
         if a.spike == "multi":
             return spike_count(u, a.surrogate, theta)
         return spike(u - theta, a.surrogate, theta)
-
-    def reset(p: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
-        r_reset = r.detach() if a.detach_reset else r
-        if a.reset == "zero":
-            return p * (1 - r_reset) + a.v_reset * r_reset
-        if a.reset == "subtract":
-            return p - theta * r_reset
-        return p
 
     spikes: list[torch.Tensor] = []
     membranes: list[torch.Tensor] = []
@@ -80,7 +91,7 @@ def _scan(a: LIFArgs, x: torch.Tensor, state: torch.Tensor, return_membrane: boo
             u = w if a.ordering == "delayed" else v
         r = fire(u)
         z = r
-        v_next = reset(p, r)
+        v_next = reset_membrane(p, r, a.reset, theta, a.v_reset, a.detach_reset)
         if a.ordering == "delayed":
             w = v
         v = v_next

@@ -49,6 +49,7 @@ from torch import nn
 
 from .. import ops
 from .. import surrogate as sk
+from ..reference_ops import reset_membrane
 
 if TYPE_CHECKING:
     _PeerLIFBoxCell = nn.Module
@@ -260,10 +261,8 @@ def _state(v: Any, lanes: torch.Size, x: torch.Tensor) -> torch.Tensor:
 
 def _after_reset(membrane: torch.Tensor, spikes: torch.Tensor, d: _Dynamics) -> torch.Tensor:
     """Norse's membrane after the reset from snnkern's before-reset trace (record_states)."""
-    z = spikes.detach() if d.options["detach_reset"] else spikes
-    if d.options["reset"] == "subtract":
-        return (1 - z) * membrane + z * (membrane - d.options["threshold"])
-    return (1 - z) * membrane + z * d.options["v_reset"]
+    o = d.options
+    return reset_membrane(membrane, spikes, o["reset"], o["threshold"], o["v_reset"], o["detach_reset"])
 
 
 def _current_trace(x: torch.Tensor, i0: torch.Tensor, d: _Dynamics, backend: str | None) -> torch.Tensor:
@@ -359,6 +358,15 @@ class LIFBox(_PeerSNN):
         return spikes, LIFBoxFeedForwardState(v=result.state[0].reshape(input_tensor.shape[1:]))
 
 
+def _lif_parameters(p: Any) -> Any:
+    """Norse's ``LIFParameters`` (its defaults for None), refusing at construction the one method
+    that would fail only at the first call."""
+    p = LIFParameters() if p is None else p
+    if p.method == "adjoint":
+        surrogate_from_norse("adjoint", p.alpha)
+    return p
+
+
 class LIFCell(_PeerLIFCell):
     """Norse's ``LIFCell`` (one step of a LIF neuron with a synaptic current) on :func:`snnkern.lif`.
 
@@ -370,10 +378,7 @@ class LIFCell(_PeerLIFCell):
     dt: float
 
     def __init__(self, p: Any = None, *, backend: str | None = None, **kwargs: Any) -> None:
-        p = LIFParameters() if p is None else p
-        if p.method == "adjoint":
-            surrogate_from_norse("adjoint", p.alpha)
-        super().__init__(p, **kwargs)
+        super().__init__(_lif_parameters(p), **kwargs)
         self.backend = backend
         _dynamics(self.p, self.dt, torch.zeros(()), box=False, detach_reset=False, sequence=False)
 
@@ -417,10 +422,7 @@ class LIF(_PeerLIF):
     record_states: bool
 
     def __init__(self, p: Any = None, *, backend: str | None = None, **kwargs: Any) -> None:
-        p = LIFParameters() if p is None else p
-        if p.method == "adjoint":
-            surrogate_from_norse("adjoint", p.alpha)
-        super().__init__(p, **kwargs)
+        super().__init__(_lif_parameters(p), **kwargs)
         self.backend = backend
         _dynamics(self.p, self.dt, torch.zeros(()), box=False, detach_reset=False, sequence=True)
 
@@ -472,10 +474,7 @@ class LIFRecurrentCell(_PeerLIFRecurrentCell):
     def __init__(
         self, input_size: int, hidden_size: int, p: Any = None, *, backend: str | None = None, **kwargs: Any
     ) -> None:
-        p = LIFParameters() if p is None else p
-        if p.method == "adjoint":
-            surrogate_from_norse("adjoint", p.alpha)
-        super().__init__(input_size, hidden_size, p, **kwargs)
+        super().__init__(input_size, hidden_size, _lif_parameters(p), **kwargs)
         self.backend = backend
         _dynamics(self.p, self.dt, torch.zeros(()), box=False, detach_reset=True, sequence=False)
 
@@ -519,10 +518,7 @@ class LIFRecurrent(_PeerLIFRecurrent):
     def __init__(
         self, input_size: int, hidden_size: int, p: Any = None, *, backend: str | None = None, **kwargs: Any
     ) -> None:
-        p = LIFParameters() if p is None else p
-        if p.method == "adjoint":
-            surrogate_from_norse("adjoint", p.alpha)
-        super().__init__(input_size, hidden_size, p, **kwargs)
+        super().__init__(input_size, hidden_size, _lif_parameters(p), **kwargs)
         self.backend = backend
         _dynamics(self.p, self.dt, torch.zeros(()), box=False, detach_reset=True, sequence=True)
 

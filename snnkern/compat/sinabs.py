@@ -38,6 +38,7 @@ from torch import nn
 from .. import ops
 from .. import surrogate as sk
 from .._types import LIFResult
+from ..reference_ops import reset_membrane
 
 if TYPE_CHECKING:
     _StatefulLayer = nn.Module
@@ -515,13 +516,8 @@ class LIF(_StatefulLayer):
 
     def _after_reset(self, membrane: torch.Tensor, spikes: torch.Tensor, reset: str, detach: bool) -> torch.Tensor:
         """Sinabs records the membrane after the reset; snnkern returns it before."""
-        s = spikes.detach() if detach else spikes
-        if reset == "subtract":
-            assert self.spike_threshold is not None
-            return membrane - s * self.spike_threshold.detach()
-        if reset == "zero":
-            return membrane * (1.0 - s)
-        return membrane
+        threshold = 0.0 if self.spike_threshold is None else self.spike_threshold.detach()
+        return reset_membrane(membrane, spikes, reset, threshold, 0.0, detach)
 
     # --- conversion ------------------------------------------------------------------------
 
@@ -678,10 +674,29 @@ class LIFRecurrent(LIF):
         return dict(super()._param_dict, rec_connect=self.rec_connect)
 
 
-class IAF(LIF):
-    """Sinabs' ``IAF`` (``sinabs.layers.IAF``): a LIF with ``alpha_mem = 1`` and no input scaling."""
+class _NoLeak:
+    """The integrate-and-fire forms (``class IAF(_NoLeak, LIF)``): ``alpha_mem = 1``, no membrane
+    time constant, no input scaling."""
 
     _time_constant = False
+
+    @property
+    def alpha_mem_calculated(self) -> torch.Tensor:
+        return torch.tensor(1.0)
+
+    def _membrane_decay(self) -> float | torch.Tensor:
+        return 1.0
+
+    @property
+    def _param_dict(self) -> dict[str, Any]:
+        args = super()._param_dict  # type: ignore[misc]  # the layer class after this mixin
+        for name in ("tau_mem", "train_alphas", "norm_input"):
+            args.pop(name)
+        return args
+
+
+class IAF(_NoLeak, LIF):
+    """Sinabs' ``IAF`` (``sinabs.layers.IAF``): a LIF with ``alpha_mem = 1`` and no input scaling."""
 
     def __init__(
         self,
@@ -710,25 +725,9 @@ class IAF(LIF):
         )
         self.tau_mem = None  # IAF has no membrane time constant (as in Sinabs)
 
-    @property
-    def alpha_mem_calculated(self) -> torch.Tensor:
-        return torch.tensor(1.0)
 
-    def _membrane_decay(self) -> float | torch.Tensor:
-        return 1.0
-
-    @property
-    def _param_dict(self) -> dict[str, Any]:
-        args = super()._param_dict
-        for name in ("tau_mem", "train_alphas", "norm_input"):
-            args.pop(name)
-        return args
-
-
-class IAFRecurrent(LIFRecurrent):
+class IAFRecurrent(_NoLeak, LIFRecurrent):
     """Sinabs' ``IAFRecurrent``: :class:`LIFRecurrent` with ``alpha_mem = 1``, no input scaling."""
-
-    _time_constant = False
 
     def __init__(
         self,
@@ -758,20 +757,6 @@ class IAFRecurrent(LIFRecurrent):
             backend=backend,
         )
         self.tau_mem = None
-
-    @property
-    def alpha_mem_calculated(self) -> torch.Tensor:
-        return torch.tensor(1.0)
-
-    def _membrane_decay(self) -> float | torch.Tensor:
-        return 1.0
-
-    @property
-    def _param_dict(self) -> dict[str, Any]:
-        args = super()._param_dict
-        for name in ("tau_mem", "train_alphas", "norm_input"):
-            args.pop(name)
-        return args
 
 
 class ExpLeak(LIF):

@@ -378,27 +378,12 @@ class Leaky(_SnnTorchScan, _PeerLeaky):
     @classmethod
     def from_snntorch(cls, peer: nn.Module, backend: str | None = None) -> Leaky:
         """The snnkern layer of a ``snntorch.Leaky``: same options, copies of its parameters and buffers."""
-        if type(peer) not in (_PeerLeaky, cls):
-            raise NotImplementedError(
-                f"{type(peer).__module__}.{type(peer).__name__}: snnkern converts snntorch.Leaky itself, not a "
-                "subclass (its dynamics may differ)"
-            )
         new = cls(
             _copy(peer.beta),
-            threshold=_copy(peer.threshold),
-            spike_grad=peer.spike_grad,
-            surrogate_disable=bool(peer.surrogate_disable),
-            init_hidden=bool(peer.init_hidden),
-            inhibition=bool(peer.inhibition),
             learn_beta=isinstance(peer.beta, nn.Parameter),
-            learn_threshold=isinstance(peer.threshold, nn.Parameter),
-            reset_mechanism=str(peer.reset_mechanism),
-            state_quant=peer.state_quant,
-            output=bool(peer.output),
             graded_spikes_factor=_copy(peer.graded_spikes_factor),
             learn_graded_spikes_factor=isinstance(peer.graded_spikes_factor, nn.Parameter),
-            reset_delay=bool(peer.reset_delay),
-            backend=backend if backend is not None else getattr(peer, "backend", None),
+            **_shared_options(peer, "Leaky", (_PeerLeaky, cls), backend),
         )
         return _finish_copy(new, peer, ("mem",))
 
@@ -498,29 +483,37 @@ class Synaptic(_SnnTorchScan, _PeerSynaptic):
     @classmethod
     def from_snntorch(cls, peer: nn.Module, backend: str | None = None) -> Synaptic:
         """The snnkern layer of a ``snntorch.Synaptic``: same options, copies of its parameters and buffers."""
-        if type(peer) not in (_PeerSynaptic, cls):
-            raise NotImplementedError(
-                f"{type(peer).__module__}.{type(peer).__name__}: snnkern converts snntorch.Synaptic itself, not a "
-                "subclass (its dynamics may differ)"
-            )
         new = cls(
             _copy(peer.alpha),
             _copy(peer.beta),
-            threshold=_copy(peer.threshold),
-            spike_grad=peer.spike_grad,
-            surrogate_disable=bool(peer.surrogate_disable),
-            init_hidden=bool(peer.init_hidden),
-            inhibition=bool(peer.inhibition),
             learn_alpha=isinstance(peer.alpha, nn.Parameter),
             learn_beta=isinstance(peer.beta, nn.Parameter),
-            learn_threshold=isinstance(peer.threshold, nn.Parameter),
-            reset_mechanism=str(peer.reset_mechanism),
-            state_quant=peer.state_quant,
-            output=bool(peer.output),
-            reset_delay=bool(peer.reset_delay),
-            backend=backend if backend is not None else getattr(peer, "backend", None),
+            **_shared_options(peer, "Synaptic", (_PeerSynaptic, cls), backend),
         )
         return _finish_copy(new, peer, ("syn", "mem"))
+
+
+def _shared_options(peer: nn.Module, name: str, types: tuple[type, ...], backend: str | None) -> dict[str, Any]:
+    """The constructor arguments that Leaky and Synaptic share, read off a snnTorch layer of one
+    of ``types`` (the peer's class or ours: a subclass may have other dynamics)."""
+    if type(peer) not in types:
+        raise NotImplementedError(
+            f"{type(peer).__module__}.{type(peer).__name__}: snnkern converts snntorch.{name} itself, not a "
+            "subclass (its dynamics may differ)"
+        )
+    return dict(
+        threshold=_copy(peer.threshold),
+        spike_grad=peer.spike_grad,
+        surrogate_disable=bool(peer.surrogate_disable),
+        init_hidden=bool(peer.init_hidden),
+        inhibition=bool(peer.inhibition),
+        learn_threshold=isinstance(peer.threshold, nn.Parameter),
+        reset_mechanism=str(peer.reset_mechanism),
+        state_quant=peer.state_quant,
+        output=bool(peer.output),
+        reset_delay=bool(peer.reset_delay),
+        backend=backend if backend is not None else getattr(peer, "backend", None),
+    )
 
 
 def _copy(value: Any) -> Any:

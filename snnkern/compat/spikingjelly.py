@@ -37,6 +37,7 @@ from torch import nn
 
 from .. import ops
 from .. import surrogate as sk
+from ..reference_ops import reset_membrane
 
 if TYPE_CHECKING:
     _MemoryModule = nn.Module
@@ -314,10 +315,9 @@ class LIFNode(_MemoryModule):
         assert result.membrane is not None
         # SpikingJelly records the membrane after the reset; snnkern returns it before.
         h = result.membrane.reshape(x_seq.shape)
-        s = spikes.detach() if self.detach_reset else spikes
-        if self.v_reset is None:
-            return spikes, h - self.v_threshold * s
-        return spikes, h * (1.0 - s) + self.v_reset * s
+        return spikes, reset_membrane(
+            h, spikes, options["reset"], self.v_threshold, options["v_reset"], self.detach_reset
+        )
 
     def _append_v_seq(self, v: torch.Tensor) -> None:
         step = v.unsqueeze(0)
