@@ -10,6 +10,7 @@ Peers (snnTorch, SpikingJelly, Norse) are optional: a missing one raises ``Skip`
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
 import math
@@ -65,6 +66,15 @@ class Workload:
     note: str = ""
     step: Callable[[], None] | None = None  # optimizer step after backward (training cases)
     extra: dict[str, object] = field(default_factory=dict)
+    per_step: bool = False  # run snnkern's recurrent op on its per-step path (not its row tasks)
+
+    def context(self) -> contextlib.AbstractContextManager:
+        """Where the workload's forward and backward run (the recurrent op's path switch)."""
+        if self.per_step:
+            from snnkern.testing import recurrent_per_step
+
+            return recurrent_per_step()
+        return contextlib.nullcontext()
 
 
 def peer_version(name: str) -> str | None:
@@ -343,7 +353,7 @@ def recurrent_impl(impl: str, x: torch.Tensor, hidden: int, seed: int = 0) -> Wo
             note=note + ("; torch.compile" if impl != "naive" else ""),
             extra={"grads": lambda: [w1p.grad, v1p.grad]},
         )
-    if impl in ("fused", "reference"):
+    if impl in ("fused", "fused per-step", "reference"):
         try:
             from snnkern.nn import RecurrentLIF
         except Exception as error:  # noqa: BLE001
@@ -358,25 +368,38 @@ def recurrent_impl(impl: str, x: torch.Tensor, hidden: int, seed: int = 0) -> Wo
             reset="zero",
             detach_reset=True,
             surrogate=FastSigmoid(100.0),
-            sparse_input=impl == "fused",
-            backend="compiled" if impl == "fused" else "reference",
+            sparse_input=impl != "reference",
+            backend="reference" if impl == "reference" else "compiled",
         ).to(x.device)
         with torch.no_grad():
             layer.linear.weight.copy_(w1.T)
             layer.recurrent_weight.copy_(v1.T)
+        notes = {
+            "fused": "compiled, sparse_input=True, row tasks",
+            "fused per-step": "compiled, sparse_input=True, the per-step path (snnkern.testing.recurrent_per_step)",
+            "reference": "reference",
+        }
         return Workload(
             lambda: layer(x),
             [x] + list(layer.parameters()),
             None,
-            note="snnkern.nn.RecurrentLIF ("
-            + ("compiled, sparse_input=True" if impl == "fused" else "reference")
-            + ")",
+            note=f"snnkern.nn.RecurrentLIF ({notes[impl]})",
             extra={"grads": lambda: [layer.linear.weight.grad.T, layer.recurrent_weight.grad.T]},
+            per_step=impl == "fused per-step",
         )
     raise Skip("no peer model of seed 004's recurrent two-state layer is configured in this benchmark")
 
 
-RECURRENT_IMPLS = ["naive", "reference", "fused", "torch.compile", "snntorch", "spikingjelly", "norse"]
+RECURRENT_IMPLS = [
+    "naive",
+    "reference",
+    "fused",
+    "fused per-step",
+    "torch.compile",
+    "snntorch",
+    "spikingjelly",
+    "norse",
+]
 
 
 # --------------------------------------------------------------------------------------------
@@ -401,8 +424,10 @@ def training_impl(impl: str, model_name: str, inputs: torch.Tensor, labels: torc
         raise ValueError(model_name)
     model = model.to(device)
 
-    if impl in ("fused", "reference"):
-        backend = "compiled" if impl == "fused" else "reference"
+    if impl == "fused per-step" and model_name != "shd":
+        raise Skip("the model has no recurrent layer: its fused row is the same")
+    if impl in ("fused", "fused per-step", "reference"):
+        backend = "reference" if impl == "reference" else "compiled"
         for module in model.modules():
             if hasattr(module, "backend"):
                 module.backend = backend
@@ -428,8 +453,9 @@ def training_impl(impl: str, model_name: str, inputs: torch.Tensor, labels: torc
             loss_fn,
             list(model.parameters()),
             step=opt.step,
-            note=f"snnkern.models ({backend})",
+            note=f"snnkern.models ({backend}{', recurrent per-step path' if impl == 'fused per-step' else ''})",
             extra={"grads": grads, "zero": opt.zero_grad},
+            per_step=impl == "fused per-step",
         )
 
     if impl in ("naive", "torch.compile"):
@@ -475,7 +501,7 @@ def training_impl(impl: str, model_name: str, inputs: torch.Tensor, labels: torc
     raise Skip("no peer version of the seed model is configured in this benchmark")
 
 
-TRAINING_IMPLS = ["naive", "reference", "fused", "torch.compile", "snntorch", "spikingjelly", "norse"]
+TRAINING_IMPLS = ["naive", "reference", "fused", "fused per-step", "torch.compile", "snntorch", "spikingjelly", "norse"]
 
 
 # --------------------------------------------------------------------------------------------

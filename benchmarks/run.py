@@ -472,19 +472,8 @@ def bench_one(case: Case, impl: str, device, args, bandwidth) -> dict[str, objec
         row["neuron"] = w.config.describe()
     t0 = time.perf_counter()
     try:
-        if not args.no_check:
-            row.update(check_against(w, case.kind, truth_for(case, impl, w, device)))
-        warmup, repeats = (1, 1) if args.quick else (args.warmup, args.repeats)
-        f, b, tot, n = time_workload(w, case.kind, device, warmup, repeats, args.time_budget)
-        row.update(forward_ms=f, backward_ms=b, total_ms=tot, repeats=n)
-        mem, how = peak_memory(w, case.kind, device)
-        row.update(peak_memory_bytes=mem, memory_measure=how)
-        if case.scan_elements and impl.startswith("fused"):
-            gbs = bytes_moved(case.scan_elements) / (tot * 1e-3) / 1e9
-            row["achieved_gbs"] = gbs
-            if bandwidth:
-                row["bandwidth_fraction"] = gbs / bandwidth
-        row["status"] = "ok"
+        with w.context():
+            _measure(case, impl, w, device, args, bandwidth, row)
     except Skip as why:
         row.update(status="skipped", reason=str(why))
     except Exception as error:  # noqa: BLE001 - report, do not abort the whole run
@@ -495,6 +484,23 @@ def bench_one(case: Case, impl: str, device, args, bandwidth) -> dict[str, objec
             traceback.print_exc()
     row["wall_s"] = round(time.perf_counter() - t0, 2)
     return row
+
+
+def _measure(case: Case, impl: str, w: Workload, device, args, bandwidth, row: dict[str, object]) -> None:
+    """Checks, times and measures the memory of a built workload, into ``row``."""
+    if not args.no_check:
+        row.update(check_against(w, case.kind, truth_for(case, impl, w, device)))
+    warmup, repeats = (1, 1) if args.quick else (args.warmup, args.repeats)
+    f, b, tot, n = time_workload(w, case.kind, device, warmup, repeats, args.time_budget)
+    row.update(forward_ms=f, backward_ms=b, total_ms=tot, repeats=n)
+    mem, how = peak_memory(w, case.kind, device)
+    row.update(peak_memory_bytes=mem, memory_measure=how)
+    if case.scan_elements and impl.startswith("fused"):
+        gbs = bytes_moved(case.scan_elements) / (tot * 1e-3) / 1e9
+        row["achieved_gbs"] = gbs
+        if bandwidth:
+            row["bandwidth_fraction"] = gbs / bandwidth
+    row["status"] = "ok"
 
 
 def bench_in_subprocess(case: Case, impl: str, args, timeout: float) -> dict[str, object]:

@@ -31,4 +31,21 @@ SNN_HD bool run_lane(const Task& task, int64_t b0, int64_t rows, int64_t N, int6
   return true;
 }
 
+// Runs the program of a row task (recurrent_rows.h) for batch row b on the threads of `block`:
+// start, the steps with a barrier after each, finish. On CUDA (cuda/lanes.cu) every thread of a
+// block runs this, `each` calling f for the thread itself and `sync` a barrier; the emulation
+// (emulated/launcher.h) runs each phase for all threads in turn, which computes the same because
+// a phase reads only what was written before its last barrier.
+template <class Task, class Block>
+SNN_HD void run_block(const Task& task, const Block& block, int64_t b) {
+  const ThreadIO<typename Task::acc_type> io;
+  block.each([&](auto& thread, int64_t n) { task.start(thread, b, n, block.shared, io); });
+  block.sync();
+  for (int64_t s = 0; s < task.T; ++s) {
+    block.each([&](auto& thread, int64_t n) { task.step(thread, b, n, s, block.shared, io); });
+    block.sync();
+  }
+  block.each([&](auto& thread, int64_t n) { task.finish(thread, b, n, block.shared, io); });
+}
+
 }  // namespace snnkern

@@ -334,31 +334,32 @@ struct Replay {
   const LifStep<V, M, acc_t>& step;
   const IO& io;
   const BackwardLanes<scalar_t, acc_t>& a;
-  int64_t time_stride;
-  V v0, w0, i0;
+  int64_t time_stride, state_stride;  // the initial state is read only where a step needs it
 
   // r_k, the spike that resets step k (returned by the forward; recomputed at k = 0 for
   // update_first, whose first reset comes from the initial state).
   SNN_HD V reset_spike(int64_t k) const {
     if (!step.c.spiking) return V(0);
-    if (step.c.ordering == kUpdateFirst) return k == 0 ? step.fire(v0) : io.load(a.spikes + (k - 1) * time_stride);
+    if (step.c.ordering == kUpdateFirst)
+      return k == 0 ? step.fire(initial(kV)) : io.load(a.spikes + (k - 1) * time_stride);
     return io.load(a.spikes + k * time_stride);
   }
   // v_k, the membrane at the start of step k.
   SNN_HD V membrane_at(int64_t k) const {
-    return k == 0 ? v0 : step.reset.apply(io.load(a.pre_reset + (k - 1) * time_stride), reset_spike(k - 1));
+    return k == 0 ? initial(kV) : step.reset.apply(io.load(a.pre_reset + (k - 1) * time_stride), reset_spike(k - 1));
   }
   SNN_HD V pre_reset(int64_t k) const { return io.load(a.pre_reset + k * time_stride); }
   SNN_HD V previous_membrane(int64_t k) const {  // w_k = v_{k-1}, read by the delayed ordering
     if (step.c.ordering != kDelayed) return V(0);
-    return k == 0 ? w0 : membrane_at(k - 1);
+    return k == 0 ? initial(kW) : membrane_at(k - 1);
   }
   // i_k, the synaptic current at the start of step k, read by current_first: the drive of
   // step k - 1, p_{k-1} - leak(v_{k-1}).
   SNN_HD V current_at(int64_t k) const {
     if (!(step.c.synaptic && step.c.current_first)) return V(0);
-    return k == 0 ? i0 : pre_reset(k - 1) - step.leak(membrane_at(k - 1));
+    return k == 0 ? initial(kI) : pre_reset(k - 1) - step.leak(membrane_at(k - 1));
   }
+  SNN_HD V initial(int row) const { return io.load(a.state0 + row * state_stride); }
 };
 
 template <class V, class IO, class T>
@@ -379,50 +380,84 @@ SNN_HD void store_state(const IO& io, T* p, int64_t stride, const NeuronState<V>
 }
 
 // The forward of steps [t0, t1) of one lane group; `state` holds the state before t0 and gets
-// the state after t1 - 1. `recurrent` (a [B, N] row or null) is added to the input x_t.
+// the state after t1 - 1. `recurrent` (null for none) is added to the input x_t. Returns the
+// spike of step t1 - 1.
+// The step of a lane group: its decays and threshold read from the lanes.
+template <class V, class M, class IO, class Lanes, class acc_t>
+SNN_HD LifStep<V, M, acc_t> lane_step(const LifConfig<acc_t>& c, const IO& io, const Lanes& a) {
+  return LifStep<V, M, acc_t>(c, io.load(a.alpha), c.synaptic ? io.load(a.alpha_syn) : V(0),
+                              c.spiking ? io.load(a.threshold) : V(0));
+}
+
 template <class V, class M, class IO, class scalar_t, class acc_t>
-SNN_HD void lif_forward_steps(const LifConfig<acc_t>& c, const IO& io, int64_t t0, int64_t t1, int64_t time_stride,
-                              const ForwardLanes<scalar_t, acc_t>& a, const scalar_t* recurrent,
-                              NeuronState<V>& state) {
-  const LifStep<V, M, acc_t> step(c, io.load(a.alpha), c.synaptic ? io.load(a.alpha_syn) : V(0),
-                                  c.spiking ? io.load(a.threshold) : V(0));
+SNN_HD V lif_forward_steps(const LifStep<V, M, acc_t>& step, const IO& io, int64_t t0, int64_t t1, int64_t time_stride,
+                           const ForwardLanes<scalar_t, acc_t>& a, const V* recurrent, NeuronState<V>& state) {
+  V z(0);
   for (int64_t t = t0; t < t1; ++t) {
     const int64_t o = t * time_stride;
     V x = io.load(a.x + o);
-    if (recurrent) x = x + io.load(recurrent);
+    if (recurrent) x = x + *recurrent;
     const StepOutput<V> out = step.forward(x, state);
     if (a.spikes) io.store(a.spikes + o, out.z);
     if (a.membrane) io.store(a.membrane + o, out.u);
     if (a.pre_reset) io.store(a.pre_reset + o, out.p);
+    z = out.z;
   }
+  return z;
+}
+template <class V, class M, class IO, class scalar_t, class acc_t>
+SNN_HD V lif_forward_steps(const LifConfig<acc_t>& c, const IO& io, int64_t t0, int64_t t1, int64_t time_stride,
+                           const ForwardLanes<scalar_t, acc_t>& a, const V* recurrent, NeuronState<V>& state) {
+  return lif_forward_steps(lane_step<V, M>(c, io, a), io, t0, t1, time_stride, a, recurrent, state);
 }
 
 // The backward of steps [t0, t1) of one lane group, in reverse. `carry` holds the gradients
-// of the state after step t1 - 1 and gets those of the state before t0. `recurrent` (a [B, N]
-// row or null) is added to dL/dz_{t1-1}: the gradient that reached the spikes through the
-// recurrent input of the next step.
+// of the state after step t1 - 1 and gets those of the state before t0. `recurrent` (null for
+// none) is added to dL/dz_{t1-1}: the gradient that reached the spikes through the recurrent
+// input of the next step. Returns dL/dx_{t0} before its rounding to scalar_t.
 template <class V, class M, class IO, class scalar_t, class acc_t>
-SNN_HD void lif_backward_steps(const LifConfig<acc_t>& c, const IO& io, int64_t t0, int64_t t1, int64_t time_stride,
-                               int64_t state_stride, const BackwardLanes<scalar_t, acc_t>& a, const scalar_t* recurrent,
-                               GradCarry<V>& carry) {
-  const LifStep<V, M, acc_t> step(c, io.load(a.alpha), c.synaptic ? io.load(a.alpha_syn) : V(0),
-                                  c.spiking ? io.load(a.threshold) : V(0));
-  const Replay<V, M, IO, scalar_t, acc_t> replay{step,
-                                                 io,
-                                                 a,
-                                                 time_stride,
-                                                 io.load(a.state0 + kV * state_stride),
-                                                 io.load(a.state0 + kW * state_stride),
-                                                 io.load(a.state0 + kI * state_stride)};
+SNN_HD V lif_backward_steps(const LifStep<V, M, acc_t>& step, const IO& io, int64_t t0, int64_t t1, int64_t time_stride,
+                            int64_t state_stride, const BackwardLanes<scalar_t, acc_t>& a, const V* recurrent,
+                            GradCarry<V>& carry) {
+  const Replay<V, M, IO, scalar_t, acc_t> replay{step, io, a, time_stride, state_stride};
+  V g_x(0);
   for (int64_t t = t1 - 1; t >= t0; --t) {
     const int64_t o = t * time_stride;
     V g_out = load_or_zero<V>(io, a.grad_spikes, o);
-    if (recurrent && t == t1 - 1) g_out = g_out + io.load(recurrent);
-    const V g_x = step.backward(replay.pre_reset(t), replay.reset_spike(t), replay.membrane_at(t),
-                                replay.previous_membrane(t), replay.current_at(t), g_out,
-                                load_or_zero<V>(io, a.grad_membrane, o), carry);
+    if (recurrent && t == t1 - 1) g_out = g_out + *recurrent;
+    g_x = step.backward(replay.pre_reset(t), replay.reset_spike(t), replay.membrane_at(t), replay.previous_membrane(t),
+                        replay.current_at(t), g_out, load_or_zero<V>(io, a.grad_membrane, o), carry);
     io.store(a.grad_x + o, g_x);
   }
+  return g_x;
+}
+template <class V, class M, class IO, class scalar_t, class acc_t>
+SNN_HD V lif_backward_steps(const LifConfig<acc_t>& c, const IO& io, int64_t t0, int64_t t1, int64_t time_stride,
+                            int64_t state_stride, const BackwardLanes<scalar_t, acc_t>& a, const V* recurrent,
+                            GradCarry<V>& carry) {
+  return lif_backward_steps(lane_step<V, M>(c, io, a), io, t0, t1, time_stride, state_stride, a, recurrent, carry);
+}
+
+// The gradients of the state after the last step (grad_state, or zeros), to start a backward.
+template <class V, class IO, class scalar_t, class acc_t>
+SNN_HD GradCarry<V> initial_carry(const IO& io, const BackwardLanes<scalar_t, acc_t>& a, int64_t state_stride) {
+  return {load_or_zero<V>(io, a.grad_state, kV * state_stride),
+          load_or_zero<V>(io, a.grad_state, kI * state_stride),
+          load_or_zero<V>(io, a.grad_state, kW * state_stride),
+          V(0),
+          V(0),
+          V(0)};
+}
+
+// Stores what a finished backward carries: the initial state's gradient and the [B, N] partial
+// sums of the parameters' gradients.
+template <class V, class IO, class scalar_t, class acc_t>
+SNN_HD void store_carry(const LifConfig<acc_t>& c, const IO& io, const BackwardLanes<scalar_t, acc_t>& a,
+                        int64_t state_stride, const GradCarry<V>& g) {
+  store_state(io, a.grad_state0, state_stride, NeuronState<V>{g.v, g.i, g.w});
+  io.store(a.grad_alpha, g.alpha);
+  if (c.synaptic) io.store(a.grad_alpha_syn, g.alpha_syn);
+  if (c.spiking) io.store(a.grad_threshold, g.theta);
 }
 
 // Lane tasks: what one lane group of one batch element does. A backend runs a task for every
@@ -442,7 +477,7 @@ struct ScanForward {
   SNN_HD void run(int64_t b, int64_t n, const IO& io) const {
     const auto a = lanes.at(b, n, T, N);
     NeuronState<V> s = load_state<V>(io, a.state0, B * N);
-    lif_forward_steps<V, M>(c, io, 0, T, N, a, static_cast<const scalar_t*>(nullptr), s);
+    lif_forward_steps<V, M>(c, io, 0, T, N, a, static_cast<const V*>(nullptr), s);
     store_state(io, a.state_out, B * N, s);
   }
 };
@@ -458,18 +493,9 @@ struct ScanBackward {
   template <class V, class M, class IO>
   SNN_HD void run(int64_t b, int64_t n, const IO& io) const {
     const auto a = lanes.at(b, n, T, N);
-    const int64_t stride = B * N;
-    GradCarry<V> g{load_or_zero<V>(io, a.grad_state, kV * stride),
-                   load_or_zero<V>(io, a.grad_state, kI * stride),
-                   load_or_zero<V>(io, a.grad_state, kW * stride),
-                   V(0),
-                   V(0),
-                   V(0)};
-    lif_backward_steps<V, M>(c, io, 0, T, N, stride, a, static_cast<const scalar_t*>(nullptr), g);
-    store_state(io, a.grad_state0, stride, NeuronState<V>{g.v, g.i, g.w});
-    io.store(a.grad_alpha, g.alpha);
-    if (c.synaptic) io.store(a.grad_alpha_syn, g.alpha_syn);
-    if (c.spiking) io.store(a.grad_threshold, g.theta);
+    GradCarry<V> g = initial_carry<V>(io, a, B * N);
+    lif_backward_steps<V, M>(c, io, 0, T, N, B * N, a, static_cast<const V*>(nullptr), g);
+    store_carry(c, io, a, B * N, g);
   }
 };
 
@@ -490,7 +516,8 @@ struct RecurrentStepForward {
   SNN_HD void run(int64_t b, int64_t n, const IO& io) const {
     const int64_t st = b * N + n;
     NeuronState<V> s = load_state<V>(io, running_state + st, B * N);
-    lif_forward_steps<V, M>(c, io, t, t + 1, N, lanes.at(b, n, T, N), recurrent + st, s);
+    const V input = io.load(recurrent + st);
+    lif_forward_steps<V, M>(c, io, t, t + 1, N, lanes.at(b, n, T, N), &input, s);
     store_state(io, running_state + st, B * N, s);
   }
 };
@@ -518,7 +545,8 @@ struct RecurrentStepBackward {
                    io.load(p + 3 * stride),
                    io.load(p + 4 * stride),
                    io.load(p + 5 * stride)};
-    lif_backward_steps<V, M>(c, io, t, t + 1, N, stride, lanes.at(b, n, T, N), recurrent ? recurrent + st : nullptr, g);
+    const V g_recurrent = recurrent ? io.load(recurrent + st) : V(0);
+    lif_backward_steps<V, M>(c, io, t, t + 1, N, stride, lanes.at(b, n, T, N), recurrent ? &g_recurrent : nullptr, g);
     io.store(p, g.v);
     io.store(p + stride, g.i);
     io.store(p + 2 * stride, g.w);

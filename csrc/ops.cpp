@@ -58,12 +58,15 @@ TORCH_LIBRARY(snnkern, m) {
 namespace {
 
 std::atomic<bool> emulation{false};
+std::atomic<bool> per_step{false};
 
 }  // namespace
 
 namespace snnkern {
 bool cuda_lane_emulation() { return emulation.load(std::memory_order_relaxed); }
 void set_cuda_lane_emulation(bool on) { emulation.store(on, std::memory_order_relaxed); }
+bool recurrent_per_step() { return per_step.load(std::memory_order_relaxed); }
+void set_recurrent_per_step(bool on) { per_step.store(on, std::memory_order_relaxed); }
 }  // namespace snnkern
 
 // What the build compiled (setup.py passes it as bare tokens: cpu=...,openmp=...,cuda=...).
@@ -97,4 +100,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("_set_cuda_lane_emulation", &set_cuda_lane_emulation,
         "While on, the CPU ops run the CUDA kernels' lane code on the host (a test backend).");
   m.def("_cuda_lane_emulation", &cuda_lane_emulation);
+  m.def("_set_recurrent_per_step", &set_recurrent_per_step,
+        "While on, the recurrent op runs one task per time step instead of its row tasks (tests, benchmarks).");
+  m.def("_recurrent_per_step", &recurrent_per_step);
 }

@@ -28,3 +28,12 @@ def _set_cuda_lane_emulation(on: bool, /) -> None:
 
 def _cuda_lane_emulation() -> bool:
     """Whether the CUDA lane emulation is on."""
+
+def _set_recurrent_per_step(on: bool, /) -> None:
+    """While on, the recurrent op runs one task per time step instead of its row tasks.
+
+    Positional only (pybind11 names the parameter arg0). Use snnkern.testing.recurrent_per_step.
+    """
+
+def _recurrent_per_step() -> bool:
+    """Whether the recurrent op's per-step switch is on."""

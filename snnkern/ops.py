@@ -250,10 +250,11 @@ def recurrent_lif(
         spikes: [batch, neurons], the spikes of the step before the first (zeros if None); to
             continue a sequence pass the last step's spikes with ``state=result.state``.
 
-    Between steps the op gathers the recurrent input from the rows of ``weight`` of the neurons
-    that fired (event-driven on the CPU, cuBLAS on GPU) and keeps the neuron state in memory;
-    backward runs the same loop in reverse and forms the weight gradient in one event-driven
-    product over all steps.
+    Each batch row runs its whole time loop in one task (CPU) or thread block (CUDA, up to 1024
+    neurons; wider layers run one launch per step), the neuron state held across steps; the
+    recurrent input of a step is gathered from the rows of ``weight`` of the neurons that fired.
+    Backward runs the loop in reverse with the transposed product on the input gradient and forms
+    the weight gradient in one product over all steps (event-driven on the CPU).
     """
     options: dict[str, Any] = dict(
         alpha_syn=alpha_syn,

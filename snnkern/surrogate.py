@@ -64,7 +64,12 @@ class FastSigmoid(Surrogate):
 
 @dataclass(frozen=True)
 class Triangle(Surrogate):
-    """Piecewise linear ``gamma * max(0, 1 - |x| / threshold)`` (seed 003's e-prop psi, gamma = 0.3)."""
+    """Piecewise linear ``gamma * max(0, 1 - |x| / threshold)``.
+
+    Seed 003's e-prop pseudo-derivative (Bellec et al. 2020; NEST 3.8) also divides by the
+    threshold: ``0.3 / v_th * max(0, 1 - |x| / v_th)``, which is ``Triangle(0.3 / v_th)`` (0.5 at
+    v_th = 0.6).
+    """
 
     param: float = 0.3
     name: ClassVar[str] = "triangle"

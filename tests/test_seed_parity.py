@@ -3,7 +3,8 @@ backend, the CPU kernels, the emulated CUDA lanes and CUDA (the ``where`` fixtur
 
 * seed 000 hidden layer  == lif(ordering="delayed", reset="zero", detach_reset=False, Sigmoid(5)).spikes
 * seed 004 hidden layer  == lif(ordering="spike_first", alpha_syn, detach_reset=True, FastSigmoid(100)),
-  membrane == mem_rec (recurrent weight zero; with a recurrent weight, stepping lif one step at a time)
+  membrane == mem_rec (recurrent weight zero; with a recurrent weight, recurrent_lif in one op and
+  lif stepped one step at a time)
 * seed 000 readout       == [0, leaky(h, alpha).membrane[:, :-1]]
 * seed 004 readout       == [0, leaky(h2, beta, alpha_syn=alpha).membrane]
 """
@@ -119,39 +120,47 @@ def test_seed004_hidden_feedforward(where, dtype, alpha_kind):
     _compare(runs[1], runs[0], dtype, spikes_key="spikes")
 
 
+_SEED004_NEURON = dict(ordering="spike_first", detach_reset=True, surrogate=FastSigmoid(100.0))
+
+
+def _seed004_hidden_snnkern(h, v1, a_syn, b_mem, how, backend):
+    """seed004_hidden's (membrane, spikes) from snnkern: recurrent_lif, or lif one step at a time."""
+    if how == "op":  # the seed adds spikes @ v1: v1 is [in, out], the op's weight [out, in]
+        r = snnkern.recurrent_lif(
+            h, v1.t(), b_mem, alpha_syn=a_syn, return_membrane=True, backend=backend, **_SEED004_NEURON
+        )
+        return r.membrane, r.spikes
+    state, out, mems, spks = None, h.new_zeros(h.shape[0], h.shape[2]), [], []
+    for step in range(h.shape[1]):
+        drive = (h[:, step] + out @ v1)[:, None]
+        r = snnkern.lif(
+            drive, b_mem, alpha_syn=a_syn, state=state, return_membrane=True, backend=backend, **_SEED004_NEURON
+        )
+        out, state = r.spikes[:, 0], r.state
+        mems.append(r.membrane)
+        spks.append(r.spikes)
+    return torch.cat(mems, 1), torch.cat(spks, 1)
+
+
 @everywhere_and_reference
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_seed004_hidden_recurrent_stepwise(where, dtype):
-    """With a recurrent matrix, lif run one step at a time (state=) reproduces seed 004's loop."""
-    b, t, n = 3, 20, 6
+@pytest.mark.parametrize("how, batch", [("op", 1), ("op", 3), ("op", 20), ("stepwise", 3)])
+def test_seed004_hidden_recurrent(where, dtype, how, batch):
+    """With a recurrent matrix, recurrent_lif (the whole loop in one op) and lif run one step at a
+    time (state=) reproduce seed 004's loop: spikes bitwise, membrane and the gradients of the input
+    and the recurrent weight."""
+    t, n = 25, 6
     g = torch.Generator().manual_seed(5)
     v1_init = (torch.randn(n, n, generator=g, dtype=torch.float64) * 0.3).to(dtype).to(where.device)
     a_syn, b_mem = math.exp(-1 / 5), math.exp(-1 / 10)
     runs = []
     for impl in ("naive", "snnkern"):
-        h = _current(b, t, n, dtype, seed=6, scale=0.5, shift=0.15, device=where.device)
+        h = _current(batch, t, n, dtype, seed=6, scale=0.5, shift=0.15, device=where.device)
         v1 = v1_init.clone().requires_grad_()
         if impl == "naive":
             mem, spk = seed_loops.seed004_hidden(h, v1, a_syn, b_mem)
         else:
-            state, out, mems, spks = None, h.new_zeros(b, n), [], []
-            for step in range(t):
-                drive = (h[:, step] + out @ v1)[:, None]
-                r = snnkern.lif(
-                    drive,
-                    b_mem,
-                    alpha_syn=a_syn,
-                    ordering="spike_first",
-                    detach_reset=True,
-                    surrogate=FastSigmoid(100.0),
-                    state=state,
-                    return_membrane=True,
-                    backend=where.backend,
-                )
-                out, state = r.spikes[:, 0], r.state
-                mems.append(r.membrane)
-                spks.append(r.spikes)
-            mem, spk = torch.cat(mems, 1), torch.cat(spks, 1)
+            mem, spk = _seed004_hidden_snnkern(h, v1, a_syn, b_mem, how, where.backend)
         runs.append(_with_grads({"spikes": spk, "membrane": mem}, [h, v1]))
     assert 0.02 < spike_rate(runs[0]["spikes"]) < 0.9
     _compare(runs[1], runs[0], dtype, spikes_key="spikes")

@@ -13,29 +13,11 @@
 
 #include "../host/launcher.h"
 #include "../host/ops.h"
+#include "recurrent_rows.h"
 #include "spike_matmul.h"
+#include "vec.h"
 
 namespace snnkern {
-
-template <class T>
-struct Math<at::vec::Vectorized<T>> {
-  using V = at::vec::Vectorized<T>;
-  static V heaviside(V x) { return x.gt(V(0)); }
-  static V abs(V x) { return x.abs(); }
-  static V exp(V x) { return x.exp(); }
-  static V max(V a, V b) { return at::vec::maximum(a, b); }
-  static V trunc(V x) { return x.trunc(); }
-  static V grad_times(V g, V d) { return V::blendv(g * d, V(0), g == V(0)); }
-};
-
-// Loads and stores `count` lanes (the last vector of a row may be partial).
-template <class T>
-struct VecIO {
-  using V = at::vec::Vectorized<T>;
-  int64_t count;
-  V load(const T* p) const { return V::loadu(p, count); }
-  void store(T* p, const V& v) const { v.store(p, count); }
-};
 
 struct CpuLauncher {
   // Runs task for every (batch element in [b0, b1), vector of neurons), in parallel (inline
@@ -86,6 +68,26 @@ struct CpuLauncher {
       cpu::spike_matmul_t(spikes.data_ptr<T>(), spikes.size(0), spikes.size(1), other.data_ptr<T>(), other.size(1),
                           out.data_ptr<T>());
     });
+  }
+
+  static void recurrent_weight_grad_t(Tensor& out, const Tensor& spikes0, const Tensor& spikes, const Tensor& grad_x) {
+    dispatch(spikes.scalar_type(), "snnkern.recurrent_lif_backward", [&](auto tag) {
+      using T = decltype(tag);
+      cpu::recurrent_weight_grad_t(spikes0.data_ptr<T>(), spikes.data_ptr<T>(), grad_x.data_ptr<T>(), spikes.size(0),
+                                   spikes.size(1), spikes.size(2), out.data_ptr<T>());
+    });
+  }
+
+  // The recurrent op's row tasks (recurrent_rows.h): every shape.
+  template <class scalar_t>
+  static bool run_rows(const RecurrentRowsForward<scalar_t, scalar_t>& task, at::Device) {
+    cpu::recurrent_rows_forward(task);
+    return true;
+  }
+  template <class scalar_t>
+  static bool run_rows(const RecurrentRowsBackward<scalar_t, scalar_t>& task, at::Device) {
+    cpu::recurrent_rows_backward(task);
+    return true;
   }
 
   static bool values_readable(at::Device) { return true; }

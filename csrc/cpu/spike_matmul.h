@@ -14,7 +14,12 @@
 #include <ATen/cpu/vec/functional.h>
 #include <ATen/cpu/vec/vec.h>
 
+#if defined(CPU_CAPABILITY_AVX2)
+#include <immintrin.h>
+#endif
+
 #include <algorithm>
+#include <cstdint>
 #include <vector>
 
 namespace snnkern::cpu {
@@ -43,6 +48,47 @@ int64_t find_nonzeros(const T* row, int64_t K, int64_t* index, T* value) {
   }
   return count;
 }
+
+#if defined(CPU_CAPABILITY_AVX2)
+// For each 8-bit mask of nonzero lanes, those lanes in order: the permutation that packs them.
+struct PackTable {
+  alignas(64) uint8_t lanes[256][8] = {};
+  constexpr PackTable() {
+    for (int mask = 0; mask < 256; ++mask)
+      for (int l = 0, c = 0; l < 8; ++l)
+        if (mask >> l & 1) lanes[mask][c++] = static_cast<uint8_t>(l);
+  }
+};
+inline constexpr PackTable kPackTable{};
+
+// float32 with AVX2: each vector's nonzeros are packed by one permutation from a table and
+// stored at once (the 8 stores may run past them, never past the first k + 8 entries), with
+// no loop over the lanes: the rows scanned here are mostly zero but rarely all zero per vector.
+inline int64_t find_nonzeros(const float* row, int64_t K, int64_t* index, float* value) {
+  if (K > (int64_t(1) << 30)) return find_nonzeros<float>(row, K, index, value);
+  int64_t count = 0, k = 0;
+  for (; k + 8 <= K; k += 8) {
+    const __m256 v = _mm256_loadu_ps(row + k);
+    const int nonzero = ~_mm256_movemask_ps(_mm256_cmp_ps(v, _mm256_setzero_ps(), _CMP_EQ_OQ)) & 0xFF;
+    if (nonzero == 0) continue;
+    const __m256i lanes = _mm256_cvtepu8_epi32(
+        _mm_loadl_epi64(reinterpret_cast<const __m128i*>(kPackTable.lanes[nonzero])));
+    _mm256_storeu_ps(value + count, _mm256_permutevar8x32_ps(v, lanes));
+    const __m256i columns = _mm256_add_epi32(lanes, _mm256_set1_epi32(static_cast<int>(k)));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(index + count),
+                        _mm256_cvtepi32_epi64(_mm256_castsi256_si128(columns)));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(index + count + 4),
+                        _mm256_cvtepi32_epi64(_mm256_extracti128_si256(columns, 1)));
+    count += __builtin_popcount(static_cast<unsigned>(nonzero));
+  }
+  for (; k < K; ++k) {
+    index[count] = k;
+    value[count] = row[k];
+    count += row[k] != 0.0f;
+  }
+  return count;
+}
+#endif
 
 // A block of columns [n0, n0 + width) of a row, at most kVectors SIMD vectors wide. The
 // full-width instance (kFull) has compile-time loop bounds, so its vectors live in registers.
@@ -105,14 +151,14 @@ void scatter_row(const T* row, const int64_t* index, const T* value, int64_t cou
   });
 }
 
-// Rows [m0, m1) of spikes [*, K] (row stride ld), each passed to f(m, index, value, count)
-// with its nonzeros.
-template <class T, class F>
-void for_each_sparse_row(const T* spikes, int64_t ld, int64_t m0, int64_t m1, int64_t K, F&& f) {
+// Rows [m0, m1) of a spike matrix with K columns (row m at row_of(m)), each passed to
+// f(m, index, value, count) with its nonzeros.
+template <class T, class RowOf, class F>
+void for_each_sparse_row(RowOf&& row_of, int64_t m0, int64_t m1, int64_t K, F&& f) {
   std::vector<int64_t> index(K);
   std::vector<T> value(K);
   for (int64_t m = m0; m < m1; ++m) {
-    f(m, index.data(), value.data(), find_nonzeros(spikes + m * ld, K, index.data(), value.data()));
+    f(m, index.data(), value.data(), find_nonzeros(row_of(m), K, index.data(), value.data()));
   }
 }
 
@@ -123,19 +169,20 @@ inline int64_t rows_grain(int64_t K, int64_t N) { return std::max<int64_t>(1, 16
 template <class T>
 void spike_matmul(const T* spikes, int64_t ld, int64_t M, int64_t K, const T* other, int64_t N, T* out) {
   at::parallel_for(0, M, rows_grain(K, N), [&](int64_t m0, int64_t m1) {
-    for_each_sparse_row(spikes, ld, m0, m1, K, [&](int64_t m, const int64_t* index, const T* value, int64_t count) {
-      gather_rows(other, index, value, count, N, out + m * N);
-    });
+    for_each_sparse_row<T>([&](int64_t m) { return spikes + m * ld; }, m0, m1, K,
+                           [&](int64_t m, const int64_t* index, const T* value, int64_t count) {
+                             gather_rows(other, index, value, count, N, out + m * N);
+                           });
   });
 }
 
-// out [K, N] = spikes [M, K]^T @ other [M, N], all contiguous. The rows are split into parts
-// that scatter into partial sums of their own, added up at the end in a fixed order (one part
+// out [K, N] = S^T @ other [M, N] (contiguous), row m of S [M, K] at row_of(m). The rows are
+// split into parts that scatter into partial sums of their own, added up at the end in a fixed order (one part
 // writes straight into out). The number of parts depends on the shapes only, never on the
 // number of threads, so the result is the same bit for bit on any machine; it is capped so that
 // the partial sums stay small.
-template <class T>
-void spike_matmul_t(const T* spikes, int64_t M, int64_t K, const T* other, int64_t N, T* out) {
+template <class T, class RowOf>
+void spike_matmul_t_rows(RowOf&& row_of, int64_t M, int64_t K, const T* other, int64_t N, T* out) {
   constexpr int64_t kMaxParts = 8;
   constexpr int64_t kPartialBytes = int64_t(32) << 20;
   const int64_t size = K * N;
@@ -147,16 +194,35 @@ void spike_matmul_t(const T* spikes, int64_t M, int64_t K, const T* other, int64
   at::parallel_for(0, parts, 1, [&](int64_t p0, int64_t p1) {
     for (int64_t p = p0; p < p1; ++p) {
       T* sums = p == 0 ? out : partial.data() + (p - 1) * size;
-      for_each_sparse_row(spikes, K, M * p / parts, M * (p + 1) / parts, K,
-                          [&](int64_t m, const int64_t* index, const T* value, int64_t count) {
-                            scatter_row(other + m * N, index, value, count, N, sums);
-                          });
+      for_each_sparse_row<T>(row_of, M * p / parts, M * (p + 1) / parts, K,
+                             [&](int64_t m, const int64_t* index, const T* value, int64_t count) {
+                               scatter_row(other + m * N, index, value, count, N, sums);
+                             });
     }
   });
   for (int64_t p = 1; p < parts; ++p) {
     const T* sums = partial.data() + (p - 1) * size;
     at::vec::map2([](auto a, auto b) { return a + b; }, out, out, sums, size);
   }
+}
+
+// out [K, N] = spikes [M, K]^T @ other [M, N], all contiguous.
+template <class T>
+void spike_matmul_t(const T* spikes, int64_t M, int64_t K, const T* other, int64_t N, T* out) {
+  spike_matmul_t_rows([&](int64_t m) { return spikes + m * K; }, M, K, other, N, out);
+}
+
+// The recurrent layer's weight gradient, transposed: out [N, N] = sum over b, t of
+// z_{b,t-1}^T dL/dx_{b,t}, z_{b,-1} = spikes0[b] (spikes, grad_x [B, T, N] and spikes0 [B, N]
+// contiguous). The spikes one step back are read in place, without a shifted copy.
+template <class T>
+void recurrent_weight_grad_t(const T* spikes0, const T* spikes, const T* grad_x, int64_t B, int64_t T_, int64_t N,
+                             T* out) {
+  auto previous = [&](int64_t m) {
+    const int64_t b = m / T_, t = m % T_;
+    return t == 0 ? spikes0 + b * N : spikes + (m - 1) * N;
+  };
+  spike_matmul_t_rows(previous, B * T_, N, grad_x, N, out);
 }
 
 }  // namespace snnkern::cpu

@@ -13,4 +13,10 @@ namespace snnkern {
 template <class Task>
 void launch_lanes(const Task& task, int64_t b0, int64_t rows, int64_t N, cudaStream_t stream);
 
+// Launches a row task of the recurrent op (recurrent_rows.h): one block per batch row, one
+// thread per neuron (N <= kMaxRowThreads), `shared_bytes` of shared memory, the weights copied
+// into it when `weights_in_shared`.
+template <class Task>
+void launch_rows(const Task& task, bool weights_in_shared, int64_t shared_bytes, cudaStream_t stream);
+
 }  // namespace snnkern

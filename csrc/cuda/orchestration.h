@@ -22,6 +22,13 @@ struct CudaOrchestration {
     at::mm_out(out, spikes.t(), other);
   }
 
+  static void recurrent_weight_grad_t(at::Tensor& out, const at::Tensor& spikes0, const at::Tensor& spikes,
+                                      const at::Tensor& grad_x) {
+    const int64_t N = spikes0.size(1);
+    const at::Tensor previous = at::cat({spikes0.unsqueeze(1), spikes.narrow(1, 0, spikes.size(1) - 1)}, 1);
+    at::mm_out(out, previous.view({-1, N}).t(), grad_x.view({-1, N}));
+  }
+
   template <class F>
   static void dispatch(at::ScalarType type, const char* op, F&& f) {
     switch (type) {

@@ -7,15 +7,32 @@
 // while the emulation is on (snnkern.testing.cuda_lane_emulation()).
 #pragma once
 
+#include <vector>
+
 #include "../cuda/orchestration.h"
 #include "../host/launcher.h"
 #include "../lanes.h"
+#include "../recurrent_rows.h"
 
 namespace snnkern {
 
 // The process-wide switch (defined in csrc/ops.cpp): while on, the CPU ops run EmulatedCudaLauncher.
 bool cuda_lane_emulation();
 void set_cuda_lane_emulation(bool on);
+
+// A CUDA thread block run on the host: each phase runs for every thread in turn; the barrier
+// between phases is then implicit.
+template <class Thread, class Shared>
+struct EmulatedBlock {
+  Thread* threads;
+  int64_t N;
+  Shared shared;
+  template <class F>
+  void each(F&& f) const {
+    for (int64_t n = 0; n < N; ++n) f(threads[n], n);
+  }
+  void sync() const {}
+};
 
 struct EmulatedCudaLauncher : CudaOrchestration {
   // One "thread" after another over the launch's grid: the threads of a launch are
@@ -24,6 +41,28 @@ struct EmulatedCudaLauncher : CudaOrchestration {
   static void run(const Task& task, int64_t b0, int64_t b1, int64_t N, int64_t /*steps*/, at::Device) {
     const int64_t rows = b1 - b0;
     for (int64_t k = 0; k < rows * N; ++k) run_lane(task, b0, rows, N, k);
+  }
+
+  // The row tasks as the CUDA row kernel runs them: one block per batch row, its threads run
+  // one phase after another (run_block), the weights in "shared memory" when they would fit in
+  // kSharedBytes (the default CUDA limit, so that tests reach both layouts).
+  template <class Task>
+  static bool run_rows(const Task& task, at::Device) {
+    using scalar_t = typename Task::scalar_type;
+    using acc_t = typename Task::acc_type;
+    constexpr int64_t kSharedBytes = 48 << 10;
+    if (task.N > kMaxRowThreads) return false;
+    const bool weights_in_shared = row_shared_bytes<scalar_t, acc_t>(task.N, true) <= kSharedBytes;
+    const int64_t bytes = row_shared_bytes<scalar_t, acc_t>(task.N, weights_in_shared);
+    std::vector<acc_t> shared_memory((bytes + sizeof(acc_t) - 1) / sizeof(acc_t));
+    std::vector<typename Task::Thread> threads(task.N);
+    for (int64_t b = 0; b < task.B; ++b) {
+      const EmulatedBlock<typename Task::Thread, RowShared<scalar_t, acc_t>> block{
+          threads.data(), task.N,
+          row_shared<scalar_t, acc_t>(shared_memory.data(), task.N, weights_in_shared, task.weights())};
+      run_block(task, block, b);
+    }
+    return true;
   }
 
   static bool values_readable(at::Device) { return true; }

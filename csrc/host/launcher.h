@@ -11,6 +11,7 @@
 #include <cstdint>
 
 #include "../lif.h"
+#include "../recurrent_rows.h"
 
 namespace snnkern {
 
@@ -33,7 +34,9 @@ struct AnyDtypeFunction {
 
 template <class L>
 concept Launcher = requires(const AnyLaneTask& task, int64_t b, int64_t n, at::Device device, at::Tensor& out,
-                            const at::Tensor& t, AnyChunkFunction chunk, AnyDtypeFunction with_dtype) {
+                            const at::Tensor& t, AnyChunkFunction chunk, AnyDtypeFunction with_dtype,
+                            const RecurrentRowsForward<float, float>& rows_forward,
+                            const RecurrentRowsBackward<float, float>& rows_backward) {
   // Runs `task` for every neuron n < N of the batch rows b0 <= b < b1; each call covers `steps`
   // time steps (a hint for the work per call).
   { L::run(task, b, b, n, n, device) } -> std::same_as<void>;
@@ -48,6 +51,13 @@ concept Launcher = requires(const AnyLaneTask& task, int64_t b, int64_t n, at::D
   { L::spike_matmul_out(out, t, t) } -> std::same_as<void>;
   // out = spikes^T @ other, all contiguous.
   { L::spike_matmul_t_out(out, t, t) } -> std::same_as<void>;
+  // The recurrent weight gradient, transposed: out [N, N] = sum over b, t of z_{b,t-1}^T
+  // dL/dx_{b,t} with z_{b,-1} = spikes0 (args: out, spikes0 [B, N], spikes, grad_x [B, T, N]).
+  { L::recurrent_weight_grad_t(out, t, t, t) } -> std::same_as<void>;
+  // Runs a row task of the recurrent op (recurrent_rows.h) over the whole batch; false, having
+  // done nothing, for a shape the backend's row tasks do not take (the op then runs per step).
+  { L::run_rows(rows_forward, device) } -> std::same_as<bool>;
+  { L::run_rows(rows_backward, device) } -> std::same_as<bool>;
   // Whether the op may read tensor values on the host now (value checks; CUDA: not while a
   // CUDA graph is being captured, where reading a value would break the capture).
   { L::values_readable(device) } -> std::same_as<bool>;

@@ -14,6 +14,11 @@
 
 namespace snnkern {
 
+// The process-wide switch (defined in csrc/ops.cpp): while on, the recurrent op runs its
+// per-step path even where the backend's row tasks take the shape (tests and benchmarks).
+bool recurrent_per_step();
+void set_recurrent_per_step(bool on);
+
 template <Launcher L>
 struct Ops {
   // The value checks of a forward op (checks.h), where asked for and possible.
@@ -139,9 +144,11 @@ struct Ops {
     return spike_product("snnkern.spike_matmul_t", spikes, other, true);
   }
 
-  // The recurrent layer: the input of step t is x_t + z_{t-1} W^T, with z_{-1} = spikes0. Between
-  // the one-step lane tasks the host adds that product (event-driven on the CPU, dense on CUDA);
-  // the neuron state waits in memory, in the accumulate type.
+  // The recurrent layer: the input of step t is x_t + z_{t-1} W^T, with z_{-1} = spikes0. The
+  // backend's row tasks (recurrent_rows.h) run the whole time loop of a batch row in one task.
+  // The per-step path, for the shapes they do not take: one-step lane tasks, between which the
+  // host adds the product (event-driven on the CPU, dense on CUDA) while the neuron state
+  // waits in memory, in the accumulate type.
   static std::tuple<Tensor, Tensor, Tensor, Tensor> recurrent_lif_forward(
       const Tensor& x, const Tensor& weight, const Tensor& alpha, const OptTensor& alpha_syn, const Tensor& threshold,
       const Tensor& state, const Tensor& spikes0, int64_t ordering, int64_t reset, double v_reset, double v_leak,
@@ -160,6 +167,10 @@ struct Ops {
       if (f.B * f.T * f.N == 0) return;
       const Tensor weight_t = weight.t().contiguous();  // [in, out]: the rows the spikes select
       const Tensor first_spikes = spikes0.contiguous();
+      const RecurrentRowsForward<scalar_t, acc_t> row_task{
+          c,  f.lanes<scalar_t, acc_t>(), weight_t.data_ptr<scalar_t>(), first_spikes.data_ptr<scalar_t>(), f.B, f.T,
+          f.N};
+      if (!recurrent_per_step() && L::run_rows(row_task, x.device())) return;
       Tensor running = f.state_out.copy_(f.state);  // the state between steps
       Tensor recurrent = at::empty({f.B, f.N}, x.options());
       L::for_batch_chunks(f.B, [&](int64_t b0, int64_t b1) {
@@ -191,14 +202,22 @@ struct Ops {
     auto g = prepare_backward(op, grad_spikes, grad_membrane, grad_state, pre_reset, spikes, alpha, alpha_syn,
                               threshold, state, seq_dtype);
     check_recurrent_args(op, weight, spikes0, pre_reset.device(), seq_dtype, g.B, g.N);
-    // Rows v, i, w of the state gradient, then the partial sums of the parameters' gradients.
-    Tensor carry = at::zeros({kCarryRows, g.B, g.N}, alpha.options());
-    if (present(grad_state)) carry.narrow(0, 0, kStateSize).copy_(*grad_state);
+    const Tensor weight_rows = weight.contiguous();
+    Tensor grad_spikes0 = at::zeros_like(spikes0, at::MemoryFormat::Contiguous);
+    bool rows_ran = false;  // the row tasks also give grad_spikes0
     L::dispatch(seq_dtype, op, [&](auto tag) {
       using scalar_t = decltype(tag);
       using acc_t = at::opmath_type<scalar_t>;
       const auto c = o.config<acc_t>(op, present(alpha_syn));
       if (g.B * g.T * g.N == 0) return;
+      const RecurrentRowsBackward<scalar_t, acc_t> row_task{
+          c,  g.lanes<scalar_t, acc_t>(), weight_rows.data_ptr<scalar_t>(), grad_spikes0.data_ptr<scalar_t>(), g.B, g.T,
+          g.N};
+      rows_ran = !recurrent_per_step() && L::run_rows(row_task, pre_reset.device());
+      if (rows_ran) return;
+      // Rows v, i, w of the state gradient, then the partial sums of the parameters' gradients.
+      Tensor carry = at::zeros({kCarryRows, g.B, g.N}, alpha.options());
+      if (present(grad_state)) carry.narrow(0, 0, kStateSize).copy_(*grad_state);
       Tensor recurrent = at::empty({g.B, g.N}, g.grad_x.options());
       L::for_batch_chunks(g.B, [&](int64_t b0, int64_t b1) {
         auto rows = [&](const Tensor& t) { return t.narrow(0, b0, b1 - b0); };
@@ -212,23 +231,22 @@ struct Ops {
                  b0, b1, g.N, 1, pre_reset.device());
         }
       });
+      g.grad_state0.copy_(carry.narrow(0, 0, kStateSize));
+      g.grad_alpha_bn.copy_(carry.select(0, kCarryAlpha));
+      if (present(alpha_syn)) g.grad_alpha_syn_bn.copy_(carry.select(0, kCarryAlphaSyn));
+      g.grad_threshold_bn.copy_(carry.select(0, kCarryThreshold));
     });
-    Tensor grad_state0 = carry.narrow(0, 0, kStateSize);
-    Tensor grad_alpha = carry.select(0, kCarryAlpha).sum(0);
-    Tensor grad_alpha_syn = g.summed(alpha_syn, carry.select(0, kCarryAlphaSyn));
-    Tensor grad_threshold = carry.select(0, kCarryThreshold).sum(0);
+    auto [grad_x, grad_alpha, grad_alpha_syn, grad_threshold, grad_state0] = g.results();
     Tensor grad_weight = at::zeros({g.N, g.N}, weight.options());
-    Tensor grad_spikes0 = at::zeros_like(spikes0);
     if (g.B * g.T * g.N > 0) {
-      // dL/dW = sum over b, t of dL/dx_t^T z_{t-1}: its transpose is one event-driven product of
-      // the spikes one step back (spikes0 first) with dL/dx, over all B * T rows.
-      const Tensor previous = at::cat({spikes0.unsqueeze(1), g.spikes.narrow(1, 0, g.T - 1)}, 1);
+      // dL/dW = sum over b, t of dL/dx_t^T z_{t-1}: its transpose is one product of the spikes
+      // one step back (spikes0 first) with dL/dx over all B * T rows (event-driven on the CPU).
       Tensor weight_grad_t = at::empty({g.N, g.N}, weight.options());
-      L::spike_matmul_t_out(weight_grad_t, previous.view({-1, g.N}), g.grad_x.view({-1, g.N}));
+      L::recurrent_weight_grad_t(weight_grad_t, spikes0.contiguous(), g.spikes, grad_x);
       grad_weight = weight_grad_t.t().contiguous();
-      grad_spikes0 = g.grad_x.select(1, 0).mm(weight);
+      if (!rows_ran) grad_spikes0 = grad_x.select(1, 0).mm(weight);
     }
-    return {g.grad_x, grad_weight, grad_alpha, grad_alpha_syn, grad_threshold, grad_state0, grad_spikes0};
+    return {grad_x, grad_weight, grad_alpha, grad_alpha_syn, grad_threshold, grad_state0, grad_spikes0};
   }
 };
 

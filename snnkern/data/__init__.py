@@ -3,6 +3,7 @@
 The seed labels name the tutorials listed in :mod:`snnkern.seed_loops`.
 """
 
+from .evidence import EvidenceBatch, EvidenceConfig
 from .ipd import IPDConfig, IPDDataset, continuise, discretise
 from .shd import SHDData, dense_batch, generate_shd_folder, load_shd, shd_batches, write_shd_file
 
@@ -17,4 +18,6 @@ __all__ = [
     "shd_batches",
     "write_shd_file",
     "generate_shd_folder",
+    "EvidenceConfig",
+    "EvidenceBatch",
 ]

@@ -1,0 +1,197 @@
+// The row tasks of the recurrent layer (recurrent_rows.h) on the CPU: the time loop of a few
+// batch rows runs in one task, parallel over tasks. A row's neurons are SIMD vectors whose
+// state waits in a small buffer between steps (a row of 128 neurons is 16 vectors: more than
+// the registers hold); the recurrent input is gathered from the weight rows of the neurons
+// that fired (event-driven), and the backward's recurrent gradient is a dense product of a
+// block of rows with the weights, written here so that no ATen op runs inside the loop.
+#pragma once
+
+#include <ATen/Parallel.h>
+#include <ATen/cpu/vec/functional.h>
+#include <ATen/cpu/vec/vec.h>
+
+#include <algorithm>
+#include <vector>
+
+#include "../recurrent_rows.h"
+#include "spike_matmul.h"
+#include "vec.h"
+
+namespace snnkern::cpu {
+
+// out[r, 0:N] = sum over k < K, in order, of a[r, k] * w[k, 0:N] for r < kRows, over the columns
+// [n0, n0 + width), width <= kVecs vectors (exactly that with kFull: compile-time bounds, so
+// that the sums stay in registers). The weights of a k are loaded once for all kRows rows.
+template <class T, int kRows, int kVecs, bool kFull>
+void dense_rows_block(const T* a, int64_t lda, const T* w, int64_t K, int64_t N, int64_t n0, int64_t width, T* out) {
+  using V = at::vec::Vectorized<T>;
+  constexpr int64_t L = V::size();
+  const int vecs = kFull ? kVecs : static_cast<int>((width + L - 1) / L);
+  V sum[kRows][kVecs];
+  for (int r = 0; r < kRows; ++r)
+    for (int u = 0; u < kVecs; ++u) sum[r][u] = V(T(0));
+  for (int64_t k = 0; k < K; ++k) {
+    const T* row = w + k * N + n0;
+    V weight[kVecs];
+    for (int u = 0; u < kVecs; ++u) {
+      if (kFull) weight[u] = V::loadu(row + u * L);
+      else weight[u] = u < vecs ? V::loadu(row + u * L, std::min<int64_t>(L, width - u * L)) : V(T(0));
+    }
+    for (int r = 0; r < kRows; ++r) {
+      const V scale(a[r * lda + k]);
+      for (int u = 0; u < kVecs; ++u) sum[r][u] = at::vec::fmadd(scale, weight[u], sum[r][u]);
+    }
+  }
+  for (int r = 0; r < kRows; ++r)
+    for (int u = 0; u < vecs; ++u) sum[r][u].store(out + r * N + n0 + u * L, std::min<int64_t>(L, width - u * L));
+}
+
+// Rows [r0, R) of the product below over the columns [n0, n0 + width), kRows rows at a time.
+template <class T, int kRows, int kVecs, bool kFull>
+void dense_rows_columns(const T* a, int64_t lda, int64_t R, const T* w, int64_t K, int64_t N, int64_t n0, int64_t width,
+                        T* out) {
+  int64_t r = 0;
+  for (; r + kRows <= R; r += kRows)
+    dense_rows_block<T, kRows, kVecs, kFull>(a + r * lda, lda, w, K, N, n0, width, out + r * N);
+  for (; r < R; ++r) dense_rows_block<T, 1, kVecs, kFull>(a + r * lda, lda, w, K, N, n0, width, out + r * N);
+}
+
+// out [R, N] = a [R, K] (rows lda apart) @ w [K, N] (contiguous), dense: a zero times a
+// non-finite weight is NaN, as in a matmul. Register blocks of 4 rows x 3 vectors (12 sums,
+// 3 weights and a broadcast: the 16 AVX2 registers), then single vectors for the rest.
+template <class T>
+void dense_rows(const T* a, int64_t lda, int64_t R, const T* w, int64_t K, int64_t N, T* out) {
+  constexpr int kRows = 4, kVecs = 3;
+  constexpr int64_t kWidth = kVecs * at::vec::Vectorized<T>::size();
+  constexpr int64_t L = at::vec::Vectorized<T>::size();
+  int64_t n0 = 0;
+  for (; n0 + kWidth <= N; n0 += kWidth) dense_rows_columns<T, kRows, kVecs, true>(a, lda, R, w, K, N, n0, kWidth, out);
+  for (; n0 + L <= N; n0 += L) dense_rows_columns<T, kRows, 1, true>(a, lda, R, w, K, N, n0, L, out);
+  if (n0 < N) dense_rows_columns<T, kRows, 1, false>(a, lda, R, w, K, N, n0, N - n0, out);
+}
+
+// The lane groups of a row: SIMD vectors of neurons, the last one possibly partial.
+template <class T>
+struct RowGroups {
+  using V = at::vec::Vectorized<T>;
+  static constexpr int64_t L = V::size();
+  int64_t N;
+  int64_t count() const { return (N + L - 1) / L; }
+  VecIO<T> io(int64_t g) const { return VecIO<T>{std::min(L, N - g * L)}; }
+
+  // The step of every group (decays and threshold are per neuron, the same for every row).
+  template <class Lanes>
+  std::vector<LifStep<V, Math<V>, T>> steps(const LifConfig<T>& c, const Lanes& lanes, int64_t T_) const {
+    std::vector<LifStep<V, Math<V>, T>> steps;
+    steps.reserve(count());
+    for (int64_t g = 0; g < count(); ++g) steps.push_back(lane_step<V, Math<V>>(c, io(g), lanes.at(0, g * L, T_, N)));
+    return steps;
+  }
+};
+
+template <class T>
+void recurrent_rows_forward(const RecurrentRowsForward<T, T>& task) {
+  using V = at::vec::Vectorized<T>;
+  const int64_t B = task.B, T_ = task.T, N = task.N;
+  const RowGroups<T> groups{N};
+  const int64_t grain = std::max<int64_t>(1, 32768 / std::max<int64_t>(1, T_ * N));
+  const auto steps = groups.steps(task.c, task.lanes, T_);
+  at::parallel_for(0, B, grain, [&](int64_t b0, int64_t b1) {
+    std::vector<NeuronState<V>> state(groups.count());
+    std::vector<int64_t> index(N);
+    std::vector<T> value(N), input(N);
+    for (int64_t b = b0; b < b1; ++b) {
+      for (int64_t g = 0; g < groups.count(); ++g)
+        state[g] = load_state<V>(groups.io(g), task.lanes.at(b, g * groups.L, T_, N).state0, B * N);
+      const T* previous = task.spikes0 + b * N;
+      for (int64_t t = 0; t < T_; ++t) {
+        const int64_t count = find_nonzeros(previous, N, index.data(), value.data());
+        gather_rows(task.weight_t, index.data(), value.data(), count, N, input.data());
+        for (int64_t g = 0; g < groups.count(); ++g) {
+          const auto io = groups.io(g);
+          const V in = io.load(input.data() + g * groups.L);
+          lif_forward_steps(steps[g], io, t, t + 1, N, task.lanes.at(b, g * groups.L, T_, N), &in, state[g]);
+        }
+        previous = task.lanes.spikes + (b * T_ + t) * N;
+      }
+      for (int64_t g = 0; g < groups.count(); ++g)
+        store_state(groups.io(g), task.lanes.at(b, g * groups.L, T_, N).state_out, B * N, state[g]);
+    }
+  });
+}
+
+// Brings the row [0, N) at `offset` into the caches ahead of its use.
+template <class T>
+void prefetch(const T* p, int64_t offset, int64_t N) {
+  if (!p || offset < 0) return;
+  for (int64_t n = 0; n < N; n += 64 / int64_t(sizeof(T))) __builtin_prefetch(p + offset + n);
+}
+
+// What the backward of a row reads first at steps t - 1 and t - 2. Reverse time defeats the
+// hardware prefetchers here: a block's rows are many short streams going down, one row apart.
+template <class T>
+void prefetch_backward_inputs(const BackwardLanes<T, T>& a, int64_t t, int64_t N) {
+  prefetch(a.grad_spikes, (t - 1) * N, N);
+  prefetch(a.grad_membrane, (t - 1) * N, N);
+  prefetch(a.pre_reset, (t - 2) * N, N);
+  prefetch(a.spikes, (t - 2) * N, N);
+}
+
+// The backward of step t for the rows [b0, b0 + rows), all their lane groups; `recurrent` [rows,
+// N] (or null) holds what reached each row's spikes through step t + 1. Flattened: the lane
+// step is inlined into the loops, which matters at one step per call.
+template <class T, class Step, class Carry>
+void backward_step_rows(const RecurrentRowsBackward<T, T>& task, const RowGroups<T>& groups, const Step* steps,
+                        int64_t b0, int64_t rows, int64_t t, const T* recurrent, Carry* carry) {
+  using V = at::vec::Vectorized<T>;
+  const int64_t N = task.N;
+  for (int64_t r = 0; r < rows; ++r) {
+    const auto row = task.lanes.at(b0 + r, 0, task.T, N);
+    for (int64_t g = 0; g < groups.count(); ++g) {
+      const auto io = groups.io(g);
+      const V in = recurrent ? io.load(recurrent + r * N + g * groups.L) : V(T(0));
+      lif_backward_steps(steps[g], io, t, t + 1, N, task.B * N, row.at(0, g * groups.L, task.T, N),
+                         recurrent ? &in : nullptr, carry[r * groups.count() + g]);
+    }
+  }
+}
+
+// Blocks of kBlockRows batch rows, so that each step's product with the weights is a small
+// matrix product (the weights are read once per block, not once per row). The blocks depend on
+// B only, and each output is summed in the same order whatever the blocking: the result is
+// the same bit for bit on any number of threads.
+template <class T>
+void recurrent_rows_backward(const RecurrentRowsBackward<T, T>& task) {
+  using V = at::vec::Vectorized<T>;
+  constexpr int64_t kBlockRows = 16;
+  const int64_t B = task.B, T_ = task.T, N = task.N;
+  const RowGroups<T> groups{N};
+  const int64_t blocks = (B + kBlockRows - 1) / kBlockRows;
+  const auto steps = groups.steps(task.c, task.lanes, T_);
+  at::parallel_for(0, blocks, 1, [&](int64_t k0, int64_t k1) {
+    std::vector<GradCarry<V>> carry(kBlockRows * groups.count());
+    std::vector<T> recurrent(kBlockRows * N);
+    for (int64_t k = k0; k < k1; ++k) {
+      const int64_t b0 = k * kBlockRows, rows = std::min(kBlockRows, B - b0);
+      auto lanes = [&](int64_t r, int64_t g) { return task.lanes.at(b0 + r, g * groups.L, T_, N); };
+      for (int64_t r = 0; r < rows; ++r)
+        for (int64_t g = 0; g < groups.count(); ++g)
+          carry[r * groups.count() + g] = initial_carry<V>(groups.io(g), lanes(r, g), B * N);
+      for (int64_t t = T_ - 1; t >= 0; --t) {
+        for (int64_t r = 0; r < rows; ++r) prefetch_backward_inputs(task.lanes.at(b0 + r, 0, T_, N), t, N);
+        const bool has_next = t + 1 < T_;
+        // dL/dz_t through step t + 1: dL/dx_{t+1} W for the block's rows.
+        if (has_next)
+          dense_rows(task.lanes.grad_x + (b0 * T_ + t + 1) * N, T_ * N, rows, task.weight, N, N, recurrent.data());
+        backward_step_rows(task, groups, steps.data(), b0, rows, t, has_next ? recurrent.data() : nullptr,
+                           carry.data());
+      }
+      for (int64_t r = 0; r < rows; ++r)
+        for (int64_t g = 0; g < groups.count(); ++g)
+          store_carry(task.c, groups.io(g), lanes(r, g), B * N, carry[r * groups.count() + g]);
+      dense_rows(task.lanes.grad_x + b0 * T_ * N, T_ * N, rows, task.weight, N, N, task.grad_spikes0 + b0 * N);
+    }
+  });
+}
+
+}  // namespace snnkern::cpu
