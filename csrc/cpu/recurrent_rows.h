@@ -120,26 +120,8 @@ void recurrent_rows_forward(const RecurrentRowsForward<T, T>& task) {
   });
 }
 
-// Brings the row [0, N) at `offset` into the caches ahead of its use.
-template <class T>
-void prefetch(const T* p, int64_t offset, int64_t N) {
-  if (!p || offset < 0) return;
-  for (int64_t n = 0; n < N; n += 64 / int64_t(sizeof(T))) __builtin_prefetch(p + offset + n);
-}
-
-// What the backward of a row reads first at steps t - 1 and t - 2. Reverse time defeats the
-// hardware prefetchers here: a block's rows are many short streams going down, one row apart.
-template <class T>
-void prefetch_backward_inputs(const BackwardLanes<T, T>& a, int64_t t, int64_t N) {
-  prefetch(a.grad_spikes, (t - 1) * N, N);
-  prefetch(a.grad_membrane, (t - 1) * N, N);
-  prefetch(a.pre_reset, (t - 2) * N, N);
-  prefetch(a.spikes, (t - 2) * N, N);
-}
-
 // The backward of step t for the rows [b0, b0 + rows), all their lane groups; `recurrent` [rows,
-// N] (or null) holds what reached each row's spikes through step t + 1. Flattened: the lane
-// step is inlined into the loops, which matters at one step per call.
+// N] (or null) holds what reached each row's spikes through step t + 1.
 template <class T, class Step, class Carry>
 void backward_step_rows(const RecurrentRowsBackward<T, T>& task, const RowGroups<T>& groups, const Step* steps,
                         int64_t b0, int64_t rows, int64_t t, const T* recurrent, Carry* carry) {
@@ -178,7 +160,6 @@ void recurrent_rows_backward(const RecurrentRowsBackward<T, T>& task) {
         for (int64_t g = 0; g < groups.count(); ++g)
           carry[r * groups.count() + g] = initial_carry<V>(groups.io(g), lanes(r, g), B * N);
       for (int64_t t = T_ - 1; t >= 0; --t) {
-        for (int64_t r = 0; r < rows; ++r) prefetch_backward_inputs(task.lanes.at(b0 + r, 0, T_, N), t, N);
         const bool has_next = t + 1 < T_;
         // dL/dz_t through step t + 1: dL/dx_{t+1} W for the block's rows.
         if (has_next)
