@@ -102,6 +102,7 @@ def main(argv=None) -> int:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=5, help="turns each variant takes")
     parser.add_argument("--baseline", default=None, help="another snnkern source tree with a built extension")
+    parser.add_argument("--baseline-name", default=None, help="its name in the report (default: its path)")
     parser.add_argument("--json", default=None, help="write the results here (and a .md beside it)")
     parser.add_argument("--quick", action="store_true", help="smoke run: small shape, one round")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
@@ -120,7 +121,8 @@ def main(argv=None) -> int:
     root = os.path.dirname(HERE)
     variants = [("row tasks", root, False), ("per-step path", root, True)]
     if args.baseline:
-        variants.append((f"baseline ({os.path.abspath(args.baseline)})", os.path.abspath(args.baseline), False))
+        label = args.baseline_name or os.path.abspath(args.baseline)
+        variants.append((f"baseline ({label})", os.path.abspath(args.baseline), False))
     rounds: dict[str, list[dict[str, float]]] = {name: [] for name, _, _ in variants}
     for _ in range(args.rounds):
         for name, source, per_step in variants:
