@@ -254,7 +254,9 @@ def recurrent_lif(
     neurons; wider layers run one launch per step), the neuron state held across steps; the
     recurrent input of a step is gathered from the rows of ``weight`` of the neurons that fired.
     Backward runs the loop in reverse with the transposed product on the input gradient and forms
-    the weight gradient in one product over all steps (event-driven on the CPU).
+    the weight gradient in one product over all steps (event-driven on the CPU). A neuron that did
+    not fire adds nothing to the next step's input, even where its weights are not finite (on
+    CUDA above 1024 neurons the product is dense: 0 * inf is NaN there).
     """
     options: dict[str, Any] = dict(
         alpha_syn=alpha_syn,

@@ -11,6 +11,7 @@ global memory above) and its fallback, and gradcheck of both paths.
 """
 
 import contextlib
+import math
 
 import pytest
 import torch
@@ -182,3 +183,22 @@ def test_rows_bitwise_same_on_any_thread_count(where):
     for other in results[1:]:
         for key, value in results[0].items():
             assert torch.equal(value, other[key]), key
+
+
+@at("cpu", "emulated", "cuda")
+def test_rows_silent_neurons_non_finite_weights_add_nothing(where):
+    """The row tasks gather the weights of the neurons that fired: the inf and NaN weights of a
+    neuron that never fires (its input far below threshold) add nothing to the forward, as if
+    they were zero (a dense product would give NaN for 0 * inf)."""
+    case, weight, _ = make_recurrent_case(2, 6, 5, torch.float64, where.device, syn=False, seed=8, requires_grad=False)
+    x = case.x.clone()
+    x[:, :, 4] = -100.0  # neuron 4 never fires
+    finite = weight.clone()
+    finite[:, 4] = 0.0
+    bad = weight.clone()
+    bad[0, 4], bad[1, 4] = math.inf, math.nan
+    opts = dict(ordering="spike_first", reset="zero")
+    want = snnkern.recurrent_lif(x, finite, case.alpha, **opts, return_membrane=True)
+    got = snnkern.recurrent_lif(x, bad, case.alpha, **opts, return_membrane=True)
+    assert want.spikes[..., 4].sum() == 0 and 0 < spike_rate(want.spikes) < 1
+    assert torch.equal(got.spikes, want.spikes) and torch.equal(got.membrane, want.membrane)
