@@ -379,15 +379,16 @@ SNN_HD void store_state(const IO& io, T* p, int64_t stride, const NeuronState<V>
   io.store(p + kW * stride, s.w);
 }
 
-// The forward of steps [t0, t1) of one lane group; `state` holds the state before t0 and gets
-// the state after t1 - 1. `recurrent` (null for none) is added to the input x_t. Returns the
-// spike of step t1 - 1.
 // The step of a lane group: its decays and threshold read from the lanes.
 template <class V, class M, class IO, class Lanes, class acc_t>
 SNN_HD LifStep<V, M, acc_t> lane_step(const LifConfig<acc_t>& c, const IO& io, const Lanes& a) {
   return LifStep<V, M, acc_t>(c, io.load(a.alpha), c.synaptic ? io.load(a.alpha_syn) : V(0),
                               c.spiking ? io.load(a.threshold) : V(0));
 }
+
+// The forward of steps [t0, t1) of one lane group; `state` holds the state before t0 and gets
+// the state after t1 - 1. `recurrent` (null for none) is added to the input x_t. Returns the
+// spike of step t1 - 1.
 
 template <class V, class M, class IO, class scalar_t, class acc_t>
 SNN_HD V lif_forward_steps(const LifStep<V, M, acc_t>& step, const IO& io, int64_t t0, int64_t t1, int64_t time_stride,

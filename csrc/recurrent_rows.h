@@ -6,8 +6,9 @@
 //
 // The structs below carry a row task's tensors. The CPU runs them with SIMD loops over a row's
 // neurons (csrc/cpu/recurrent_rows.h). CUDA runs them as one thread block per batch row, one
-// thread per neuron, each step a phase that ends at a barrier (RowThreads below, driven by
-// run_block of csrc/lanes.h); the emulated launcher runs the same phases on the host.
+// thread per neuron, each step a phase that ends at a barrier (the tasks' start, step and
+// finish, driven by run_block of csrc/lanes.h); the emulated launcher runs the same phases on
+// the host.
 #pragma once
 
 #include <cstdint>
@@ -19,6 +20,9 @@ namespace snnkern {
 // The most threads a row block has (CUDA's limit per block): a row task with more neurons runs
 // the recurrent op's per-step path instead, on CUDA and in its emulation.
 constexpr int64_t kMaxRowThreads = 1024;
+// Shared memory a CUDA block may use without opting in; the emulation takes it as its limit for
+// the weight copy, so that tests reach both layouts.
+constexpr int64_t kDefaultSharedBytes = 48 << 10;
 
 // What one block of a row's threads shares: the exchanged row of the previous step (two
 // buffers, so that one barrier per step separates its readers from the next step's writers)

@@ -55,7 +55,7 @@ __global__ void __launch_bounds__(kMaxRowThreads) row_kernel(Task task, bool wei
 template <class Task>
 void launch_rows(const Task& task, bool weights_in_shared, int64_t shared_bytes, cudaStream_t stream) {
   const unsigned threads = static_cast<unsigned>((task.N + 31) / 32 * 32);
-  if (shared_bytes > (48 << 10)) {  // above the default limit a kernel must opt in
+  if (shared_bytes > kDefaultSharedBytes) {  // above it a kernel must opt in
     C10_CUDA_CHECK(cudaFuncSetAttribute(row_kernel<Task>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                         static_cast<int>(shared_bytes)));
   }

@@ -45,14 +45,13 @@ struct EmulatedCudaLauncher : CudaOrchestration {
 
   // The row tasks as the CUDA row kernel runs them: one block per batch row, its threads run
   // one phase after another (run_block), the weights in "shared memory" when they would fit in
-  // kSharedBytes (the default CUDA limit, so that tests reach both layouts).
+  // kDefaultSharedBytes.
   template <class Task>
   static bool run_rows(const Task& task, at::Device) {
     using scalar_t = typename Task::scalar_type;
     using acc_t = typename Task::acc_type;
-    constexpr int64_t kSharedBytes = 48 << 10;
     if (task.N > kMaxRowThreads) return false;
-    const bool weights_in_shared = row_shared_bytes<scalar_t, acc_t>(task.N, true) <= kSharedBytes;
+    const bool weights_in_shared = row_shared_bytes<scalar_t, acc_t>(task.N, true) <= kDefaultSharedBytes;
     const int64_t bytes = row_shared_bytes<scalar_t, acc_t>(task.N, weights_in_shared);
     std::vector<acc_t> shared_memory((bytes + sizeof(acc_t) - 1) / sizeof(acc_t));
     std::vector<typename Task::Thread> threads(task.N);
