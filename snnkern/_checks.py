@@ -23,6 +23,11 @@ SPIKES = ("binary", "multi")  # a 0/1 spike, or a spike count (membrane // thres
 STATE_ROWS = ("v", "i", "w")
 STATE_V, STATE_I, STATE_W = (STATE_ROWS.index(row) for row in ("v", "i", "w"))
 STATE_SIZE = len(STATE_ROWS)
+# Neurons with threshold adaptation or a refractory period carry two more rows: the adaptation
+# ``a`` and the refractory counter (steps left in which the neuron cannot fire).
+ADAPTIVE_STATE_ROWS = (*STATE_ROWS, "a", "refractory")
+STATE_A, STATE_REFRACTORY = (ADAPTIVE_STATE_ROWS.index(row) for row in ("a", "refractory"))
+ADAPTIVE_STATE_SIZE = len(ADAPTIVE_STATE_ROWS)
 
 Decay = float | torch.Tensor
 
@@ -75,6 +80,13 @@ class LIFArgs(NamedTuple):
     spike: str
     surrogate: Surrogate
     layout: Layout
+    adaptation: torch.Tensor | None  # [2, N']: rows decay rho, strength beta; accumulate dtype
+    refractory: int  # steps after a spike in which the neuron cannot fire
+
+    @property
+    def extended(self) -> bool:
+        """Whether the state has the adaptation and refractory rows (ADAPTIVE_STATE_SIZE)."""
+        return self.adaptation is not None or self.refractory > 0
 
 
 def _check_input(x: torch.Tensor, name: str = "x") -> None:
@@ -180,22 +192,48 @@ def _as_threshold(value: float | torch.Tensor, x: torch.Tensor, layout: Layout, 
     return _per_neuron(value, "threshold", x, layout)
 
 
-def _as_state(state: torch.Tensor | None, x: torch.Tensor, layout: Layout) -> torch.Tensor:
+def _as_state(state: torch.Tensor | None, x: torch.Tensor, layout: Layout, rows: int = STATE_SIZE) -> torch.Tensor:
+    """``rows``: STATE_SIZE, or ADAPTIVE_STATE_SIZE for neurons with adaptation or refractoriness."""
     b, _, n = x.shape
     if state is None:
-        return x.new_zeros(STATE_SIZE, b, n, dtype=accumulate_dtype(x.dtype))
+        return x.new_zeros(rows, b, n, dtype=accumulate_dtype(x.dtype))
     if not isinstance(state, torch.Tensor):
         raise TypeError(f"state must be a torch.Tensor, got {type(state).__name__}")
-    expected = (STATE_SIZE, layout.batch, *layout.neuron_shape)
+    expected = (rows, layout.batch, *layout.neuron_shape)
     if tuple(state.shape) != expected:
+        why = " for neurons with adaptation or a refractory period" if rows != STATE_SIZE else ""
         raise ValueError(
-            f"state must have shape [{STATE_SIZE}, batch, *neurons] = {list(expected)} "
+            f"state must have shape [{rows}, batch, *neurons] = {list(expected)}{why} "
             f"(as returned by a previous call), got shape {tuple(state.shape)}"
         )
     _check_beside(state, "state", x, same_dtype=False)
     if not state.is_floating_point():
         raise ValueError(f"state must be a floating-point tensor, got dtype {state.dtype}")
-    return state.to(accumulate_dtype(x.dtype)).reshape(STATE_SIZE, b, n)
+    return state.to(accumulate_dtype(x.dtype)).reshape(rows, b, n)
+
+
+def _as_adaptation(
+    decay_value: Decay | None, strength: float | torch.Tensor, x: torch.Tensor, layout: Layout
+) -> torch.Tensor | None:
+    """The adaptation parameters as the kernels' [2, N']: decay rho, strength beta."""
+    if decay_value is None:
+        if isinstance(strength, torch.Tensor) or strength != 0:
+            raise ValueError("adaptation_strength needs adaptation_decay (the decay of the adaptation state)")
+        return None
+    rho = _as_decay(decay_value, "adaptation_decay", x, layout)
+    if isinstance(strength, torch.Tensor):
+        if _values_checkable(strength) and strength.numel() and strength.is_floating_point():
+            if not bool(torch.isfinite(strength).all()):
+                raise ValueError("adaptation_strength must be finite; got NaN or inf values")
+    elif isinstance(strength, (int, float)) and not isinstance(strength, bool) and not math.isfinite(strength):
+        raise ValueError(f"adaptation_strength must be a finite number, got {strength!r}")
+    return torch.stack([rho, _per_neuron(strength, "adaptation_strength", x, layout)])
+
+
+def _as_refractory(value: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"refractory must be a number of steps >= 0 (an int), got {value!r}")
+    return value
 
 
 def _check_finite(value: float, name: str) -> float:
@@ -221,6 +259,9 @@ def prepare_lif_args(
     surrogate: Surrogate = Sigmoid(),
     batch_first: bool = True,
     foldable: bool = True,
+    adaptation_decay: Decay | None = None,
+    adaptation_strength: float | torch.Tensor = 0.0,
+    refractory: int = 0,
 ) -> LIFArgs:
     """Checks every argument of :func:`snnkern.lif` (the options by name) and brings the tensors
     into the kernels' lanes (:class:`Layout`)."""
@@ -238,17 +279,22 @@ def prepare_lif_args(
             raise ValueError("spike='multi' (spike counts) needs reset='subtract' or 'none', got reset='zero'")
         if isinstance(threshold, torch.Tensor) and threshold.requires_grad:
             raise ValueError("a learnable threshold (one that requires grad) needs spike='binary', got spike='multi'")
+    refractory = _as_refractory(refractory)
+    if spike == "multi" and (adaptation_decay is not None or refractory):
+        raise ValueError("adaptation and refractory periods need spike='binary', got spike='multi'")
     positive = None
     if spike == "multi":
         positive = "for spike='multi' (spike counts are membrane // threshold)"
     elif surrogate.scaled_by_threshold:
         positive = f"for the {type(surrogate).__name__} surrogate, whose width scales with it"
+    adaptation = _as_adaptation(adaptation_decay, adaptation_strength, x3, layout)
+    rows = ADAPTIVE_STATE_SIZE if adaptation is not None or refractory else STATE_SIZE
     return LIFArgs(
         x=x3,
         alpha=_as_decay(alpha, "alpha", x3, layout),
         alpha_syn=None if alpha_syn is None else _as_decay(alpha_syn, "alpha_syn", x3, layout),
         threshold=_as_threshold(threshold, x3, layout, positive),
-        state=_as_state(state, x3, layout),
+        state=_as_state(state, x3, layout, rows),
         ordering=ordering,
         reset=reset,
         v_reset=_check_finite(v_reset, "v_reset"),
@@ -258,6 +304,8 @@ def prepare_lif_args(
         spike=spike,
         surrogate=surrogate,
         layout=layout,
+        adaptation=adaptation,
+        refractory=refractory,
     )
 
 

@@ -145,6 +145,9 @@ def lif(
     current_first: bool = False,
     spike: str = "binary",
     surrogate: Surrogate = Sigmoid(),
+    adaptation_decay: Decay | None = None,
+    adaptation_strength: float | torch.Tensor = 0.0,
+    refractory: int = 0,
     state: torch.Tensor | None = None,
     return_membrane: bool = False,
     batch_first: bool = True,
@@ -175,7 +178,16 @@ def lif(
             current of the step before (seed 004, Norse).
         spike: "binary" (0/1) or "multi" (spike counts ``trunc(u / threshold)``, Sinabs' MultiSpike).
         surrogate: derivative used for the spike in backward (:mod:`snnkern.surrogate`).
+        adaptation_decay: threshold adaptation (adaptive LIF, seed 003): the decay rho of the
+            adaptation state ``a_{t+1} = rho a_t + r_t`` (a float or per-neuron tensor, learnable);
+            the neuron fires at ``threshold + adaptation_strength * a_t``. None: no adaptation.
+        adaptation_strength: beta, per neuron (a float or a tensor, learnable); 0 is a regular
+            neuron, so one layer can mix regular and adaptive neurons.
+        refractory: steps after a spike in which the neuron cannot fire (and its surrogate
+            derivative is 0). NEST's ``t_ref`` of 5 steps blocks 4: ``refractory=4``.
         state: ``[3, batch, *neurons]`` from a previous call, to continue a sequence; zeros if None.
+            With adaptation or a refractory period ``[5, batch, *neurons]``: rows v, i, w, then
+            the adaptation ``a`` and the refractory counter (steps left).
         return_membrane: also return the membrane trace each spike was thresholded from.
         batch_first: True for x [batch, time, ...], False for [time, batch, ...] (torch.nn.RNN's
             convention); the outputs keep the layout of x.
@@ -196,6 +208,9 @@ def lif(
         spike=spike,
         surrogate=surrogate,
         batch_first=batch_first,
+        adaptation_decay=adaptation_decay,
+        adaptation_strength=adaptation_strength,
+        refractory=refractory,
     )
     if _resolve_backend(backend, x) == "reference":
         return reference_ops.lif(x, alpha, state=state, return_membrane=return_membrane, **options)
@@ -232,6 +247,9 @@ def recurrent_lif(
     current_first: bool = False,
     spike: str = "binary",
     surrogate: Surrogate = Sigmoid(),
+    adaptation_decay: Decay | None = None,
+    adaptation_strength: float | torch.Tensor = 0.0,
+    refractory: int = 0,
     state: torch.Tensor | None = None,
     spikes: torch.Tensor | None = None,
     return_membrane: bool = False,
@@ -270,6 +288,9 @@ def recurrent_lif(
         spike=spike,
         surrogate=surrogate,
         batch_first=batch_first,
+        adaptation_decay=adaptation_decay,
+        adaptation_strength=adaptation_strength,
+        refractory=refractory,
     )
     if _resolve_backend(backend, x) == "reference":
         return reference_ops.recurrent_lif(

@@ -23,6 +23,15 @@ reset spike ``r_t`` come from::
     "charge_first"  (SpikingJelly, Norse, Sinabs, NIR)  z_t = r_t = fire(p_t): charge, fire, reset
 
 The returned membrane trace is the potential ``u_t`` that ``z_t`` was thresholded from.
+
+Adaptive neurons (``adaptation_decay`` rho, ``adaptation_strength`` beta; seed 003's ALIF) fire
+at the threshold ``theta + beta a_t`` and carry the adaptation ``a_{t+1} = rho a_t + r_t``; the
+reset still subtracts (or compares with) ``theta``, and the surrogate keeps ``theta`` as its
+width. A refractory period of ``n`` steps: a neuron that fired (reset spike ``r_t``) cannot fire
+in the next ``n`` steps, ``c_{t+1} = n`` if ``r_t`` else ``max(c_t - 1, 0)``, ``fire`` is 0 and so
+is its surrogate derivative while ``c > 0``. The spike of step t fires from ``(a_t, c_t)``, and
+with ``update_first`` ``z_t`` from ``(a_{t+1}, c_{t+1})``: seed 003 is ``update_first`` with the
+subtract reset. Both add the rows ``a`` and ``c`` to the state.
 """
 
 from __future__ import annotations
@@ -32,7 +41,9 @@ from typing import Any
 import torch
 
 from ._checks import (
+    STATE_A,
     STATE_I,
+    STATE_REFRACTORY,
     STATE_V,
     STATE_W,
     Decay,
@@ -70,11 +81,16 @@ def _scan(a: LIFArgs, x: torch.Tensor, state: torch.Tensor, return_membrane: boo
     the sequences as lists of [B, N] steps."""
     alpha, alpha_syn, theta = a.alpha, a.alpha_syn, a.threshold
     v, i, w = state[STATE_V], state[STATE_I], state[STATE_W]
+    adaptation, counter = (state[STATE_A], state[STATE_REFRACTORY]) if a.extended else (None, None)
+    rho, beta = (a.adaptation[0], a.adaptation[1]) if a.adaptation is not None else (None, None)
 
-    def fire(u: torch.Tensor) -> torch.Tensor:
+    def fire(u: torch.Tensor, adaptation: torch.Tensor | None, counter: torch.Tensor | None) -> torch.Tensor:
         if a.spike == "multi":
             return spike_count(u, a.surrogate, theta)
-        return spike(u - theta, a.surrogate, theta)
+        # The threshold theta + beta a of an adaptive neuron; the surrogate's width stays theta's.
+        offset = theta if rho is None else theta + beta * adaptation
+        z = spike(u - offset, a.surrogate, theta)
+        return z if counter is None or a.refractory == 0 else z * (counter <= 0).to(z.dtype)
 
     spikes: list[torch.Tensor] = []
     membranes: list[torch.Tensor] = []
@@ -89,18 +105,27 @@ def _scan(a: LIFArgs, x: torch.Tensor, state: torch.Tensor, return_membrane: boo
             u = p
         else:
             u = w if a.ordering == "delayed" else v
-        r = fire(u)
+        r = fire(u, adaptation, counter)
         z = r
         v_next = reset_membrane(p, r, a.reset, theta, a.v_reset, a.detach_reset)
         if a.ordering == "delayed":
             w = v
         v = v_next
+        if a.extended:
+            # The adaptation steps with the reset spike (its gradient is kept with detach_reset:
+            # only the reset is detached); the counter restarts at `refractory` after a spike.
+            if rho is not None:
+                adaptation = rho * adaptation + r
+            counter = torch.where(r.detach() > 0, float(a.refractory), (counter - 1).clamp(min=0))
         if a.ordering == "update_first":
             u = v
-            z = fire(u)
+            z = fire(u, adaptation, counter)
         spikes.append(z)
         membranes.append(u)
-    return spikes, membranes if return_membrane else None, torch.stack([v, i, w])
+    rows = [v, i, w]
+    if a.extended:
+        rows += [adaptation, counter]
+    return spikes, membranes if return_membrane else None, torch.stack(rows)
 
 
 def _sequence(steps: list[torch.Tensor], like: torch.Tensor) -> torch.Tensor:
