@@ -18,9 +18,19 @@
 //
 // The non-spiking leaky integrator is the same step with no spikes and no reset.
 //
+// Adaptive neurons (seed 003's ALIF) fire at A_t = theta + beta a_t and carry the adaptation
+// a_{t+1} = rho a_t + r_t; the reset and the surrogate's width keep the base threshold theta. A
+// refractory period of n steps: c_{t+1} = n if r_t else max(c_t - 1, 0), and fire (and its
+// surrogate derivative) is 0 while c > 0 (a counter passed in the initial state counts down
+// with n = 0 too). The spike of step t fires from (a_t, c_t); with
+// update_first z_t fires from (a_{t+1}, c_{t+1}). The adaptation's gradient through r_t is kept
+// with a detached reset (only the reset is detached).
+//
 // Backward saves only p (pre-reset membrane, in the accumulate type) and reuses the spikes the
 // forward returned; it recomputes v_t, the reset and the surrogate gradients from them, with the
 // same expressions as the forward, so the recomputed values are bitwise those of the forward.
+// Adaptive or refractory neurons also save a_t and c_t of every step (recomputing a_t in reverse,
+// (a_{t+1} - r_t) / rho, would amplify rounding by 1/rho per step).
 #pragma once
 
 #include <cmath>
@@ -40,9 +50,19 @@ enum SurrogateKind : int { kSigmoid = 0, kFastSigmoid = 1, kTriangle = 2, kATan 
 // Rows of the packed state tensor [kStateSize, batch, neurons]: membrane, synaptic current and
 // the previous step's membrane (used by the delayed ordering). New neuron state appends rows.
 enum StateRow : int { kV = 0, kI = 1, kW = 2, kStateSize = 3 };
-// Rows of the recurrent backward's carry: the state gradient, then the partial sums of the
-// gradients of alpha, alpha_syn and the threshold.
-enum CarryRow : int { kCarryAlpha = kStateSize, kCarryAlphaSyn, kCarryThreshold, kCarryRows };
+// Adaptive or refractory neurons append the adaptation a and the refractory counter c.
+enum AdaptiveStateRow : int { kA = kStateSize, kRefractory, kAdaptiveStateSize };
+// Rows of the recurrent backward's carry: the gradients of v, i, w and a, then the partial sums of
+// the gradients of alpha, alpha_syn, the threshold and the adaptation's decay and strength.
+enum CarryRow : int {
+  kCarryA = kStateSize,
+  kCarryAlpha,
+  kCarryAlphaSyn,
+  kCarryThreshold,
+  kCarryAdaptationDecay,
+  kCarryAdaptationStrength,
+  kCarryRows
+};
 
 // Options of one scan, uniform over all neurons (so branches on them cost nothing). The
 // threshold is per neuron (a lane input, learnable), the rest is here.
@@ -59,6 +79,10 @@ struct LifConfig {
   bool current_first = false;   // the current takes x_t before it drives the membrane
   bool multispike = false;      // spike counts trunc(u / theta) instead of 0/1
   bool spiking = true;          // false: non-spiking leaky integrator
+  bool adaptive = false;        // threshold adaptation (decay rho, strength beta per neuron)
+  int refractory = 0;           // steps after a spike in which the neuron cannot fire
+  // Whether the state has the rows a and c (and the forward saves them for backward).
+  SNN_HD bool extended() const { return adaptive || refractory > 0; }
 };
 
 SNN_HD float exp_of(float x) { return expf(x); }
@@ -128,17 +152,18 @@ struct ResetRule {
   SNN_HD V d_threshold(V r) const { return kind == kResetSubtract ? V(0) - r : V(0); }  // r held fixed
 };
 
-// The state of one lane group: membrane v, synaptic current i, previous membrane w.
+// The state of one lane group: membrane v, synaptic current i, previous membrane w, adaptation
+// a and refractory counter c (the last two only for extended configs).
 template <class V>
 struct NeuronState {
-  V v, i, w;
+  V v, i, w, a, c;
 };
 
-// The gradients carried backwards in time: of the state after the current step, and the
-// partial sums of the decays' gradients.
+// The gradients carried backwards in time: of the state after the current step (the counter
+// has none), and the partial sums of the parameters' gradients.
 template <class V>
 struct GradCarry {
-  V v, i, w, alpha, alpha_syn, theta;
+  V v, i, w, a, alpha, alpha_syn, theta, rho, beta;
 };
 
 // What one forward step produces: output spike z, the membrane u it came from, pre-reset p.
@@ -151,18 +176,40 @@ struct StepOutput {
 template <class V, class M, class acc_t>
 struct LifStep {
   const LifConfig<acc_t>& c;
-  V theta, alpha, alpha_syn;
+  V theta, alpha, alpha_syn, rho, beta;  // rho, beta: the adaptation's decay and strength
   ResetRule<V, acc_t> reset;
 
-  SNN_HD LifStep(const LifConfig<acc_t>& config, V a, V a_syn, V threshold)
-      : c(config), theta(threshold), alpha(a), alpha_syn(a_syn), reset(config, threshold) {}
+  SNN_HD LifStep(const LifConfig<acc_t>& config, V a, V a_syn, V threshold, V adaptation_decay = V(0),
+                 V adaptation_strength = V(0))
+      : c(config),
+        theta(threshold),
+        alpha(a),
+        alpha_syn(a_syn),
+        rho(adaptation_decay),
+        beta(adaptation_strength),
+        reset(config, threshold) {}
 
-  SNN_HD V fire(V u) const {
+  // Where a neuron with adaptation a fires, and whether counter c lets it (1) or not (0).
+  SNN_HD V threshold_at(V a) const { return c.adaptive ? theta + beta * a : theta; }
+  SNN_HD V open(V counter) const { return c.extended() ? V(1) - M::heaviside(counter) : V(1); }
+
+  // The spike from membrane u of a neuron with adaptation a and refractory counter n.
+  SNN_HD V fire(V u, V a = V(0), V n = V(0)) const {
     if (!c.spiking) return V(0);
     if (c.multispike) return M::heaviside(u) * M::trunc(u / theta);
-    return M::heaviside(u - theta);
+    const V z = M::heaviside(u - threshold_at(a));
+    return c.extended() ? z * open(n) : z;
   }
-  SNN_HD V surrogate(V u) const { return surrogate_grad<V, M>(c.surrogate, u - theta, V(c.surrogate_param), theta); }
+  SNN_HD V surrogate(V u, V a = V(0), V n = V(0)) const {
+    const V d = surrogate_grad<V, M>(c.surrogate, u - threshold_at(a), V(c.surrogate_param), theta);
+    return c.extended() ? d * open(n) : d;
+  }
+  // The adaptation and the counter after a step with reset spike r.
+  SNN_HD V next_adaptation(V a, V r) const { return c.adaptive ? rho * a + r : a; }
+  SNN_HD V next_counter(V n, V r) const {
+    if (!c.extended()) return n;
+    return r * V(acc_t(c.refractory)) + (V(1) - r) * M::max(n - V(1), V(0));
+  }
 
   // The decayed membrane before its drive: alpha v, or alpha (v - v_leak) + v_leak.
   SNN_HD V leak(V v) const {
@@ -181,29 +228,39 @@ struct LifStep {
     }
     const V p = leak(s.v) + drive;
     V u = c.ordering == kChargeFirst ? p : c.ordering == kDelayed ? s.w : s.v;  // membrane the spike comes from
-    const V r = fire(u);
+    const V r = fire(u, s.a, s.c);
     const V v_next = reset.apply(p, r);
     if (c.ordering == kDelayed) s.w = s.v;
     s.v = v_next;
+    if (c.extended()) {
+      s.a = next_adaptation(s.a, r);
+      s.c = next_counter(s.c, r);
+    }
     V z = r;
     if (c.ordering == kUpdateFirst) {
       u = v_next;
-      z = fire(u);
+      z = fire(u, s.a, s.c);
     }
     return {z, u, p};
   }
 
   // Reverse of `forward` at step t. p, r: pre-reset membrane and reset spike of step t; v, w:
   // the state v_t and w_t it started from; i: the synaptic current i_t (read only with
-  // current_first); g_out, g_mem: dL/dz_t and dL/du_t. On entry `g` holds the gradients of the
-  // state after step t, on exit those of the state before it. Returns dL/dx_t.
-  SNN_HD V backward(V p, V r, V v, V w, V i, V g_out, V g_mem, GradCarry<V>& g) const {
+  // current_first); a, n: the adaptation and refractory counter a_t, c_t (extended configs);
+  // g_out, g_mem: dL/dz_t and dL/du_t. On entry `g` holds the gradients of the state after
+  // step t, on exit those of the state before it. Returns dL/dx_t.
+  SNN_HD V backward(V p, V r, V v, V w, V i, V a, V n, V g_out, V g_mem, GradCarry<V>& g) const {
     const V zero(0);
-    if (c.ordering == kUpdateFirst) {  // z_t and u_t come from v_{t+1}
+    if (c.ordering == kUpdateFirst) {  // z_t and u_t come from v_{t+1}, a_{t+1} and c_{t+1}
       if (c.spiking) {
-        const V g_fire = g_out * surrogate(reset.apply(p, r));
+        const V a_next = next_adaptation(a, r);
+        const V g_fire = g_out * surrogate(reset.apply(p, r), a_next, next_counter(n, r));
         g.v = g.v + g_fire;
         g.theta = g.theta - g_fire;
+        if (c.adaptive) {  // A_{t+1} = theta + beta a_{t+1}
+          g.a = g.a - beta * g_fire;
+          g.beta = g.beta - a_next * g_fire;
+        }
       }
       g.v = g.v + g_mem;
       g_out = zero;
@@ -213,12 +270,14 @@ struct LifStep {
     g.theta = g.theta + g.v * reset.d_threshold(r);
     V g_spike = zero;
     if (c.spiking) g_spike = c.keep_reset_grad ? g_out + M::grad_times(g.v, reset.d_spike(p)) : g_out;
-    if (c.ordering == kChargeFirst) {  // z_t and u_t are p_t
+    if (c.adaptive) g_spike = g_spike + g.a;  // a_{t+1} = rho a_t + r_t
+    V g_threshold_t = zero;                   // dL/dA_t
+    if (c.ordering == kChargeFirst) {         // z_t and u_t are p_t
       gp = gp + g_mem;
       if (c.spiking) {
-        const V g_fire = g_spike * surrogate(p);
+        const V g_fire = g_spike * surrogate(p, a, n);
         gp = gp + g_fire;
-        g.theta = g.theta - g_fire;
+        g_threshold_t = g_threshold_t - g_fire;
       }
     }
     V gv_prev = gp * alpha;
@@ -226,17 +285,23 @@ struct LifStep {
       gv_prev = gv_prev + g.w;
       g.w = g_mem;
       if (c.spiking) {
-        const V g_fire = g_spike * surrogate(w);
+        const V g_fire = g_spike * surrogate(w, a, n);
         g.w = g.w + g_fire;
-        g.theta = g.theta - g_fire;
+        g_threshold_t = g_threshold_t - g_fire;
       }
     } else if (c.ordering != kChargeFirst) {
       gv_prev = gv_prev + g_mem;
       if (c.spiking) {
-        const V g_fire = g_spike * surrogate(v);
+        const V g_fire = g_spike * surrogate(v, a, n);
         gv_prev = gv_prev + g_fire;
-        g.theta = g.theta - g_fire;
+        g_threshold_t = g_threshold_t - g_fire;
       }
+    }
+    g.theta = g.theta + g_threshold_t;
+    if (c.adaptive) {
+      g.rho = g.rho + M::grad_times(g.a, a);
+      g.beta = g.beta + M::grad_times(g_threshold_t, a);
+      g.a = rho * g.a + beta * g_threshold_t;
     }
     g.alpha = g.alpha + M::grad_times(gp, d_alpha(v));
     V g_x = gp;
@@ -273,6 +338,10 @@ struct ForwardLanes {
   scalar_t* spikes;
   scalar_t* membrane;
   acc_t* pre_reset;
+  const acc_t* adaptation_decay;     // [N] (adaptive configs)
+  const acc_t* adaptation_strength;  // [N]
+  acc_t* saved_adaptation;           // a_t of every step, for backward (extended configs)
+  acc_t* saved_counter;              // c_t of every step
 
   // The lanes of neuron n of batch element b.
   SNN_HD ForwardLanes at(int64_t b, int64_t n, int64_t T, int64_t N) const {
@@ -286,7 +355,11 @@ struct ForwardLanes {
             .state_out = state_out + st,
             .spikes = shift(spikes, seq),
             .membrane = shift(membrane, seq),
-            .pre_reset = shift(pre_reset, seq)};
+            .pre_reset = shift(pre_reset, seq),
+            .adaptation_decay = shift(adaptation_decay, n),
+            .adaptation_strength = shift(adaptation_strength, n),
+            .saved_adaptation = shift(saved_adaptation, seq),
+            .saved_counter = shift(saved_counter, seq)};
   }
 };
 
@@ -306,6 +379,12 @@ struct BackwardLanes {
   acc_t* grad_alpha;  // [B, N] partial sums over time
   acc_t* grad_alpha_syn;
   acc_t* grad_threshold;
+  const acc_t* adaptation_decay;  // [N] (adaptive configs)
+  const acc_t* adaptation_strength;
+  const acc_t* saved_adaptation;  // a_t, c_t of every step (extended configs)
+  const acc_t* saved_counter;
+  acc_t* grad_adaptation_decay;  // [B, N] partial sums
+  acc_t* grad_adaptation_strength;
 
   SNN_HD BackwardLanes at(int64_t b, int64_t n, int64_t T, int64_t N) const {
     const int64_t seq = b * T * N + n, st = b * N + n;
@@ -323,7 +402,13 @@ struct BackwardLanes {
             .grad_state0 = grad_state0 + st,
             .grad_alpha = grad_alpha + st,
             .grad_alpha_syn = shift(grad_alpha_syn, st),
-            .grad_threshold = shift(grad_threshold, st)};
+            .grad_threshold = shift(grad_threshold, st),
+            .adaptation_decay = shift(adaptation_decay, n),
+            .adaptation_strength = shift(adaptation_strength, n),
+            .saved_adaptation = shift(saved_adaptation, seq),
+            .saved_counter = shift(saved_counter, seq),
+            .grad_adaptation_decay = shift(grad_adaptation_decay, st),
+            .grad_adaptation_strength = shift(grad_adaptation_strength, st)};
   }
 };
 
@@ -341,8 +426,14 @@ struct Replay {
   SNN_HD V reset_spike(int64_t k) const {
     if (!step.c.spiking) return V(0);
     if (step.c.ordering == kUpdateFirst)
-      return k == 0 ? step.fire(initial(kV)) : io.load(a.spikes + (k - 1) * time_stride);
+      return k == 0 ? step.fire(initial(kV), adaptation_at(0), counter_at(0))
+                    : io.load(a.spikes + (k - 1) * time_stride);
     return io.load(a.spikes + k * time_stride);
+  }
+  // a_k and c_k, as the forward saved them (zero without adaptation or refractory period).
+  SNN_HD V adaptation_at(int64_t k) const { return step.c.adaptive ? io.load(a.saved_adaptation + k * time_stride) : V(0); }
+  SNN_HD V counter_at(int64_t k) const {
+    return step.c.extended() ? io.load(a.saved_counter + k * time_stride) : V(0);
   }
   // v_k, the membrane at the start of step k.
   SNN_HD V membrane_at(int64_t k) const {
@@ -367,23 +458,32 @@ SNN_HD V load_or_zero(const IO& io, const T* p, int64_t offset) {
   return p ? io.load(p + offset) : V(0);
 }
 
-template <class V, class IO, class T>
-SNN_HD NeuronState<V> load_state(const IO& io, const T* p, int64_t stride) {
-  return {io.load(p + kV * stride), io.load(p + kI * stride), io.load(p + kW * stride)};
+// The rows of a state [kStateSize or kAdaptiveStateSize, B, N] at p, `stride` = B * N apart.
+template <class V, class IO, class T, class acc_t>
+SNN_HD NeuronState<V> load_state(const LifConfig<acc_t>& c, const IO& io, const T* p, int64_t stride) {
+  const bool ext = c.extended();
+  return {io.load(p + kV * stride), io.load(p + kI * stride), io.load(p + kW * stride),
+          ext ? io.load(p + kA * stride) : V(0), ext ? io.load(p + kRefractory * stride) : V(0)};
 }
 
-template <class V, class IO, class T>
-SNN_HD void store_state(const IO& io, T* p, int64_t stride, const NeuronState<V>& s) {
+template <class V, class IO, class T, class acc_t>
+SNN_HD void store_state(const LifConfig<acc_t>& c, const IO& io, T* p, int64_t stride, const NeuronState<V>& s) {
   io.store(p + kV * stride, s.v);
   io.store(p + kI * stride, s.i);
   io.store(p + kW * stride, s.w);
+  if (c.extended()) {
+    io.store(p + kA * stride, s.a);
+    io.store(p + kRefractory * stride, s.c);
+  }
 }
 
-// The step of a lane group: its decays and threshold read from the lanes.
+// The step of a lane group: its decays and thresholds read from the lanes.
 template <class V, class M, class IO, class Lanes, class acc_t>
 SNN_HD LifStep<V, M, acc_t> lane_step(const LifConfig<acc_t>& c, const IO& io, const Lanes& a) {
   return LifStep<V, M, acc_t>(c, io.load(a.alpha), c.synaptic ? io.load(a.alpha_syn) : V(0),
-                              c.spiking ? io.load(a.threshold) : V(0));
+                              c.spiking ? io.load(a.threshold) : V(0),
+                              c.adaptive ? io.load(a.adaptation_decay) : V(0),
+                              c.adaptive ? io.load(a.adaptation_strength) : V(0));
 }
 
 // The forward of steps [t0, t1) of one lane group; `state` holds the state before t0 and gets
@@ -398,6 +498,8 @@ SNN_HD V lif_forward_steps(const LifStep<V, M, acc_t>& step, const IO& io, int64
     const int64_t o = t * time_stride;
     V x = io.load(a.x + o);
     if (recurrent) x = x + *recurrent;
+    if (a.saved_adaptation) io.store(a.saved_adaptation + o, state.a);
+    if (a.saved_counter) io.store(a.saved_counter + o, state.c);
     const StepOutput<V> out = step.forward(x, state);
     if (a.spikes) io.store(a.spikes + o, out.z);
     if (a.membrane) io.store(a.membrane + o, out.u);
@@ -427,7 +529,8 @@ SNN_HD V lif_backward_steps(const LifStep<V, M, acc_t>& step, const IO& io, int6
     V g_out = load_or_zero<V>(io, a.grad_spikes, o);
     if (recurrent && t == t1 - 1) g_out = g_out + *recurrent;
     g_x = step.backward(replay.pre_reset(t), replay.reset_spike(t), replay.membrane_at(t), replay.previous_membrane(t),
-                        replay.current_at(t), g_out, load_or_zero<V>(io, a.grad_membrane, o), carry);
+                        replay.current_at(t), replay.adaptation_at(t), replay.counter_at(t), g_out,
+                        load_or_zero<V>(io, a.grad_membrane, o), carry);
     io.store(a.grad_x + o, g_x);
   }
   return g_x;
@@ -441,13 +544,15 @@ SNN_HD V lif_backward_steps(const LifConfig<acc_t>& c, const IO& io, int64_t t0,
 
 // The gradients of the state after the last step (grad_state, or zeros), to start a backward.
 template <class V, class IO, class scalar_t, class acc_t>
-SNN_HD GradCarry<V> initial_carry(const IO& io, const BackwardLanes<scalar_t, acc_t>& a, int64_t state_stride) {
-  return {load_or_zero<V>(io, a.grad_state, kV * state_stride),
-          load_or_zero<V>(io, a.grad_state, kI * state_stride),
-          load_or_zero<V>(io, a.grad_state, kW * state_stride),
-          V(0),
-          V(0),
-          V(0)};
+SNN_HD GradCarry<V> initial_carry(const LifConfig<acc_t>& c, const IO& io, const BackwardLanes<scalar_t, acc_t>& a,
+                                  int64_t state_stride) {
+  GradCarry<V> g{};
+  g.v = load_or_zero<V>(io, a.grad_state, kV * state_stride);
+  g.i = load_or_zero<V>(io, a.grad_state, kI * state_stride);
+  g.w = load_or_zero<V>(io, a.grad_state, kW * state_stride);
+  g.a = c.extended() ? load_or_zero<V>(io, a.grad_state, kA * state_stride) : V(0);
+  g.alpha = g.alpha_syn = g.theta = g.rho = g.beta = V(0);
+  return g;
 }
 
 // Stores what a finished backward carries: the initial state's gradient and the [B, N] partial
@@ -455,10 +560,14 @@ SNN_HD GradCarry<V> initial_carry(const IO& io, const BackwardLanes<scalar_t, ac
 template <class V, class IO, class scalar_t, class acc_t>
 SNN_HD void store_carry(const LifConfig<acc_t>& c, const IO& io, const BackwardLanes<scalar_t, acc_t>& a,
                         int64_t state_stride, const GradCarry<V>& g) {
-  store_state(io, a.grad_state0, state_stride, NeuronState<V>{g.v, g.i, g.w});
+  store_state(c, io, a.grad_state0, state_stride, NeuronState<V>{g.v, g.i, g.w, g.a, V(0)});
   io.store(a.grad_alpha, g.alpha);
   if (c.synaptic) io.store(a.grad_alpha_syn, g.alpha_syn);
   if (c.spiking) io.store(a.grad_threshold, g.theta);
+  if (c.adaptive) {
+    io.store(a.grad_adaptation_decay, g.rho);
+    io.store(a.grad_adaptation_strength, g.beta);
+  }
 }
 
 // Lane tasks: what one lane group of one batch element does. A backend runs a task for every
@@ -477,9 +586,9 @@ struct ScanForward {
   template <class V, class M, class IO>
   SNN_HD void run(int64_t b, int64_t n, const IO& io) const {
     const auto a = lanes.at(b, n, T, N);
-    NeuronState<V> s = load_state<V>(io, a.state0, B * N);
+    NeuronState<V> s = load_state<V>(c, io, a.state0, B * N);
     lif_forward_steps<V, M>(c, io, 0, T, N, a, static_cast<const V*>(nullptr), s);
-    store_state(io, a.state_out, B * N, s);
+    store_state(c, io, a.state_out, B * N, s);
   }
 };
 
@@ -494,7 +603,7 @@ struct ScanBackward {
   template <class V, class M, class IO>
   SNN_HD void run(int64_t b, int64_t n, const IO& io) const {
     const auto a = lanes.at(b, n, T, N);
-    GradCarry<V> g = initial_carry<V>(io, a, B * N);
+    GradCarry<V> g = initial_carry<V>(c, io, a, B * N);
     lif_backward_steps<V, M>(c, io, 0, T, N, B * N, a, static_cast<const V*>(nullptr), g);
     store_carry(c, io, a, B * N, g);
   }
@@ -516,15 +625,15 @@ struct RecurrentStepForward {
   template <class V, class M, class IO>
   SNN_HD void run(int64_t b, int64_t n, const IO& io) const {
     const int64_t st = b * N + n;
-    NeuronState<V> s = load_state<V>(io, running_state + st, B * N);
+    NeuronState<V> s = load_state<V>(c, io, running_state + st, B * N);
     const V input = io.load(recurrent + st);
     lif_forward_steps<V, M>(c, io, t, t + 1, N, lanes.at(b, n, T, N), &input, s);
-    store_state(io, running_state + st, B * N, s);
+    store_state(c, io, running_state + st, B * N, s);
   }
 };
 
-// The reverse of step t of a recurrent scan. `carry` [kCarryRows, B, N] (acc_t): rows v, i, w
-// of the state gradient, then the partial sums of the alpha, alpha_syn and threshold gradients. `recurrent`
+// The reverse of step t of a recurrent scan. `carry` [kCarryRows, B, N] (acc_t): rows v, i, w, a
+// of the state gradient, then the partial sums of the parameters' gradients (CarryRow). `recurrent`
 // [B, N] holds the gradient that reached z_t through the recurrent input of step t + 1.
 template <class scalar_t, class acc_t>
 struct RecurrentStepBackward {
@@ -540,20 +649,27 @@ struct RecurrentStepBackward {
   SNN_HD void run(int64_t b, int64_t n, const IO& io) const {
     const int64_t st = b * N + n, stride = B * N;
     acc_t* p = carry + st;
-    GradCarry<V> g{io.load(p),
-                   io.load(p + stride),
-                   io.load(p + 2 * stride),
-                   io.load(p + 3 * stride),
-                   io.load(p + 4 * stride),
-                   io.load(p + 5 * stride)};
+    auto row = [&](int r) { return p + r * stride; };
+    GradCarry<V> g{io.load(row(kV)),
+                   io.load(row(kI)),
+                   io.load(row(kW)),
+                   io.load(row(kCarryA)),
+                   io.load(row(kCarryAlpha)),
+                   io.load(row(kCarryAlphaSyn)),
+                   io.load(row(kCarryThreshold)),
+                   io.load(row(kCarryAdaptationDecay)),
+                   io.load(row(kCarryAdaptationStrength))};
     const V g_recurrent = recurrent ? io.load(recurrent + st) : V(0);
     lif_backward_steps<V, M>(c, io, t, t + 1, N, stride, lanes.at(b, n, T, N), recurrent ? &g_recurrent : nullptr, g);
-    io.store(p, g.v);
-    io.store(p + stride, g.i);
-    io.store(p + 2 * stride, g.w);
-    io.store(p + 3 * stride, g.alpha);
-    io.store(p + 4 * stride, g.alpha_syn);
-    io.store(p + 5 * stride, g.theta);
+    io.store(row(kV), g.v);
+    io.store(row(kI), g.i);
+    io.store(row(kW), g.w);
+    io.store(row(kCarryA), g.a);
+    io.store(row(kCarryAlpha), g.alpha);
+    io.store(row(kCarryAlphaSyn), g.alpha_syn);
+    io.store(row(kCarryThreshold), g.theta);
+    io.store(row(kCarryAdaptationDecay), g.rho);
+    io.store(row(kCarryAdaptationStrength), g.beta);
   }
 };
 

@@ -12,24 +12,27 @@ using namespace pybind11::literals;
 // The options of every scan op, in this order (csrc/lif.h, LifConfig).
 #define SNNKERN_OPTIONS                                                                                            \
   "int ordering, int reset, float v_reset, float v_leak, bool detach_reset, bool current_first, bool multispike, " \
-  "int surrogate, float surrogate_param"
+  "int surrogate, float surrogate_param, int refractory"
 
 TORCH_LIBRARY(snnkern, m) {
-  // x [B, T, N]; alpha, alpha_syn, threshold [N]; state [3, B, N]: decays, threshold and state
-  // in the accumulate type (float64 for float64 x, float32 otherwise). The options (the same
-  // for every scan, csrc/lif.h): ordering, reset, v_reset, v_leak, detach_reset, current_first,
-  // multispike, surrogate, surrogate_param. Returns spikes, membrane (empty unless
-  // record_membrane), the final state and the pre-reset membrane saved for backward (empty
-  // unless save_for_backward; float32 for float32/16 inputs, float64 for float64).
+  // x [B, T, N]; alpha, alpha_syn, threshold [N]; adaptation [2, N] (rows decay, strength; None:
+  // no adaptation); state [3, B, N] ([5, B, N] with adaptation or refractory > 0): decays,
+  // thresholds and state in the accumulate type (float64 for float64 x, float32 otherwise). The
+  // options (the same for every scan, csrc/lif.h): ordering, reset, v_reset, v_leak, detach_reset,
+  // current_first, multispike, surrogate, surrogate_param, refractory. Returns spikes, membrane
+  // (empty unless record_membrane), the final state and what backward needs (empty unless
+  // save_for_backward; in the accumulate type): the pre-reset membrane [B, T, N], or with
+  // adaptation or refractory > 0 [3, B, T, N], the pre-reset membrane, a_t and c_t.
   // check_values: the op checks the values of alpha, alpha_syn and threshold itself (python
   // asks for it under torch.compile, where it cannot read them; csrc/host/checks.h).
-  m.def("lif_forward(Tensor x, Tensor alpha, Tensor? alpha_syn, Tensor threshold, Tensor state, " SNNKERN_OPTIONS
+  m.def("lif_forward(Tensor x, Tensor alpha, Tensor? alpha_syn, Tensor threshold, Tensor? adaptation, Tensor state, "
+        SNNKERN_OPTIONS
         ", bool record_membrane, bool save_for_backward, bool check_values) -> (Tensor, Tensor, Tensor, Tensor)");
   // Returns grad_x, grad_alpha [N], grad_alpha_syn [N] (empty without alpha_syn), grad_threshold [N],
-  // grad_state.
+  // grad_adaptation [2, N] (empty without adaptation), grad_state.
   m.def("lif_backward(Tensor? grad_spikes, Tensor? grad_membrane, Tensor? grad_state, Tensor pre_reset, "
-        "Tensor spikes, Tensor alpha, Tensor? alpha_syn, Tensor threshold, Tensor state, " SNNKERN_OPTIONS
-        ") -> (Tensor, Tensor, Tensor, Tensor, Tensor)");
+        "Tensor spikes, Tensor alpha, Tensor? alpha_syn, Tensor threshold, Tensor? adaptation, Tensor state, "
+        SNNKERN_OPTIONS ") -> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
   // Non-spiking leaky integrator: returns the membrane after each step, the final state and, for
   // float16/bfloat16 x with save_for_backward, the membrane in the accumulate type for backward
   // (empty otherwise: a float32/float64 trace is its own accumulate-type copy).
@@ -41,14 +44,14 @@ TORCH_LIBRARY(snnkern, m) {
   // Recurrent LIF layer: the input of step t is x_t + spikes_{t-1} weight^T (weight [N, N],
   // [out, in]), with spikes_{-1} = spikes0 [B, N]. Outputs as lif_forward.
   m.def("recurrent_lif_forward(Tensor x, Tensor weight, Tensor alpha, Tensor? alpha_syn, Tensor threshold, "
-        "Tensor state, Tensor spikes0, " SNNKERN_OPTIONS
+        "Tensor? adaptation, Tensor state, Tensor spikes0, " SNNKERN_OPTIONS
         ", bool record_membrane, bool save_for_backward, bool check_values) -> (Tensor, Tensor, Tensor, Tensor)");
   // Returns grad_x, grad_weight, grad_alpha, grad_alpha_syn (empty without alpha_syn), grad_threshold,
-  // grad_state, grad_spikes0.
+  // grad_adaptation (empty without adaptation), grad_state, grad_spikes0.
   m.def("recurrent_lif_backward(Tensor? grad_spikes, Tensor? grad_membrane, Tensor? grad_state, "
         "Tensor pre_reset, Tensor spikes, Tensor weight, Tensor alpha, Tensor? alpha_syn, Tensor threshold, "
-        "Tensor state, Tensor spikes0, " SNNKERN_OPTIONS
-        ") -> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
+        "Tensor? adaptation, Tensor state, Tensor spikes0, " SNNKERN_OPTIONS
+        ") -> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
   // Products with a mostly-zero spikes [M, K], in which only its nonzeros do work (event-driven
   // on the CPU; cuBLAS on CUDA): spikes @ other (other [K, N]) and spikes^T @ other (other [M, N]).
   m.def("spike_matmul(Tensor spikes, Tensor other) -> Tensor");
@@ -97,6 +100,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
                                   "exponential"_a = int(kExponential));
   m.attr("STATE_ROWS") = py::dict("v"_a = int(kV), "i"_a = int(kI), "w"_a = int(kW));
   m.attr("STATE_SIZE") = int(kStateSize);
+  m.attr("ADAPTIVE_STATE_ROWS") = py::dict("a"_a = int(kA), "refractory"_a = int(kRefractory));
+  m.attr("ADAPTIVE_STATE_SIZE") = int(kAdaptiveStateSize);
   m.def("_set_cuda_lane_emulation", &set_cuda_lane_emulation,
         "While on, the CPU ops run the CUDA kernels' lane code on the host (a test backend).");
   m.def("_cuda_lane_emulation", &cuda_lane_emulation);

@@ -94,7 +94,7 @@ struct RecurrentRowsForward {
 
   template <class IO>
   SNN_HD void start(Thread& th, int64_t b, int64_t n, const RowShared<scalar_t, acc_t>& sh, const IO& io) const {
-    th.s = load_state<acc_t>(io, lanes.at(b, n, T, N).state0, B * N);
+    th.s = load_state<acc_t>(c, io, lanes.at(b, n, T, N).state0, B * N);
     sh.exchange[N + n] = io.load(spikes0 + b * N + n);  // read by step 0
     sh.copy_weights(weight_t, n);
   }
@@ -106,7 +106,7 @@ struct RecurrentRowsForward {
   }
   template <class IO>
   SNN_HD void finish(const Thread& th, int64_t b, int64_t n, const RowShared<scalar_t, acc_t>&, const IO& io) const {
-    store_state(io, lanes.at(b, n, T, N).state_out, B * N, th.s);
+    store_state(c, io, lanes.at(b, n, T, N).state_out, B * N, th.s);
   }
 };
 
@@ -129,7 +129,7 @@ struct RecurrentRowsBackward {
 
   template <class IO>
   SNN_HD void start(Thread& th, int64_t b, int64_t n, const RowShared<scalar_t, acc_t>& sh, const IO& io) const {
-    th.g = initial_carry<acc_t>(io, lanes.at(b, n, T, N), B * N);
+    th.g = initial_carry<acc_t>(c, io, lanes.at(b, n, T, N), B * N);
     sh.copy_weights(weight, n);
   }
   // The exchange row holds dL/dx of the step after this one (before its rounding to scalar_t).

@@ -19,6 +19,9 @@ STATE_ROWS: dict[str, int]
 """Row of each neuron state variable ("v", "i", "w") in the packed state tensor."""
 STATE_SIZE: int
 """Rows of the packed state tensor [STATE_SIZE, batch, neurons]."""
+ADAPTIVE_STATE_ROWS: dict[str, int]
+"""The rows neurons with adaptation or a refractory period append: the adaptation, the counter."""
+ADAPTIVE_STATE_SIZE: int
 
 def _set_cuda_lane_emulation(on: bool, /) -> None:
     """While on, the CPU ops run the CUDA kernels' lane code on the host (a test backend).

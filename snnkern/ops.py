@@ -60,10 +60,11 @@ def build_info() -> str:
     return "not built (reference backend only)" if _C is None else str(_C.build_info)
 
 
-def op_options(a: LIFArgs) -> tuple[int, int, float, float, bool, bool, bool, int, float]:
+def op_options(a: LIFArgs) -> tuple[int, int, float, float, bool, bool, bool, int, float, int]:
     """The option arguments of the compiled scan ops for checked arguments ``a``, in the order of
     the op schemas (csrc/ops.cpp): the codes of ordering and reset (exported by the extension),
-    v_reset, v_leak, detach_reset, current_first, multispike, the surrogate's code and parameter."""
+    v_reset, v_leak, detach_reset, current_first, multispike, the surrogate's code and parameter,
+    the refractory period."""
     return (
         _C.ORDERINGS[a.ordering],
         _C.RESETS[a.reset],
@@ -74,6 +75,7 @@ def op_options(a: LIFArgs) -> tuple[int, int, float, float, bool, bool, bool, in
         a.spike == "multi",
         _C.SURROGATES[a.surrogate.name],
         float(a.surrogate.param),
+        a.refractory,
     )
 
 
@@ -215,10 +217,19 @@ def lif(
     if _resolve_backend(backend, x) == "reference":
         return reference_ops.lif(x, alpha, state=state, return_membrane=return_membrane, **options)
     a = prepare_lif_args(x, alpha, state=state, **options)
-    save = _requires_grad(a.x, a.alpha, a.alpha_syn, a.threshold, a.state)
+    save = _requires_grad(a.x, a.alpha, a.alpha_syn, a.threshold, a.adaptation, a.state)
     with _functorch_guard("lif"):
         spikes, membrane, state_out, _ = torch.ops.snnkern.lif_forward(
-            a.x, a.alpha, a.alpha_syn, a.threshold, a.state, *op_options(a), return_membrane, save, _check_values()
+            a.x,
+            a.alpha,
+            a.alpha_syn,
+            a.threshold,
+            a.adaptation,
+            a.state,
+            *op_options(a),
+            return_membrane,
+            save,
+            _check_values(),
         )
     return _result(a, spikes, membrane if return_membrane else None, state_out)
 
@@ -298,7 +309,7 @@ def recurrent_lif(
         )
     r = prepare_recurrent_args(x, weight, spikes, alpha, state=state, **options)
     a = r.lif
-    save = _requires_grad(a.x, r.weight, a.alpha, a.alpha_syn, a.threshold, a.state, r.spikes)
+    save = _requires_grad(a.x, r.weight, a.alpha, a.alpha_syn, a.threshold, a.adaptation, a.state, r.spikes)
     with _functorch_guard("recurrent_lif"):
         spikes_out, membrane, state_out, _ = torch.ops.snnkern.recurrent_lif_forward(
             a.x,
@@ -306,6 +317,7 @@ def recurrent_lif(
             a.alpha,
             a.alpha_syn,
             a.threshold,
+            a.adaptation,
             a.state,
             r.spikes,
             *op_options(a),
@@ -383,7 +395,13 @@ if _C is not None:
         "multispike",
         "surrogate",
         "surrogate_param",
+        "refractory",
     )
+
+    def _saved_shape(x: torch.Tensor, adaptation: torch.Tensor | None, refractory: int) -> tuple[int, ...]:
+        """What a forward saves for backward: [B, T, N], or [3, B, T, N] (pre-reset membrane, a_t,
+        c_t) for neurons with adaptation or a refractory period."""
+        return (3, *x.shape) if adaptation is not None or refractory > 0 else tuple(x.shape)
 
     @torch.library.register_fake("snnkern::lif_forward")
     def _lif_forward_fake(
@@ -391,14 +409,17 @@ if _C is not None:
         alpha: torch.Tensor,
         alpha_syn: torch.Tensor | None,
         threshold: torch.Tensor,
+        adaptation: torch.Tensor | None,
         state: torch.Tensor,
         *options_and_flags: Any,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        refractory = options_and_flags[_OPTIONS.index("refractory")]
         record_membrane, save_for_backward, _check = options_and_flags[len(_OPTIONS) :]
         b, t, n = x.shape
         membrane = x.new_empty((b, t, n) if record_membrane else (0,))
-        pre_reset = x.new_empty((b, t, n) if save_for_backward else (0,), dtype=accumulate_dtype(x.dtype))
-        return x.new_empty(b, t, n), membrane, state.new_empty(state.shape), pre_reset
+        saved_shape = _saved_shape(x, adaptation, refractory) if save_for_backward else (0,)
+        saved = x.new_empty(saved_shape, dtype=accumulate_dtype(x.dtype))
+        return x.new_empty(b, t, n), membrane, state.new_empty(state.shape), saved
 
     @torch.library.register_fake("snnkern::lif_backward")
     def _lif_backward_fake(
@@ -410,15 +431,18 @@ if _C is not None:
         alpha: torch.Tensor,
         alpha_syn: torch.Tensor | None,
         threshold: torch.Tensor,
+        adaptation: torch.Tensor | None,
         state: torch.Tensor,
         *options: Any,
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         grad_alpha_syn = alpha.new_empty(alpha.shape if alpha_syn is not None else (0,))
+        grad_adaptation = alpha.new_empty(adaptation.shape if adaptation is not None else (0,))
         return (
             spikes.new_empty(spikes.shape),
             alpha.new_empty(alpha.shape),
             grad_alpha_syn,
             threshold.new_empty(threshold.shape),
+            grad_adaptation,
             state.new_empty(state.shape),
         )
 
@@ -462,9 +486,9 @@ if _C is not None:
     # The autograd context is torch's dynamic object that the functions below keep their state
     # on (saved tensors, options): typed Any, as torch.autograd.Function types it.
     def _lif_setup_context(ctx: Any, inputs: tuple[Any, ...], output: tuple[torch.Tensor, ...]) -> None:
-        _x, alpha, alpha_syn, threshold, state, *options_and_flags = inputs
+        _x, alpha, alpha_syn, threshold, adaptation, state, *options_and_flags = inputs
         spikes, _, _, pre_reset = output
-        ctx.save_for_backward(pre_reset, spikes, alpha, alpha_syn, threshold, state)
+        ctx.save_for_backward(pre_reset, spikes, alpha, alpha_syn, threshold, adaptation, state)
         ctx.set_materialize_grads(False)  # unused outputs pass None, and the kernel skips them
         ctx.options = tuple(options_and_flags[: len(_OPTIONS)])
 
@@ -475,14 +499,33 @@ if _C is not None:
         grad_state: torch.Tensor | None,
         _grad_pre_reset: torch.Tensor | None,
     ) -> tuple[torch.Tensor | None, ...]:
-        pre_reset, spikes, alpha, alpha_syn, threshold, state = ctx.saved_tensors
+        pre_reset, spikes, alpha, alpha_syn, threshold, adaptation, state = ctx.saved_tensors
         _check_saved(pre_reset, spikes, "snnkern.lif")
         if grad_membrane is not None and grad_membrane.numel() == 0:
             grad_membrane = None  # the membrane was not recorded
-        grad_x, grad_alpha, grad_alpha_syn, grad_threshold, grad_state0 = torch.ops.snnkern.lif_backward(
-            grad_spikes, grad_membrane, grad_state, pre_reset, spikes, alpha, alpha_syn, threshold, state, *ctx.options
+        grad_x, grad_alpha, grad_alpha_syn, grad_threshold, grad_adaptation, grad_state0 = (
+            torch.ops.snnkern.lif_backward(
+                grad_spikes,
+                grad_membrane,
+                grad_state,
+                pre_reset,
+                spikes,
+                alpha,
+                alpha_syn,
+                threshold,
+                adaptation,
+                state,
+                *ctx.options,
+            )
         )
-        grads = (grad_x, grad_alpha, grad_alpha_syn if alpha_syn is not None else None, grad_threshold, grad_state0)
+        grads = (
+            grad_x,
+            grad_alpha,
+            grad_alpha_syn if alpha_syn is not None else None,
+            grad_threshold,
+            grad_adaptation if adaptation is not None else None,
+            grad_state0,
+        )
         return grads + (None,) * (len(_OPTIONS) + 3)
 
     torch.library.register_autograd("snnkern::lif_forward", _lif_backward, setup_context=_lif_setup_context)
@@ -519,11 +562,12 @@ if _C is not None:
         alpha: torch.Tensor,
         alpha_syn: torch.Tensor | None,
         threshold: torch.Tensor,
+        adaptation: torch.Tensor | None,
         state: torch.Tensor,
         spikes0: torch.Tensor,
         *options_and_flags: Any,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        return _lif_forward_fake(x, alpha, alpha_syn, threshold, state, *options_and_flags)
+        return _lif_forward_fake(x, alpha, alpha_syn, threshold, adaptation, state, *options_and_flags)
 
     @torch.library.register_fake("snnkern::recurrent_lif_backward")
     def _recurrent_lif_backward_fake(
@@ -536,12 +580,14 @@ if _C is not None:
         alpha: torch.Tensor,
         alpha_syn: torch.Tensor | None,
         threshold: torch.Tensor,
+        adaptation: torch.Tensor | None,
         state: torch.Tensor,
         spikes0: torch.Tensor,
         *options: Any,
     ) -> tuple[torch.Tensor, ...]:
-        grad_x, grad_alpha, grad_alpha_syn, grad_threshold, grad_state0 = _lif_backward_fake(
-            grad_spikes, grad_membrane, grad_state, pre_reset, spikes, alpha, alpha_syn, threshold, state, *options
+        grad_x, grad_alpha, grad_alpha_syn, grad_threshold, grad_adaptation, grad_state0 = _lif_backward_fake(
+            grad_spikes, grad_membrane, grad_state, pre_reset, spikes, alpha, alpha_syn, threshold, adaptation, state,
+            *options
         )
         return (
             grad_x,
@@ -549,14 +595,15 @@ if _C is not None:
             grad_alpha,
             grad_alpha_syn,
             grad_threshold,
+            grad_adaptation,
             grad_state0,
             spikes0.new_empty(spikes0.shape),
         )
 
     def _recurrent_lif_setup_context(ctx: Any, inputs: tuple[Any, ...], output: tuple[torch.Tensor, ...]) -> None:
-        _x, weight, alpha, alpha_syn, threshold, state, spikes0, *options_and_flags = inputs
+        _x, weight, alpha, alpha_syn, threshold, adaptation, state, spikes0, *options_and_flags = inputs
         spikes, _, _, pre_reset = output
-        ctx.save_for_backward(pre_reset, spikes, weight, alpha, alpha_syn, threshold, state, spikes0)
+        ctx.save_for_backward(pre_reset, spikes, weight, alpha, alpha_syn, threshold, adaptation, state, spikes0)
         ctx.set_materialize_grads(False)
         ctx.options = tuple(options_and_flags[: len(_OPTIONS)])
 
@@ -567,11 +614,11 @@ if _C is not None:
         grad_state: torch.Tensor | None,
         _grad_pre_reset: torch.Tensor | None,
     ) -> tuple[torch.Tensor | None, ...]:
-        pre_reset, spikes, weight, alpha, alpha_syn, threshold, state, spikes0 = ctx.saved_tensors
+        pre_reset, spikes, weight, alpha, alpha_syn, threshold, adaptation, state, spikes0 = ctx.saved_tensors
         _check_saved(pre_reset, spikes, "snnkern.recurrent_lif")
         if grad_membrane is not None and grad_membrane.numel() == 0:
             grad_membrane = None
-        grad_x, grad_weight, grad_alpha, grad_alpha_syn, grad_threshold, grad_state0, grad_spikes0 = (
+        grad_x, grad_weight, grad_alpha, grad_alpha_syn, grad_threshold, grad_adaptation, grad_state0, grad_spikes0 = (
             torch.ops.snnkern.recurrent_lif_backward(
                 grad_spikes,
                 grad_membrane,
@@ -582,6 +629,7 @@ if _C is not None:
                 alpha,
                 alpha_syn,
                 threshold,
+                adaptation,
                 state,
                 spikes0,
                 *ctx.options,
@@ -593,6 +641,7 @@ if _C is not None:
             grad_alpha,
             grad_alpha_syn if alpha_syn is not None else None,
             grad_threshold,
+            grad_adaptation if adaptation is not None else None,
             grad_state0,
             grad_spikes0,
         )
@@ -658,11 +707,12 @@ if _C is not None:
     _AUTOCAST_ROLES: dict[
         str, tuple[str | None, ...]
     ] = {  # per argument: "sequence", "parameter" or None (not a tensor to cast)
-        "lif_forward": ("sequence", "parameter", "parameter", "parameter", "parameter"),
+        "lif_forward": ("sequence", "parameter", "parameter", "parameter", "parameter", "parameter"),
         "leaky_forward": ("sequence", "parameter", "parameter", "parameter", None, None),
         "recurrent_lif_forward": (
             "sequence",
             "sequence",
+            "parameter",
             "parameter",
             "parameter",
             "parameter",

@@ -90,7 +90,7 @@ def _scan(a: LIFArgs, x: torch.Tensor, state: torch.Tensor, return_membrane: boo
         # The threshold theta + beta a of an adaptive neuron; the surrogate's width stays theta's.
         offset = theta if rho is None else theta + beta * adaptation
         z = spike(u - offset, a.surrogate, theta)
-        return z if counter is None or a.refractory == 0 else z * (counter <= 0).to(z.dtype)
+        return z if counter is None else z * (counter <= 0).to(z.dtype)
 
     spikes: list[torch.Tensor] = []
     membranes: list[torch.Tensor] = []
@@ -116,7 +116,7 @@ def _scan(a: LIFArgs, x: torch.Tensor, state: torch.Tensor, return_membrane: boo
             # only the reset is detached); the counter restarts at `refractory` after a spike.
             if rho is not None:
                 adaptation = rho * adaptation + r
-            counter = torch.where(r.detach() > 0, float(a.refractory), (counter - 1).clamp(min=0))
+            counter = torch.where(r.detach() > 0, float(a.refractory), (counter.detach() - 1).clamp(min=0))
         if a.ordering == "update_first":
             u = v
             z = fire(u, adaptation, counter)

@@ -291,10 +291,11 @@ def test_opcheck_conventions(opts, requires_grad, where):
     tensors = [
         t.detach().clone().requires_grad_(requires_grad) for t in (a.x, a.alpha, a.alpha_syn, a.threshold, a.state)
     ]
+    tensors.insert(4, None)  # no adaptation
     options = ops.op_options(a)
     assert_opcheck(torch.ops.snnkern.lif_forward.default, (*tensors, *options, True, requires_grad, True))
     spikes, membrane, state_out, pre_reset = torch.ops.snnkern.lif_forward(
-        *(t.detach() for t in tensors), *options, True, True, False
+        *(t if t is None else t.detach() for t in tensors), *options, True, True, False
     )
     bargs = (
         upstream_like(spikes, 1),
@@ -302,7 +303,7 @@ def test_opcheck_conventions(opts, requires_grad, where):
         upstream_like(state_out, 3),
         pre_reset,
         spikes,
-        *(t.detach() for t in tensors[1:]),
+        *(t if t is None else t.detach() for t in tensors[1:]),
         *options,
     )
     assert_opcheck(torch.ops.snnkern.lif_backward.default, bargs)

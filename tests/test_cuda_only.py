@@ -307,7 +307,7 @@ def test_mixed_devices_raw_ops(transpose):
     a = snnkern._checks.prepare_lif_args(case.x, case.alpha, state=case.state)
     options = (*snnkern.ops.op_options(a), True, False, False)
     with pytest.raises(RuntimeError, match=r"alpha is on cpu but x is on cuda"):
-        torch.ops.snnkern.lif_forward(a.x, a.alpha.cpu(), None, a.threshold, a.state, *options)
+        torch.ops.snnkern.lif_forward(a.x, a.alpha.cpu(), None, a.threshold, None, a.state, *options)
 
 
 @pytest.mark.skipif(

@@ -404,10 +404,11 @@ def test_opcheck_half(low, requires_grad, where):
     tensors = [
         t.detach().clone().requires_grad_(requires_grad) for t in (a.x, a.alpha, a.alpha_syn, a.threshold, a.state)
     ]
+    tensors.insert(4, None)  # no adaptation
     options = snnkern.ops.op_options(a)
     assert_opcheck(torch.ops.snnkern.lif_forward.default, (*tensors, *options, True, True, True))
     spikes, membrane, state_out, pre_reset = torch.ops.snnkern.lif_forward(
-        *(t.detach() for t in tensors), *options, True, True, False
+        *(t if t is None else t.detach() for t in tensors), *options, True, True, False
     )
     assert spikes.dtype == membrane.dtype == low and state_out.dtype == pre_reset.dtype == F32
     bargs = (
@@ -416,11 +417,11 @@ def test_opcheck_half(low, requires_grad, where):
         upstream_like(state_out, 3),
         pre_reset,
         spikes,
-        *(t.detach() for t in tensors[1:]),
+        *(t if t is None else t.detach() for t in tensors[1:]),
         *options,
     )
     assert_opcheck(torch.ops.snnkern.lif_backward.default, bargs)
-    assert_opcheck(torch.ops.snnkern.leaky_forward.default, (*tensors[:3], tensors[4], True, True))
+    assert_opcheck(torch.ops.snnkern.leaky_forward.default, (*tensors[:3], tensors[5], True, True))
     weight = torch.zeros(3, 3, dtype=low, device=where.device)
     spikes0 = torch.ones(2, 3, dtype=low, device=where.device)
     assert_opcheck(

@@ -409,7 +409,7 @@ def _lif_op_args(shape, ordering, reset, detach, syn, s, requires_grad, save, de
         detach_reset=detach,
         surrogate=SURROGATES[s],
     )
-    tensors = [a.x, a.alpha, a.alpha_syn, a.threshold, a.state]
+    tensors = [a.x, a.alpha, a.alpha_syn, a.threshold, a.adaptation, a.state]
     tensors = [t.detach().clone().requires_grad_(requires_grad) if t is not None else None for t in tensors]
     return (*tensors, *ops.op_options(a), record, save, True)
 
@@ -432,11 +432,11 @@ def test_opcheck_lif_backward(sample, grads, where):
     g_spikes = upstream_like(spikes, 1) if grads in ("all", "spikes_only") else None
     g_mem = upstream_like(membrane, 2) if grads == "all" else None
     g_state = upstream_like(state_out, 3) if grads in ("all", "state_only") else None
-    _, alpha, alpha_syn, threshold, state = fwd[:5]
-    args = (g_spikes, g_mem, g_state, pre_reset, spikes, alpha, alpha_syn, threshold, state, *fwd[5:-3])
+    _, alpha, alpha_syn, threshold, adaptation, state = fwd[:6]
+    args = (g_spikes, g_mem, g_state, pre_reset, spikes, alpha, alpha_syn, threshold, adaptation, state, *fwd[6:-3])
     assert_opcheck(torch.ops.snnkern.lif_backward.default, args)
     # And the gradient it returns matches the reference autograd (same upstream gradients).
-    gx, galpha, galpha_syn, _, gstate = torch.ops.snnkern.lif_backward(*args)
+    gx, galpha, galpha_syn, _, _, gstate = torch.ops.snnkern.lif_backward(*args)
     shape, ordering, reset, detach, syn, s = sample
     case = make_case(*shape, torch.float64, where.device, syn=syn, seed=0)
     res = reference_ops.lif(

@@ -512,7 +512,7 @@ def _recurrent_op_args(shape, ordering, reset, detach, syn, s, requires_grad, sa
         surrogate=SURROGATES[s],
     )
     a = r.lif
-    tensors = [a.x, r.weight, a.alpha, a.alpha_syn, a.threshold, a.state, r.spikes]
+    tensors = [a.x, r.weight, a.alpha, a.alpha_syn, a.threshold, a.adaptation, a.state, r.spikes]
     tensors = [t.detach().clone().requires_grad_(requires_grad) if t is not None else None for t in tensors]
     return (*tensors, *ops.op_options(a), record, save, True)
 
@@ -544,7 +544,7 @@ def test_opcheck_recurrent_backward(index, grads, where):
     g_spikes = upstream_like(spikes, 1) if grads in ("all", "spikes_only") else None
     g_mem = upstream_like(membrane, 2) if grads == "all" else None
     g_state = upstream_like(state_out, 3) if grads in ("all", "state_only") else None
-    _, weight, alpha, alpha_syn, threshold, state, spikes0 = fwd[:7]
+    _, weight, alpha, alpha_syn, threshold, adaptation, state, spikes0 = fwd[:8]
     args = (
         g_spikes,
         g_mem,
@@ -555,13 +555,14 @@ def test_opcheck_recurrent_backward(index, grads, where):
         alpha,
         alpha_syn,
         threshold,
+        adaptation,
         state,
         spikes0,
-        *fwd[7:-3],
+        *fwd[8:-3],
     )
     assert_opcheck(torch.ops.snnkern.recurrent_lif_backward.default, args)
     # And the gradients it returns match the reference autograd (same upstream gradients).
-    gx, gweight, galpha, galpha_syn, _, gstate, gspikes0 = torch.ops.snnkern.recurrent_lif_backward(*args)
+    gx, gweight, galpha, galpha_syn, _, _, gstate, gspikes0 = torch.ops.snnkern.recurrent_lif_backward(*args)
     shape, ordering, reset, detach, syn, s = sample
     assert galpha_syn.shape == ((shape[2],) if syn else (0,))
     case, weight_leaf, spikes0_leaf = make_recurrent_case(*shape, torch.float64, where.device, syn=syn, seed=0)

@@ -102,7 +102,7 @@ void recurrent_rows_forward(const RecurrentRowsForward<T, T>& task) {
     std::vector<T> value(N), input(N);
     for (int64_t b = b0; b < b1; ++b) {
       for (int64_t g = 0; g < groups.count(); ++g)
-        state[g] = load_state<V>(groups.io(g), task.lanes.at(b, g * groups.L, T_, N).state0, B * N);
+        state[g] = load_state<V>(task.c, groups.io(g), task.lanes.at(b, g * groups.L, T_, N).state0, B * N);
       const T* previous = task.spikes0 + b * N;
       for (int64_t t = 0; t < T_; ++t) {
         const int64_t count = find_nonzeros(previous, N, index.data(), value.data());
@@ -115,7 +115,7 @@ void recurrent_rows_forward(const RecurrentRowsForward<T, T>& task) {
         previous = task.lanes.spikes + (b * T_ + t) * N;
       }
       for (int64_t g = 0; g < groups.count(); ++g)
-        store_state(groups.io(g), task.lanes.at(b, g * groups.L, T_, N).state_out, B * N, state[g]);
+        store_state(task.c, groups.io(g), task.lanes.at(b, g * groups.L, T_, N).state_out, B * N, state[g]);
     }
   });
 }
@@ -158,7 +158,7 @@ void recurrent_rows_backward(const RecurrentRowsBackward<T, T>& task) {
       auto lanes = [&](int64_t r, int64_t g) { return task.lanes.at(b0 + r, g * groups.L, T_, N); };
       for (int64_t r = 0; r < rows; ++r)
         for (int64_t g = 0; g < groups.count(); ++g)
-          carry[r * groups.count() + g] = initial_carry<V>(groups.io(g), lanes(r, g), B * N);
+          carry[r * groups.count() + g] = initial_carry<V>(task.c, groups.io(g), lanes(r, g), B * N);
       for (int64_t t = T_ - 1; t >= 0; --t) {
         const bool has_next = t + 1 < T_;
         // dL/dz_t through step t + 1: dL/dx_{t+1} W for the block's rows.

@@ -29,18 +29,20 @@ inline void check_like(const char* op, const char* name, const Tensor& t, at::De
 }
 
 // Checks shared by every scan over a sequence [B, T, N] of dtype `seq_dtype` on `device`: the
-// decays alpha, alpha_syn, the threshold [N] (absent for the leaky integrator) and the state
-// [3, B, N] are in the accumulate type.
+// decays alpha, alpha_syn, the threshold [N] (absent for the leaky integrator), the adaptation
+// [2, N] (rows decay, strength; absent without adaptation) and the state [3, B, N] ([5, B, N]
+// with adaptation or a refractory period: `extended`) are in the accumulate type.
 inline void check_scan_args(const char* op, at::IntArrayRef seq, at::Device device, at::ScalarType seq_dtype,
                             const Tensor& alpha, const OptTensor& alpha_syn, const OptTensor& threshold,
-                            const Tensor& state) {
+                            const OptTensor& adaptation, const Tensor& state, bool extended) {
   TORCH_CHECK(at::isFloatingType(seq_dtype), op, ": x must be floating point, got ", seq_dtype);
   const int64_t B = seq[0], N = seq[2];
   const auto acc = opmath_type(seq_dtype);
   check_like(op, "alpha", alpha, device, acc, {N});
   if (present(alpha_syn)) check_like(op, "alpha_syn", *alpha_syn, device, acc, {N});
   if (present(threshold)) check_like(op, "threshold", *threshold, device, acc, {N});
-  check_like(op, "state", state, device, acc, {kStateSize, B, N});
+  if (present(adaptation)) check_like(op, "adaptation", *adaptation, device, acc, {2, N});
+  check_like(op, "state", state, device, acc, {extended ? kAdaptiveStateSize : kStateSize, B, N});
 }
 
 // The value checks python makes before it calls an op (snnkern/_checks.py), made by the op
@@ -63,6 +65,14 @@ inline void check_threshold_values(const Tensor& threshold, bool multispike, int
                     "; got values <= 0");
 }
 
+// The adaptation [2, N]: a decay in [0, 1] and a finite strength per neuron.
+inline void check_adaptation_values(const Tensor& adaptation) {
+  if (adaptation.numel() == 0) return;
+  check_decay_values("adaptation_decay", adaptation[0]);
+  TORCH_CHECK_VALUE(adaptation[1].isfinite().all().item<bool>(),
+                    "adaptation_strength must be finite; got NaN or inf values");
+}
+
 // The recurrent layer's weight [N, N] ([out, in], as torch.nn.Linear) and previous spikes [B, N],
 // both in the storage type.
 inline void check_recurrent_args(const char* op, const Tensor& weight, const Tensor& spikes0, at::Device device,
@@ -78,9 +88,12 @@ struct ScanOptions {
   bool detach_reset, current_first, multispike;
   int64_t surrogate;
   double surrogate_param;
+  int64_t refractory;
+
+  bool extended(bool adaptive) const { return adaptive || refractory > 0; }
 
   template <class acc_t>
-  LifConfig<acc_t> config(const char* op, bool synaptic) const {
+  LifConfig<acc_t> config(const char* op, bool synaptic, bool adaptive) const {
     TORCH_CHECK(ordering >= kDelayed && ordering <= kChargeFirst, op, ": unknown ordering code ", ordering);
     TORCH_CHECK(reset >= kResetZero && reset <= kResetNone, op, ": unknown reset code ", reset);
     TORCH_CHECK(surrogate >= kSigmoid && surrogate <= kExponential, op, ": unknown surrogate code ", surrogate);
@@ -89,6 +102,9 @@ struct ScanOptions {
     TORCH_CHECK(std::isfinite(v_reset), op, ": v_reset must be finite, got ", v_reset);
     TORCH_CHECK(std::isfinite(v_leak), op, ": v_leak must be finite, got ", v_leak);
     TORCH_CHECK(!(multispike && reset == kResetZero), op, ": multispike needs the subtract reset or none");
+    TORCH_CHECK(refractory >= 0 && refractory <= (int64_t(1) << 24), op,
+                ": refractory must be a number of steps in [0, 2^24], got ", refractory);
+    TORCH_CHECK(!(multispike && extended(adaptive)), op, ": adaptation and refractory periods need binary spikes");
     LifConfig<acc_t> c;
     c.surrogate_param = static_cast<acc_t>(surrogate_param);
     c.v_reset = static_cast<acc_t>(v_reset);
@@ -100,6 +116,8 @@ struct ScanOptions {
     c.synaptic = synaptic;
     c.current_first = current_first;
     c.multispike = multispike;
+    c.adaptive = adaptive;
+    c.refractory = static_cast<int>(refractory);
     return c;
   }
 };

@@ -23,11 +23,12 @@ template <Launcher L>
 struct Ops {
   // The value checks of a forward op (checks.h), where asked for and possible.
   static void check_values(const Tensor& x, const Tensor& alpha, const OptTensor& alpha_syn, const OptTensor& threshold,
-                           bool multispike, int64_t surrogate) {
+                           const OptTensor& adaptation, bool multispike, int64_t surrogate) {
     if (!L::values_readable(x.device())) return;
     check_decay_values("alpha", alpha);
     if (present(alpha_syn)) check_decay_values("alpha_syn", *alpha_syn);
     if (present(threshold)) check_threshold_values(*threshold, multispike, surrogate);
+    if (present(adaptation)) check_adaptation_values(*adaptation);
   }
 
   template <class scalar_t, class acc_t>
@@ -43,38 +44,40 @@ struct Ops {
            g.alpha.device());
   }
 
-  static std::tuple<Tensor, Tensor, Tensor, Tensor> lif_forward(const Tensor& x, const Tensor& alpha,
-                                                                const OptTensor& alpha_syn, const Tensor& threshold,
-                                                                const Tensor& state, int64_t ordering, int64_t reset,
-                                                                double v_reset, double v_leak, bool detach_reset,
-                                                                bool current_first, bool multispike, int64_t surrogate,
-                                                                double surrogate_param, bool record_membrane,
-                                                                bool save_for_backward, bool check) {
+  static std::tuple<Tensor, Tensor, Tensor, Tensor> lif_forward(
+      const Tensor& x, const Tensor& alpha, const OptTensor& alpha_syn, const Tensor& threshold,
+      const OptTensor& adaptation, const Tensor& state, int64_t ordering, int64_t reset, double v_reset, double v_leak,
+      bool detach_reset, bool current_first, bool multispike, int64_t surrogate, double surrogate_param,
+      int64_t refractory, bool record_membrane, bool save_for_backward, bool check) {
     const char* op = "snnkern.lif_forward";
-    if (check) check_values(x, alpha, alpha_syn, threshold, multispike, surrogate);
-    const ScanOptions o{ordering,      reset,      v_reset,   v_leak,         detach_reset,
-                        current_first, multispike, surrogate, surrogate_param};
-    auto f = prepare_forward(op, x, alpha, alpha_syn, threshold, state, record_membrane, save_for_backward);
+    if (check) check_values(x, alpha, alpha_syn, threshold, adaptation, multispike, surrogate);
+    const ScanOptions o{ordering,   reset,     v_reset,         v_leak,    detach_reset, current_first,
+                        multispike, surrogate, surrogate_param, refractory};
+    const bool adaptive = present(adaptation);
+    auto f = prepare_forward(op, x, alpha, alpha_syn, threshold, adaptation, state, o.extended(adaptive),
+                             record_membrane, save_for_backward);
     L::dispatch(x.scalar_type(), op, [&](auto tag) {
       using scalar_t = decltype(tag);
-      scan_forward<scalar_t>(f, o.config<at::opmath_type<scalar_t>>(op, present(alpha_syn)));
+      scan_forward<scalar_t>(f, o.config<at::opmath_type<scalar_t>>(op, present(alpha_syn), adaptive));
     });
-    return {f.spikes, f.membrane, f.state_out, f.pre_reset};
+    return {f.spikes, f.membrane, f.state_out, f.saved};
   }
 
-  static std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> lif_backward(
-      const OptTensor& grad_spikes, const OptTensor& grad_membrane, const OptTensor& grad_state,
-      const Tensor& pre_reset, const Tensor& spikes, const Tensor& alpha, const OptTensor& alpha_syn,
-      const Tensor& threshold, const Tensor& state, int64_t ordering, int64_t reset, double v_reset, double v_leak,
-      bool detach_reset, bool current_first, bool multispike, int64_t surrogate, double surrogate_param) {
+  static std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lif_backward(
+      const OptTensor& grad_spikes, const OptTensor& grad_membrane, const OptTensor& grad_state, const Tensor& saved,
+      const Tensor& spikes, const Tensor& alpha, const OptTensor& alpha_syn, const Tensor& threshold,
+      const OptTensor& adaptation, const Tensor& state, int64_t ordering, int64_t reset, double v_reset, double v_leak,
+      bool detach_reset, bool current_first, bool multispike, int64_t surrogate, double surrogate_param,
+      int64_t refractory) {
     const char* op = "snnkern.lif_backward";
-    const ScanOptions o{ordering,      reset,      v_reset,   v_leak,         detach_reset,
-                        current_first, multispike, surrogate, surrogate_param};
-    auto g = prepare_backward(op, grad_spikes, grad_membrane, grad_state, pre_reset, spikes, alpha, alpha_syn,
-                              threshold, state, spikes.scalar_type());
+    const ScanOptions o{ordering,   reset,     v_reset,         v_leak,    detach_reset, current_first,
+                        multispike, surrogate, surrogate_param, refractory};
+    const bool adaptive = present(adaptation);
+    auto g = prepare_backward(op, grad_spikes, grad_membrane, grad_state, saved, spikes, alpha, alpha_syn, threshold,
+                              adaptation, state, o.extended(adaptive), spikes.scalar_type());
     L::dispatch(spikes.scalar_type(), op, [&](auto tag) {
       using scalar_t = decltype(tag);
-      scan_backward<scalar_t>(g, o.config<at::opmath_type<scalar_t>>(op, present(alpha_syn)));
+      scan_backward<scalar_t>(g, o.config<at::opmath_type<scalar_t>>(op, present(alpha_syn), adaptive));
     });
     return g.results();
   }
@@ -83,15 +86,15 @@ struct Ops {
                                                           const OptTensor& alpha_syn, const Tensor& state,
                                                           bool save_for_backward, bool check) {
     const char* op = "snnkern.leaky_forward";
-    if (check) check_values(x, alpha, alpha_syn, OptTensor(), false, kSigmoid);
+    if (check) check_values(x, alpha, alpha_syn, OptTensor(), OptTensor(), false, kSigmoid);
     // A float32/float64 trace is already in the accumulate type: backward uses it, no copy is saved.
     const bool save = save_for_backward && opmath_type(x.scalar_type()) != x.scalar_type();
-    auto f = prepare_forward(op, x, alpha, alpha_syn, OptTensor(), state, true, save);
+    auto f = prepare_forward(op, x, alpha, alpha_syn, OptTensor(), OptTensor(), state, false, true, save);
     L::dispatch(x.scalar_type(), op, [&](auto tag) {
       using scalar_t = decltype(tag);
       scan_forward<scalar_t>(f, leaky_config<at::opmath_type<scalar_t>>(present(alpha_syn)));
     });
-    return {f.membrane, f.state_out, f.pre_reset};
+    return {f.membrane, f.state_out, f.saved};
   }
 
   // `saved_membrane`: the membrane trace in the accumulate type, which for the leaky integrator is
@@ -104,12 +107,12 @@ struct Ops {
     const char* op = "snnkern.leaky_backward";
     TORCH_CHECK(at::isFloatingType(dtype), op, ": dtype must be floating point, got ", dtype);
     auto g = prepare_backward(op, OptTensor(), grad_membrane, grad_state, saved_membrane, Tensor(), alpha, alpha_syn,
-                              OptTensor(), state, dtype);
+                              OptTensor(), OptTensor(), state, false, dtype);
     L::dispatch(dtype, op, [&](auto tag) {
       using scalar_t = decltype(tag);
       scan_backward<scalar_t>(g, leaky_config<at::opmath_type<scalar_t>>(present(alpha_syn)));
     });
-    auto [grad_x, grad_alpha, grad_alpha_syn, grad_threshold, grad_state0] = g.results();
+    auto [grad_x, grad_alpha, grad_alpha_syn, grad_threshold, grad_adaptation, grad_state0] = g.results();
     return {grad_x, grad_alpha, grad_alpha_syn, grad_state0};
   }
 
@@ -151,19 +154,21 @@ struct Ops {
   // waits in memory, in the accumulate type.
   static std::tuple<Tensor, Tensor, Tensor, Tensor> recurrent_lif_forward(
       const Tensor& x, const Tensor& weight, const Tensor& alpha, const OptTensor& alpha_syn, const Tensor& threshold,
-      const Tensor& state, const Tensor& spikes0, int64_t ordering, int64_t reset, double v_reset, double v_leak,
-      bool detach_reset, bool current_first, bool multispike, int64_t surrogate, double surrogate_param,
-      bool record_membrane, bool save_for_backward, bool check) {
+      const OptTensor& adaptation, const Tensor& state, const Tensor& spikes0, int64_t ordering, int64_t reset,
+      double v_reset, double v_leak, bool detach_reset, bool current_first, bool multispike, int64_t surrogate,
+      double surrogate_param, int64_t refractory, bool record_membrane, bool save_for_backward, bool check) {
     const char* op = "snnkern.recurrent_lif_forward";
-    if (check) check_values(x, alpha, alpha_syn, threshold, multispike, surrogate);
-    const ScanOptions o{ordering,      reset,      v_reset,   v_leak,         detach_reset,
-                        current_first, multispike, surrogate, surrogate_param};
-    auto f = prepare_forward(op, x, alpha, alpha_syn, threshold, state, record_membrane, save_for_backward);
+    if (check) check_values(x, alpha, alpha_syn, threshold, adaptation, multispike, surrogate);
+    const ScanOptions o{ordering,   reset,     v_reset,         v_leak,    detach_reset, current_first,
+                        multispike, surrogate, surrogate_param, refractory};
+    const bool adaptive = present(adaptation);
+    auto f = prepare_forward(op, x, alpha, alpha_syn, threshold, adaptation, state, o.extended(adaptive),
+                             record_membrane, save_for_backward);
     check_recurrent_args(op, weight, spikes0, x.device(), x.scalar_type(), f.B, f.N);
     L::dispatch(x.scalar_type(), op, [&](auto tag) {
       using scalar_t = decltype(tag);
       using acc_t = at::opmath_type<scalar_t>;
-      const auto c = o.config<acc_t>(op, present(alpha_syn));
+      const auto c = o.config<acc_t>(op, present(alpha_syn), adaptive);
       if (f.B * f.T * f.N == 0) return;
       const Tensor weight_t = weight.t().contiguous();  // [in, out]: the rows the spikes select
       const Tensor first_spikes = spikes0.contiguous();
@@ -184,23 +189,25 @@ struct Ops {
         }
       });
     });
-    return {f.spikes, f.membrane, f.state_out, f.pre_reset};
+    return {f.spikes, f.membrane, f.state_out, f.saved};
   }
 
   // Returns grad_x, grad_weight, grad_alpha, grad_alpha_syn (empty without alpha_syn),
-  // grad_threshold, grad_state, grad_spikes0.
-  static std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> recurrent_lif_backward(
-      const OptTensor& grad_spikes, const OptTensor& grad_membrane, const OptTensor& grad_state,
-      const Tensor& pre_reset, const Tensor& spikes, const Tensor& weight, const Tensor& alpha,
-      const OptTensor& alpha_syn, const Tensor& threshold, const Tensor& state, const Tensor& spikes0, int64_t ordering,
-      int64_t reset, double v_reset, double v_leak, bool detach_reset, bool current_first, bool multispike,
-      int64_t surrogate, double surrogate_param) {
+  // grad_threshold, grad_adaptation (empty without adaptation), grad_state, grad_spikes0.
+  static std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> recurrent_lif_backward(
+      const OptTensor& grad_spikes, const OptTensor& grad_membrane, const OptTensor& grad_state, const Tensor& saved,
+      const Tensor& spikes, const Tensor& weight, const Tensor& alpha, const OptTensor& alpha_syn,
+      const Tensor& threshold, const OptTensor& adaptation, const Tensor& state, const Tensor& spikes0,
+      int64_t ordering, int64_t reset, double v_reset, double v_leak, bool detach_reset, bool current_first,
+      bool multispike, int64_t surrogate, double surrogate_param, int64_t refractory) {
     const char* op = "snnkern.recurrent_lif_backward";
-    const ScanOptions o{ordering,      reset,      v_reset,   v_leak,         detach_reset,
-                        current_first, multispike, surrogate, surrogate_param};
+    const ScanOptions o{ordering,   reset,     v_reset,         v_leak,    detach_reset, current_first,
+                        multispike, surrogate, surrogate_param, refractory};
     const auto seq_dtype = spikes.scalar_type();
-    auto g = prepare_backward(op, grad_spikes, grad_membrane, grad_state, pre_reset, spikes, alpha, alpha_syn,
-                              threshold, state, seq_dtype);
+    const bool adaptive = present(adaptation);
+    auto g = prepare_backward(op, grad_spikes, grad_membrane, grad_state, saved, spikes, alpha, alpha_syn, threshold,
+                              adaptation, state, o.extended(adaptive), seq_dtype);
+    const Tensor& pre_reset = g.saved;  // for its device
     check_recurrent_args(op, weight, spikes0, pre_reset.device(), seq_dtype, g.B, g.N);
     const Tensor weight_rows = weight.contiguous();
     Tensor grad_spikes0 = at::zeros_like(spikes0, at::MemoryFormat::Contiguous);
@@ -208,16 +215,17 @@ struct Ops {
     L::dispatch(seq_dtype, op, [&](auto tag) {
       using scalar_t = decltype(tag);
       using acc_t = at::opmath_type<scalar_t>;
-      const auto c = o.config<acc_t>(op, present(alpha_syn));
+      const auto c = o.config<acc_t>(op, present(alpha_syn), adaptive);
       if (g.B * g.T * g.N == 0) return;
       const RecurrentRowsBackward<scalar_t, acc_t> row_task{
           c,  g.lanes<scalar_t, acc_t>(), weight_rows.data_ptr<scalar_t>(), grad_spikes0.data_ptr<scalar_t>(), g.B, g.T,
           g.N};
       rows_ran = !recurrent_per_step() && L::run_rows(row_task, pre_reset.device());
       if (rows_ran) return;
-      // Rows v, i, w of the state gradient, then the partial sums of the parameters' gradients.
+      // Rows v, i, w, a of the state gradient, then the partial sums of the parameters' gradients.
       Tensor carry = at::zeros({kCarryRows, g.B, g.N}, alpha.options());
-      if (present(grad_state)) carry.narrow(0, 0, kStateSize).copy_(*grad_state);
+      const int64_t carried_rows = c.extended() ? kCarryA + 1 : kStateSize;  // the counter has no gradient
+      if (present(grad_state)) carry.narrow(0, 0, carried_rows).copy_(grad_state->narrow(0, 0, carried_rows));
       Tensor recurrent = at::empty({g.B, g.N}, g.grad_x.options());
       L::for_batch_chunks(g.B, [&](int64_t b0, int64_t b1) {
         auto rows = [&](const Tensor& t) { return t.narrow(0, b0, b1 - b0); };
@@ -231,12 +239,13 @@ struct Ops {
                  b0, b1, g.N, 1, pre_reset.device());
         }
       });
-      g.grad_state0.copy_(carry.narrow(0, 0, kStateSize));
+      g.grad_state0.zero_().narrow(0, 0, carried_rows).copy_(carry.narrow(0, 0, carried_rows));
       g.grad_alpha_bn.copy_(carry.select(0, kCarryAlpha));
       if (present(alpha_syn)) g.grad_alpha_syn_bn.copy_(carry.select(0, kCarryAlphaSyn));
       g.grad_threshold_bn.copy_(carry.select(0, kCarryThreshold));
+      if (adaptive) g.grad_adaptation_bn.copy_(carry.narrow(0, kCarryAdaptationDecay, 2));
     });
-    auto [grad_x, grad_alpha, grad_alpha_syn, grad_threshold, grad_state0] = g.results();
+    auto [grad_x, grad_alpha, grad_alpha_syn, grad_threshold, grad_adaptation, grad_state0] = g.results();
     Tensor grad_weight = at::zeros({g.N, g.N}, weight.options());
     if (g.B * g.T * g.N > 0) {
       // dL/dW = sum over b, t of dL/dx_t^T z_{t-1}: its transpose is one product of the spikes
@@ -246,7 +255,8 @@ struct Ops {
       grad_weight = weight_grad_t.t().contiguous();
       if (!rows_ran) grad_spikes0 = grad_x.select(1, 0).mm(weight);
     }
-    return {grad_x, grad_weight, grad_alpha, grad_alpha_syn, grad_threshold, grad_state0, grad_spikes0};
+    return {grad_x,         grad_weight, grad_alpha,   grad_alpha_syn, grad_threshold,
+            grad_adaptation, grad_state0, grad_spikes0};
   }
 };
 
