@@ -14,8 +14,10 @@ class LIFResult(NamedTuple):
             spike was thresholded from, in the dtype of the input; ``None`` unless
             ``return_membrane=True``.
         state (torch.Tensor): ``[3, batch, neurons]``, the neuron state after the last step (rows:
-            membrane, synaptic current, previous membrane), in the accumulate dtype (float64 for
-            float64 input, else float32). Pass it as ``state=`` to continue the sequence.
+            membrane, synaptic current, previous membrane; with adaptation or a refractory period
+            ``[5, batch, neurons]``, then the adaptation and the refractory counter), in the
+            accumulate dtype (float64 for float64 input, else float32). Pass it as ``state=`` to
+            continue the sequence.
     """
 
     spikes: torch.Tensor

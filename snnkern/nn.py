@@ -228,7 +228,8 @@ class LIF(_ProjectedScan):
     layout of ``x``); with ``return_state=True`` it returns ``(spikes, state)``, ``state``
     ``[3, batch, out_features]`` to continue a sequence.
     The options (``threshold``, ``reset``, ``detach_reset``, ``ordering``, ``surrogate``,
-    ``alpha_syn``) are those of :func:`snnkern.lif`. ``dale_ie_ratio`` replaces the projection
+    ``alpha_syn``, ``adaptation_decay``, ``adaptation_strength``, ``refractory``) are those of
+    :func:`snnkern.lif`; with adaptation or a refractory period the state has 5 rows. ``dale_ie_ratio`` replaces the projection
     by a :class:`DaleLinear`. ``init="seed"`` initialises the weight as seeds 000/001.
     ``sparse_input=True``: the input is a spike train, projected event-driven (see
     :func:`snnkern.spike_linear`).
@@ -250,6 +251,9 @@ class LIF(_ProjectedScan):
         detach_reset: bool = False,
         ordering: str = "spike_first",
         surrogate: Surrogate = Sigmoid(),
+        adaptation_decay: float | None = None,
+        adaptation_strength: float | torch.Tensor = 0.0,
+        refractory: int = 0,
         bias: bool = False,
         dale_ie_ratio: float | None = None,
         init: str = "default",
@@ -266,7 +270,19 @@ class LIF(_ProjectedScan):
         self._setup_decays(out_features, alpha, tau, alpha_syn, tau_syn, dt, learn_alpha, device, dtype)
         self.threshold, self.reset, self.detach_reset = threshold, reset, detach_reset
         self.ordering, self.surrogate = ordering, surrogate
+        self.adaptation_decay, self.refractory = adaptation_decay, refractory
+        if isinstance(adaptation_strength, torch.Tensor):  # per neuron: moves with the module
+            self.register_buffer("adaptation_strength", adaptation_strength.detach().clone())
+        else:
+            self.adaptation_strength = adaptation_strength
         self.return_state, self.batch_first = return_state, bool(batch_first)
+
+    def _adaptation_options(self) -> dict[str, Any]:
+        return dict(
+            adaptation_decay=self.adaptation_decay,
+            adaptation_strength=self.adaptation_strength,
+            refractory=self.refractory,
+        )
 
     def scan(self, current: torch.Tensor, state: torch.Tensor | None = None) -> LIFResult:
         """Run the LIF scan on an already projected current [batch, time, out_features]."""
@@ -283,6 +299,7 @@ class LIF(_ProjectedScan):
             state=state,
             batch_first=self.batch_first,
             backend=self.backend,
+            **self._adaptation_options(),
         )
 
     def forward(
@@ -348,6 +365,7 @@ class RecurrentLIF(LIF):
             spikes=last_spikes,
             batch_first=self.batch_first,
             backend=self.backend,
+            **self._adaptation_options(),
         )
         if not self.return_state:
             return result.spikes

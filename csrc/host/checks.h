@@ -42,7 +42,7 @@ inline void check_scan_args(const char* op, at::IntArrayRef seq, at::Device devi
   if (present(alpha_syn)) check_like(op, "alpha_syn", *alpha_syn, device, acc, {N});
   if (present(threshold)) check_like(op, "threshold", *threshold, device, acc, {N});
   if (present(adaptation)) check_like(op, "adaptation", *adaptation, device, acc, {2, N});
-  check_like(op, "state", state, device, acc, {extended ? kAdaptiveStateSize : kStateSize, B, N});
+  check_like(op, "state", state, device, acc, {int64_t(extended ? int(kAdaptiveStateSize) : int(kStateSize)), B, N});
 }
 
 // The value checks python makes before it calls an op (snnkern/_checks.py), made by the op
