@@ -58,6 +58,19 @@ TORCH_LIBRARY(snnkern, m) {
   m.def("spike_matmul_t(Tensor spikes, Tensor other) -> Tensor");
 }
 
+// ------------------------------------------------------------------------------------------------
+// e-prop (csrc/eprop.h; python: snnkern/eprop.py)
+// ------------------------------------------------------------------------------------------------
+TORCH_LIBRARY_FRAGMENT(snnkern, m) {
+  // The weight gradient [N, P] of e-prop's eligibility traces: psi [B, T, N] the pseudo-derivatives
+  // of the spikes, presynaptic_trace [B, T, P] the inputs filtered with the membrane decay,
+  // learning_signal [B, T, N] (its terms are filtered with kappa, the readout's decay), rate_signal
+  // [B, T, N] or None (unfiltered), adaptation_strength and adaptation_decay [N] in the accumulate
+  // type. The sequences share one dtype, which the result has; the sum over the batch is in order.
+  m.def("eprop_weight_grad(Tensor psi, Tensor presynaptic_trace, Tensor learning_signal, Tensor? rate_signal, "
+        "Tensor adaptation_strength, Tensor adaptation_decay, float kappa) -> Tensor");
+}
+
 namespace {
 
 std::atomic<bool> emulation{false};

@@ -2,9 +2,10 @@
 
 import importlib.metadata
 
-from . import nn, surrogate
+from . import eprop, nn, surrogate
 from ._checks import STATE_SIZE, decay
 from ._types import LeakyResult, LIFResult
+from .eprop import eprop_weight_grad
 from .ops import build_info, compiled_with_cuda, leaky, lif, recurrent_lif, spike_linear
 from .runtime import tune_cpu_allocator
 from .surrogate import ATan, Exponential, FastSigmoid, Sigmoid, Surrogate, Triangle
@@ -19,6 +20,7 @@ __all__ = [
     "recurrent_lif",
     "leaky",
     "spike_linear",
+    "eprop_weight_grad",
     "decay",
     "LIFResult",
     "LeakyResult",
@@ -33,6 +35,7 @@ __all__ = [
     "ATan",
     "Exponential",
     "nn",
+    "eprop",
     "surrogate",
     "__version__",
 ]

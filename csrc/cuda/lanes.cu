@@ -7,6 +7,7 @@
 #include <c10/util/BFloat16.h>
 #include <c10/util/Half.h>
 
+#include "../eprop.h"
 #include "../lanes.h"
 #include "../recurrent_rows.h"
 #include "lanes.cuh"
@@ -80,5 +81,14 @@ SNNKERN_LAUNCH_TASKS(float)
 SNNKERN_LAUNCH_TASKS(double)
 SNNKERN_LAUNCH_TASKS(c10::Half)
 SNNKERN_LAUNCH_TASKS(c10::BFloat16)
+
+// e-prop's lane tasks (csrc/eprop.h).
+#define SNNKERN_LAUNCH_EPROP(scalar_t)                             \
+  SNNKERN_LAUNCH(EpropTraces<scalar_t, at::opmath_type<scalar_t>>) \
+  SNNKERN_LAUNCH(EpropBatchSum<scalar_t, at::opmath_type<scalar_t>>)
+SNNKERN_LAUNCH_EPROP(float)
+SNNKERN_LAUNCH_EPROP(double)
+SNNKERN_LAUNCH_EPROP(c10::Half)
+SNNKERN_LAUNCH_EPROP(c10::BFloat16)
 
 }  // namespace snnkern

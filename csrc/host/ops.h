@@ -7,6 +7,7 @@
 
 #include <tuple>
 
+#include "../eprop.h"
 #include "../lif.h"
 #include "checks.h"
 #include "launcher.h"
@@ -257,6 +258,76 @@ struct Ops {
     }
     return {grad_x,         grad_weight, grad_alpha,   grad_alpha_syn, grad_threshold,
             grad_adaptation, grad_state0, grad_spikes0};
+  }
+
+  // ----------------------------------------------------------------------------------------------
+  // e-prop (csrc/eprop.h): the weight gradient [N, P] of the eligibility traces of neurons with
+  // pseudo-derivatives psi [B, T, N] and presynaptic traces [B, T, P] against the learning signals
+  // [B, T, N] (rate_signal: an unfiltered one, optional); adaptation strength and decay [N] in the
+  // accumulate type; kappa the readout's decay. One lane task per (b, j, i) writes its batch
+  // element's share in the accumulate type; a second sums them over b in a fixed order.
+  static Tensor eprop_weight_grad(const Tensor& psi, const Tensor& trace, const Tensor& signal,
+                                  const OptTensor& rate_signal, const Tensor& strength, const Tensor& decay,
+                                  double kappa) {
+    const char* op = "snnkern.eprop_weight_grad";
+    check_eprop_args(op, psi, trace, signal, rate_signal, strength, decay, kappa);
+    const int64_t B = psi.size(0), T = psi.size(1), N = psi.size(2), P = trace.size(2);
+    Tensor out = at::empty({N, P}, psi.options());
+    if (N * P == 0) return out;
+    if (B * T == 0) return out.zero_();
+    const Tensor psi_c = psi.contiguous(), trace_c = trace.contiguous(), signal_c = signal.contiguous();
+    const Tensor rate_c = present(rate_signal) ? rate_signal->contiguous() : Tensor();
+    const Tensor strength_c = strength.contiguous(), decay_c = decay.contiguous();
+    Tensor partial = at::empty({B, N, P}, strength.options());
+    L::dispatch(psi.scalar_type(), op, [&](auto tag) {
+      using scalar_t = decltype(tag);
+      using acc_t = at::opmath_type<scalar_t>;
+      const EpropTraces<scalar_t, acc_t> traces{psi_c.data_ptr<scalar_t>(),
+                                                trace_c.data_ptr<scalar_t>(),
+                                                signal_c.data_ptr<scalar_t>(),
+                                                rate_c.defined() ? rate_c.data_ptr<scalar_t>() : nullptr,
+                                                strength_c.data_ptr<acc_t>(),
+                                                decay_c.data_ptr<acc_t>(),
+                                                partial.data_ptr<acc_t>(),
+                                                static_cast<acc_t>(kappa),
+                                                B,
+                                                T,
+                                                N,
+                                                P};
+      L::run(traces, 0, B * N, P, T, psi.device());
+      L::run(EpropBatchSum<scalar_t, acc_t>{partial.data_ptr<acc_t>(), out.data_ptr<scalar_t>(), B, N, P}, 0, N, P, B,
+             psi.device());
+    });
+    return out;
+  }
+
+  static void check_eprop_args(const char* op, const Tensor& psi, const Tensor& trace, const Tensor& signal,
+                               const OptTensor& rate_signal, const Tensor& strength, const Tensor& decay,
+                               double kappa) {
+    TORCH_CHECK(psi.dim() == 3, op, ": psi must have shape [batch, time, neurons], got ", psi.sizes());
+    TORCH_CHECK(at::isFloatingType(psi.scalar_type()), op, ": psi must be floating point, got ", psi.scalar_type());
+    const int64_t B = psi.size(0), T = psi.size(1), N = psi.size(2);
+    const auto device = psi.device();
+    const auto dtype = psi.scalar_type();
+    auto beside = [&](const char* name, const Tensor& t, at::ScalarType type, at::IntArrayRef shape) {
+      TORCH_CHECK(t.device() == device, op, ": ", name, " is on ", t.device(), " but psi is on ", device);
+      TORCH_CHECK(t.scalar_type() == type, op, ": ", name, " has dtype ", t.scalar_type(), ", expected ", type);
+      TORCH_CHECK(t.sizes() == shape, op, ": ", name, " must have shape ", shape, ", got ", t.sizes());
+    };
+    TORCH_CHECK(trace.dim() == 3 && trace.size(0) == B && trace.size(1) == T, op,
+                ": presynaptic_trace must have shape [", B, ", ", T, ", inputs] (the batch and time of psi), got ",
+                trace.sizes());
+    beside("presynaptic_trace", trace, dtype, trace.sizes());
+    beside("learning_signal", signal, dtype, psi.sizes());
+    if (present(rate_signal)) beside("rate_signal", *rate_signal, dtype, psi.sizes());
+    beside("adaptation_strength", strength, opmath_type(dtype), {N});
+    beside("adaptation_decay", decay, opmath_type(dtype), {N});
+    TORCH_CHECK(std::isfinite(kappa) && kappa >= 0 && kappa <= 1, op,
+                ": kappa must lie in [0, 1] (the readout's decay), got ", kappa);
+    if (!L::values_readable(device)) return;
+    check_decay_values("adaptation_decay", decay);
+    TORCH_CHECK_VALUE(strength.numel() == 0 || strength.isfinite().all().item<bool>(),
+                      "adaptation_strength must be finite; got NaN or inf values");
   }
 };
 
