@@ -431,10 +431,10 @@ struct Replay {
     return io.load(a.spikes + k * time_stride);
   }
   // a_k and c_k, as the forward saved them (zero without adaptation or refractory period).
-  SNN_HD V adaptation_at(int64_t k) const { return step.c.adaptive ? io.load(a.saved_adaptation + k * time_stride) : V(0); }
-  SNN_HD V counter_at(int64_t k) const {
-    return step.c.extended() ? io.load(a.saved_counter + k * time_stride) : V(0);
+  SNN_HD V adaptation_at(int64_t k) const {
+    return step.c.adaptive ? io.load(a.saved_adaptation + k * time_stride) : V(0);
   }
+  SNN_HD V counter_at(int64_t k) const { return step.c.extended() ? io.load(a.saved_counter + k * time_stride) : V(0); }
   // v_k, the membrane at the start of step k.
   SNN_HD V membrane_at(int64_t k) const {
     return k == 0 ? initial(kV) : step.reset.apply(io.load(a.pre_reset + (k - 1) * time_stride), reset_spike(k - 1));
@@ -481,8 +481,7 @@ SNN_HD void store_state(const LifConfig<acc_t>& c, const IO& io, T* p, int64_t s
 template <class V, class M, class IO, class Lanes, class acc_t>
 SNN_HD LifStep<V, M, acc_t> lane_step(const LifConfig<acc_t>& c, const IO& io, const Lanes& a) {
   return LifStep<V, M, acc_t>(c, io.load(a.alpha), c.synaptic ? io.load(a.alpha_syn) : V(0),
-                              c.spiking ? io.load(a.threshold) : V(0),
-                              c.adaptive ? io.load(a.adaptation_decay) : V(0),
+                              c.spiking ? io.load(a.threshold) : V(0), c.adaptive ? io.load(a.adaptation_decay) : V(0),
                               c.adaptive ? io.load(a.adaptation_strength) : V(0));
 }
 

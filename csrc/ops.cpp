@@ -25,14 +25,14 @@ TORCH_LIBRARY(snnkern, m) {
   // adaptation or refractory > 0 [3, B, T, N], the pre-reset membrane, a_t and c_t.
   // check_values: the op checks the values of alpha, alpha_syn and threshold itself (python
   // asks for it under torch.compile, where it cannot read them; csrc/host/checks.h).
-  m.def("lif_forward(Tensor x, Tensor alpha, Tensor? alpha_syn, Tensor threshold, Tensor? adaptation, Tensor state, "
-        SNNKERN_OPTIONS
+  m.def("lif_forward(Tensor x, Tensor alpha, Tensor? alpha_syn, Tensor threshold, Tensor? adaptation, Tensor "
+        "state, " SNNKERN_OPTIONS
         ", bool record_membrane, bool save_for_backward, bool check_values) -> (Tensor, Tensor, Tensor, Tensor)");
   // Returns grad_x, grad_alpha [N], grad_alpha_syn [N] (empty without alpha_syn), grad_threshold [N],
   // grad_adaptation [2, N] (empty without adaptation), grad_state.
   m.def("lif_backward(Tensor? grad_spikes, Tensor? grad_membrane, Tensor? grad_state, Tensor pre_reset, "
-        "Tensor spikes, Tensor alpha, Tensor? alpha_syn, Tensor threshold, Tensor? adaptation, Tensor state, "
-        SNNKERN_OPTIONS ") -> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
+        "Tensor spikes, Tensor alpha, Tensor? alpha_syn, Tensor threshold, Tensor? adaptation, Tensor "
+        "state, " SNNKERN_OPTIONS ") -> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
   // Non-spiking leaky integrator: returns the membrane after each step, the final state and, for
   // float16/bfloat16 x with save_for_backward, the membrane in the accumulate type for backward
   // (empty otherwise: a float32/float64 trace is its own accumulate-type copy).

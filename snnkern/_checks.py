@@ -221,10 +221,10 @@ def _as_adaptation(
             raise ValueError("adaptation_strength needs adaptation_decay (the decay of the adaptation state)")
         return None
     rho = _as_decay(decay_value, "adaptation_decay", x, layout)
+    checkable = isinstance(strength, torch.Tensor) and _values_checkable(strength) and strength.is_floating_point()
     if isinstance(strength, torch.Tensor):
-        if _values_checkable(strength) and strength.numel() and strength.is_floating_point():
-            if not bool(torch.isfinite(strength).all()):
-                raise ValueError("adaptation_strength must be finite; got NaN or inf values")
+        if checkable and strength.numel() and not bool(torch.isfinite(strength).all()):
+            raise ValueError("adaptation_strength must be finite; got NaN or inf values")
     elif isinstance(strength, (int, float)) and not isinstance(strength, bool) and not math.isfinite(strength):
         raise ValueError(f"adaptation_strength must be a finite number, got {strength!r}")
     return torch.stack([rho, _per_neuron(strength, "adaptation_strength", x, layout)])

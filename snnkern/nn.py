@@ -229,8 +229,9 @@ class LIF(_ProjectedScan):
     ``[3, batch, out_features]`` to continue a sequence.
     The options (``threshold``, ``reset``, ``detach_reset``, ``ordering``, ``surrogate``,
     ``alpha_syn``, ``adaptation_decay``, ``adaptation_strength``, ``refractory``) are those of
-    :func:`snnkern.lif`; with adaptation or a refractory period the state has 5 rows. ``dale_ie_ratio`` replaces the projection
-    by a :class:`DaleLinear`. ``init="seed"`` initialises the weight as seeds 000/001.
+    :func:`snnkern.lif`; with adaptation or a refractory period the state has 5 rows.
+    ``dale_ie_ratio`` replaces the projection by a :class:`DaleLinear`. ``init="seed"`` initialises
+    the weight as seeds 000/001.
     ``sparse_input=True``: the input is a spike train, projected event-driven (see
     :func:`snnkern.spike_linear`).
     """

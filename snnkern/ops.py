@@ -586,8 +586,17 @@ if _C is not None:
         *options: Any,
     ) -> tuple[torch.Tensor, ...]:
         grad_x, grad_alpha, grad_alpha_syn, grad_threshold, grad_adaptation, grad_state0 = _lif_backward_fake(
-            grad_spikes, grad_membrane, grad_state, pre_reset, spikes, alpha, alpha_syn, threshold, adaptation, state,
-            *options
+            grad_spikes,
+            grad_membrane,
+            grad_state,
+            pre_reset,
+            spikes,
+            alpha,
+            alpha_syn,
+            threshold,
+            adaptation,
+            state,
+            *options,
         )
         return (
             grad_x,

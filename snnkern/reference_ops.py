@@ -81,16 +81,17 @@ def _scan(a: LIFArgs, x: torch.Tensor, state: torch.Tensor, return_membrane: boo
     the sequences as lists of [B, N] steps."""
     alpha, alpha_syn, theta = a.alpha, a.alpha_syn, a.threshold
     v, i, w = state[STATE_V], state[STATE_I], state[STATE_W]
-    adaptation, counter = (state[STATE_A], state[STATE_REFRACTORY]) if a.extended else (None, None)
-    rho, beta = (a.adaptation[0], a.adaptation[1]) if a.adaptation is not None else (None, None)
+    # Adaptation a and refractory counter c: rows of extended states only (zeros, unused, else).
+    adaptation, counter = (state[STATE_A], state[STATE_REFRACTORY]) if a.extended else (v * 0, v * 0)
+    rho, beta = (a.adaptation[0], a.adaptation[1]) if a.adaptation is not None else (theta * 0, theta * 0)
 
-    def fire(u: torch.Tensor, adaptation: torch.Tensor | None, counter: torch.Tensor | None) -> torch.Tensor:
+    def fire(u: torch.Tensor, adaptation: torch.Tensor, counter: torch.Tensor) -> torch.Tensor:
         if a.spike == "multi":
             return spike_count(u, a.surrogate, theta)
         # The threshold theta + beta a of an adaptive neuron; the surrogate's width stays theta's.
-        offset = theta if rho is None else theta + beta * adaptation
+        offset = theta if a.adaptation is None else theta + beta * adaptation
         z = spike(u - offset, a.surrogate, theta)
-        return z if counter is None else z * (counter <= 0).to(z.dtype)
+        return z * (counter <= 0).to(z.dtype) if a.extended else z
 
     spikes: list[torch.Tensor] = []
     membranes: list[torch.Tensor] = []
@@ -114,7 +115,7 @@ def _scan(a: LIFArgs, x: torch.Tensor, state: torch.Tensor, return_membrane: boo
         if a.extended:
             # The adaptation steps with the reset spike (its gradient is kept with detach_reset:
             # only the reset is detached); the counter restarts at `refractory` after a spike.
-            if rho is not None:
+            if a.adaptation is not None:
                 adaptation = rho * adaptation + r
             counter = torch.where(r.detach() > 0, float(a.refractory), (counter.detach() - 1).clamp(min=0))
         if a.ordering == "update_first":

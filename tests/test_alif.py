@@ -135,8 +135,16 @@ def test_gradcheck_smooth(recurrent, where):
         c = dict(case, **dict(zip(names, leaves)))
         kw = dict(threshold=50.0, adaptation_decay=c["rho"], adaptation_strength=c["beta"].detach(), refractory=2)
         if recurrent:
-            r = snnkern.recurrent_lif(c["x"], c["weight"], c["alpha"], state=c["state"], spikes=c["spikes"],
-                                      return_membrane=True, ordering="update_first", **kw)
+            r = snnkern.recurrent_lif(
+                c["x"],
+                c["weight"],
+                c["alpha"],
+                state=c["state"],
+                spikes=c["spikes"],
+                return_membrane=True,
+                ordering="update_first",
+                **kw,
+            )
         else:
             r = snnkern.lif(c["x"], c["alpha"], state=c["state"], return_membrane=True, **kw)
         return r.membrane, r.state[:4]
@@ -192,7 +200,7 @@ def test_opcheck(recurrent, requires_grad, where):
 @everywhere
 def test_backward_refuses_wrong_saved_rows(where):
     tensors, options, flags = _raw_args(False, where, False)
-    spikes, membrane, state_out, saved = torch.ops.snnkern.lif_forward(*tensors, *options, *flags)
+    spikes, _, _, saved = torch.ops.snnkern.lif_forward(*tensors, *options, *flags)
     with pytest.raises(RuntimeError, match=r"pre_reset must have shape \[3, batch, time, neurons\]"):
         torch.ops.snnkern.lif_backward(None, None, None, saved[0], spikes, *tensors[1:], *options)
 
@@ -202,8 +210,15 @@ def test_backward_refuses_wrong_saved_rows(where):
 def test_chunks_continue_through_the_state(recurrent, where):
     """A sequence run in two chunks, the 5-row state (and the last spikes) passed on, equals one run."""
     case = _case(2, 30, 7, F64, where.device, seed=7, recurrent=recurrent, requires_grad=False)
-    kw = dict(threshold=case["threshold"], adaptation_decay=case["rho"], adaptation_strength=case["beta"],
-              refractory=3, ordering="update_first", reset="subtract", backend=where.backend)
+    kw = dict(
+        threshold=case["threshold"],
+        adaptation_decay=case["rho"],
+        adaptation_strength=case["beta"],
+        refractory=3,
+        ordering="update_first",
+        reset="subtract",
+        backend=where.backend,
+    )
 
     def call(x, state, spikes):
         if recurrent:
@@ -224,10 +239,18 @@ def test_refractory_period_blocks_the_next_steps(refractory, ordering, where):
     """Under a drive far above threshold a neuron fires once every refractory + 1 steps (NEST's
     t_ref of 5 steps is refractory=4), and its surrogate derivative is zero while it is blocked."""
     x = torch.full((1, 30, 1), 5.0, dtype=F64, device=where.device, requires_grad=True)
-    r = snnkern.lif(x, 0.9, threshold=1.0, reset="subtract", ordering=ordering, refractory=refractory,
-                    surrogate=Triangle(0.5), backend=where.backend)
+    r = snnkern.lif(
+        x,
+        0.9,
+        threshold=1.0,
+        reset="subtract",
+        ordering=ordering,
+        refractory=refractory,
+        surrogate=Triangle(0.5),
+        backend=where.backend,
+    )
     times = r.spikes[0, :, 0].nonzero().flatten().tolist()
-    assert len(times) > 3 and set(b - a for a, b in itertools.pairwise(times)) == {refractory + 1}
+    assert len(times) > 3 and {b - a for a, b in itertools.pairwise(times)} == {refractory + 1}
     (g,) = torch.autograd.grad(r.spikes.sum(), x)
     assert torch.all(g == 0)  # far from threshold or blocked: no surrogate gradient anywhere
 
@@ -238,9 +261,16 @@ def test_adaptation_raises_the_threshold(where):
     the low-passed spike train, a_{t+1} = rho a_t + r_t."""
     x = torch.full((1, 400, 2), 0.3, dtype=F64, device=where.device)
     rho = 0.99
-    r = snnkern.lif(x, 0.9, threshold=1.0, reset="subtract", ordering="update_first", adaptation_decay=rho,
-                    adaptation_strength=torch.tensor([0.0, 0.5], dtype=F64, device=where.device),
-                    backend=where.backend)
+    r = snnkern.lif(
+        x,
+        0.9,
+        threshold=1.0,
+        reset="subtract",
+        ordering="update_first",
+        adaptation_decay=rho,
+        adaptation_strength=torch.tensor([0.0, 0.5], dtype=F64, device=where.device),
+        backend=where.backend,
+    )
     regular, adaptive = r.spikes[0, :, 0], r.spikes[0, :, 1]
     assert adaptive[:100].sum() > adaptive[300:].sum()
     assert regular.sum() > adaptive.sum()
@@ -256,8 +286,18 @@ def test_torch_compile_fullgraph(compile_backend, where):
     case = _case(2, 12, 6, F32, where.device, seed=8, recurrent=True)
 
     def f(x, weight, rho, beta):
-        r = snnkern.recurrent_lif(x, weight, 0.9, threshold=0.5, adaptation_decay=rho, adaptation_strength=beta,
-                                  refractory=2, ordering="update_first", reset="subtract", surrogate=Triangle(0.5))
+        r = snnkern.recurrent_lif(
+            x,
+            weight,
+            0.9,
+            threshold=0.5,
+            adaptation_decay=rho,
+            adaptation_strength=beta,
+            refractory=2,
+            ordering="update_first",
+            reset="subtract",
+            surrogate=Triangle(0.5),
+        )
         return r.spikes.sum() + r.state[3].sum()
 
     leaves = [case[k] for k in ("x", "weight", "rho", "beta")]
@@ -279,18 +319,27 @@ BAD = [
     (dict(adaptation_decay=1.5), ValueError, r"adaptation_decay must lie in \[0, 1\]"),
     (dict(adaptation_decay=float("nan")), ValueError, r"adaptation_decay must lie in \[0, 1\]"),
     (dict(adaptation_decay=0.9, adaptation_strength=float("inf")), ValueError, "adaptation_strength must be a finite"),
-    (dict(adaptation_decay=0.9, adaptation_strength=torch.tensor([0.1, float("nan"), 0.0])), ValueError,
-     "adaptation_strength must be finite"),
+    (
+        dict(adaptation_decay=0.9, adaptation_strength=torch.tensor([0.1, float("nan"), 0.0])),
+        ValueError,
+        "adaptation_strength must be finite",
+    ),
     (dict(adaptation_decay=torch.tensor([0.9, 1.2, 0.5])), ValueError, r"adaptation_decay must lie in \[0, 1\]"),
-    (dict(adaptation_decay=0.9, adaptation_strength=torch.ones(4)), ValueError,
-     "adaptation_strength must be a scalar or a tensor broadcastable"),
+    (
+        dict(adaptation_decay=0.9, adaptation_strength=torch.ones(4)),
+        ValueError,
+        "adaptation_strength must be a scalar or a tensor broadcastable",
+    ),
     (dict(refractory=-1), ValueError, "refractory must be a number of steps >= 0"),
     (dict(refractory=2.0), ValueError, "refractory must be a number of steps >= 0"),
     (dict(refractory=True), ValueError, "refractory must be a number of steps >= 0"),
     (dict(refractory=2, spike="multi", reset="subtract"), ValueError, "need spike='binary'"),
     (dict(adaptation_decay=0.9, spike="multi", reset="subtract"), ValueError, "need spike='binary'"),
-    (dict(refractory=2, state=torch.zeros(3, 2, 3)), ValueError,
-     r"state must have shape \[5, batch, \*neurons\] = \[5, 2, 3\] for neurons with adaptation"),
+    (
+        dict(refractory=2, state=torch.zeros(3, 2, 3)),
+        ValueError,
+        r"state must have shape \[5, batch, \*neurons\] = \[5, 2, 3\] for neurons with adaptation",
+    ),
     (dict(state=torch.zeros(5, 2, 3)), ValueError, r"state must have shape \[3, batch, \*neurons\]"),
 ]
 
@@ -300,11 +349,14 @@ BAD = [
 @pytest.mark.parametrize("kwargs, error, message", BAD, ids=[m[:30] for _, _, m in BAD])
 def test_bad_arguments(kwargs, error, message, recurrent, where):
     x = torch.rand(2, 4, 3)
-    with pytest.raises(error, match=message):
+
+    def call():
         if recurrent:
-            snnkern.recurrent_lif(x, torch.zeros(3, 3), 0.9, backend=where.backend, **kwargs)
-        else:
-            snnkern.lif(x, 0.9, backend=where.backend, **kwargs)
+            return snnkern.recurrent_lif(x, torch.zeros(3, 3), 0.9, backend=where.backend, **kwargs)
+        return snnkern.lif(x, 0.9, backend=where.backend, **kwargs)
+
+    with pytest.raises(error, match=message):
+        call()
 
 
 @everywhere

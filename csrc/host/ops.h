@@ -52,8 +52,8 @@ struct Ops {
       int64_t refractory, bool record_membrane, bool save_for_backward, bool check) {
     const char* op = "snnkern.lif_forward";
     if (check) check_values(x, alpha, alpha_syn, threshold, adaptation, multispike, surrogate);
-    const ScanOptions o{ordering,   reset,     v_reset,         v_leak,    detach_reset, current_first,
-                        multispike, surrogate, surrogate_param, refractory};
+    const ScanOptions o{ordering,      reset,      v_reset,   v_leak,          detach_reset,
+                        current_first, multispike, surrogate, surrogate_param, refractory};
     const bool adaptive = present(adaptation);
     auto f = prepare_forward(op, x, alpha, alpha_syn, threshold, adaptation, state, o.extended(adaptive),
                              record_membrane, save_for_backward);
@@ -71,8 +71,8 @@ struct Ops {
       bool detach_reset, bool current_first, bool multispike, int64_t surrogate, double surrogate_param,
       int64_t refractory) {
     const char* op = "snnkern.lif_backward";
-    const ScanOptions o{ordering,   reset,     v_reset,         v_leak,    detach_reset, current_first,
-                        multispike, surrogate, surrogate_param, refractory};
+    const ScanOptions o{ordering,      reset,      v_reset,   v_leak,          detach_reset,
+                        current_first, multispike, surrogate, surrogate_param, refractory};
     const bool adaptive = present(adaptation);
     auto g = prepare_backward(op, grad_spikes, grad_membrane, grad_state, saved, spikes, alpha, alpha_syn, threshold,
                               adaptation, state, o.extended(adaptive), spikes.scalar_type());
@@ -160,8 +160,8 @@ struct Ops {
       double surrogate_param, int64_t refractory, bool record_membrane, bool save_for_backward, bool check) {
     const char* op = "snnkern.recurrent_lif_forward";
     if (check) check_values(x, alpha, alpha_syn, threshold, adaptation, multispike, surrogate);
-    const ScanOptions o{ordering,   reset,     v_reset,         v_leak,    detach_reset, current_first,
-                        multispike, surrogate, surrogate_param, refractory};
+    const ScanOptions o{ordering,      reset,      v_reset,   v_leak,          detach_reset,
+                        current_first, multispike, surrogate, surrogate_param, refractory};
     const bool adaptive = present(adaptation);
     auto f = prepare_forward(op, x, alpha, alpha_syn, threshold, adaptation, state, o.extended(adaptive),
                              record_membrane, save_for_backward);
@@ -202,8 +202,8 @@ struct Ops {
       int64_t ordering, int64_t reset, double v_reset, double v_leak, bool detach_reset, bool current_first,
       bool multispike, int64_t surrogate, double surrogate_param, int64_t refractory) {
     const char* op = "snnkern.recurrent_lif_backward";
-    const ScanOptions o{ordering,   reset,     v_reset,         v_leak,    detach_reset, current_first,
-                        multispike, surrogate, surrogate_param, refractory};
+    const ScanOptions o{ordering,      reset,      v_reset,   v_leak,          detach_reset,
+                        current_first, multispike, surrogate, surrogate_param, refractory};
     const auto seq_dtype = spikes.scalar_type();
     const bool adaptive = present(adaptation);
     auto g = prepare_backward(op, grad_spikes, grad_membrane, grad_state, saved, spikes, alpha, alpha_syn, threshold,
@@ -256,8 +256,8 @@ struct Ops {
       grad_weight = weight_grad_t.t().contiguous();
       if (!rows_ran) grad_spikes0 = grad_x.select(1, 0).mm(weight);
     }
-    return {grad_x,         grad_weight, grad_alpha,   grad_alpha_syn, grad_threshold,
-            grad_adaptation, grad_state0, grad_spikes0};
+    return {grad_x,         grad_weight,     grad_alpha,  grad_alpha_syn,
+            grad_threshold, grad_adaptation, grad_state0, grad_spikes0};
   }
 
   // ----------------------------------------------------------------------------------------------

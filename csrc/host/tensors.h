@@ -63,8 +63,7 @@ inline ForwardTensors prepare_forward(const char* op, const Tensor& x, const Ten
                                       const OptTensor& threshold, const OptTensor& adaptation, const Tensor& state,
                                       bool extended, bool record_membrane, bool save) {
   TORCH_CHECK(x.dim() == 3, op, ": x must have shape [batch, time, neurons], got ", x.sizes());
-  check_scan_args(op, x.sizes(), x.device(), x.scalar_type(), alpha, alpha_syn, threshold, adaptation, state,
-                  extended);
+  check_scan_args(op, x.sizes(), x.device(), x.scalar_type(), alpha, alpha_syn, threshold, adaptation, state, extended);
   const bool spiking = present(threshold);
   ForwardTensors f;
   f.x = x.contiguous();
@@ -83,7 +82,7 @@ inline ForwardTensors prepare_forward(const char* op, const Tensor& x, const Ten
   f.spikes = sequence_or_empty(spiking, x.scalar_type());
   f.membrane = sequence_or_empty(record_membrane, x.scalar_type());
   const auto acc_options = x.options().dtype(opmath_type(x.scalar_type()));
-  f.saved = !save        ? at::empty({0}, acc_options)
+  f.saved = !save      ? at::empty({0}, acc_options)
             : extended ? at::empty({kSavedExtendedRows, f.B, f.T, f.N}, acc_options)
                        : at::empty({f.B, f.T, f.N}, acc_options);
   f.state_out = f.T == 0 ? f.state.clone() : at::empty_like(f.state);
@@ -191,7 +190,8 @@ inline BackwardTensors prepare_backward(const char* op, const OptTensor& grad_sp
   };
   g.grad_alpha_syn_bn = partial_sums(alpha_syn);
   g.grad_threshold_bn = partial_sums(threshold);
-  g.grad_adaptation_bn = present(adaptation) ? at::zeros({2, g.B, g.N}, alpha.options()) : at::empty({0}, alpha.options());
+  g.grad_adaptation_bn = present(adaptation) ? at::zeros({2, g.B, g.N}, alpha.options())
+                                             : at::empty({0}, alpha.options());
   if (g.T == 0) g.grad_state0 = present(grad_state) ? grad_state->clone() : at::zeros_like(g.state);
   return g;
 }
