@@ -19,7 +19,7 @@ two readouts at each step of the recall window.
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 from torch import nn
@@ -45,6 +45,10 @@ class EvidenceNetwork(nn.Module):
     Initialisation as the seed's: input and recurrent weights normal with std ``1/sqrt(fan_in)``,
     readout weights Glorot-uniform, feedback weights standard normal.
     """
+
+    adaptation_strength: torch.Tensor
+    recurrent_mask: torch.Tensor
+    feedback_weight: torch.Tensor
 
     def __init__(
         self,
@@ -93,7 +97,7 @@ class EvidenceNetwork(nn.Module):
         with torch.no_grad():
             self.recurrent_weight.mul_(self.recurrent_mask)
 
-    def neuron_options(self) -> dict[str, object]:
+    def neuron_options(self) -> dict[str, Any]:
         """The keyword arguments of :func:`snnkern.recurrent_lif` for this network's neurons."""
         return dict(
             threshold=self.v_th,
@@ -105,6 +109,14 @@ class EvidenceNetwork(nn.Module):
             adaptation_strength=self.adaptation_strength,
             refractory=self.refractory,
         )
+
+    def weight_matrices(self) -> dict[str, torch.Tensor]:
+        """The effective weights in the seeds' layout ``[pre, post]`` (the recurrent one masked)."""
+        return {
+            "input -> recurrent": self.input_weight.detach().T,
+            "recurrent": (self.recurrent_weight * self.recurrent_mask).detach().T,
+            "recurrent -> readout": self.readout_weight.detach().T,
+        }
 
     def forward(self, x: torch.Tensor) -> EvidenceOutput:
         """``x`` [B, T, n_in] input spikes -> readout [B, T, n_out], spikes and membranes [B, T, n_rec]."""
@@ -119,6 +131,7 @@ class EvidenceNetwork(nn.Module):
         )
         drive = (1.0 - self.kappa) * (result.spikes @ self.readout_weight.t())
         readout = ops.leaky(drive, self.kappa, backend=self.backend).membrane
+        assert result.membrane is not None  # return_membrane=True
         return EvidenceOutput(readout, result.spikes, result.membrane)
 
 
@@ -126,7 +139,9 @@ def recall_loss(readout: torch.Tensor, target: torch.Tensor, window: slice) -> t
     """Cross-entropy of the softmax over the readouts against the target class, averaged over the
     steps of the recall ``window`` and the batch (the seed's loss)."""
     logits = readout[:, window]
-    return torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.repeat_interleave(logits.shape[1]))
+    return torch.nn.functional.cross_entropy(
+        logits.reshape(-1, logits.shape[-1]), target.repeat_interleave(logits.shape[1])
+    )
 
 
 def decisions(readout: torch.Tensor, window: slice) -> torch.Tensor:
