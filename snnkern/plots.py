@@ -141,7 +141,13 @@ def evidence_trial(path: str, trial: Mapping[str, Any], title: str) -> None:
     inputs, spikes = np.asarray(trial["inputs"]), np.asarray(trial["spikes"])
     steps, n = spikes.shape
     n_regular = int(trial["n_regular"])
-    chosen = [j for j in (0, 1) if j < n_regular] + [j for j in (n_regular, n_regular + 1) if j < n]
+    # the two most active neurons of each kind (the first ones where none fired)
+    counts = spikes.sum(axis=0)
+    chosen = [
+        int(lo + j)
+        for lo, hi in ((0, n_regular), (n_regular, n))
+        for j in np.argsort(-counts[lo:hi], kind="stable")[:2]
+    ]
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     start, stop = trial["window"]
     fig, axes = plt.subplots(8, 1, sharex=True, figsize=(8, 14), gridspec_kw={"hspace": 0.35})

@@ -378,7 +378,11 @@ def _ddp_worker(rank, out, port):
 def test_two_processes_follow_one_process(tmp_path):
     out = str(tmp_path / "ddp")
     mp.spawn(_ddp_worker, args=(out, _free_ports(1)[0]), nprocs=2, join=True)
-    assert [open(f"{out}.rank{r}").read() for r in range(2)] == ["0", "0"]
+    codes = []
+    for r in range(2):
+        with open(f"{out}.rank{r}") as f:
+            codes.append(f.read())
+    assert codes == ["0", "0"]
     one = str(tmp_path / "one")
     train(TrainConfig(epochs=2, out=one, plots=False, **BPTT))
     a, b = _ckpt(one), _ckpt(out)
