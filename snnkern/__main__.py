@@ -6,6 +6,8 @@ Examples::
     python -m snnkern train ipd-dales --out runs/dales
     python -m snnkern train shd --epochs 30 --out runs/shd          # synthetic SHD-format data
     python -m snnkern train shd --data ~/data/hdspikes --out runs/shd_real
+    python -m snnkern train evidence --rule bptt --out runs/evidence  # seed 003's task, BPTT
+    python -m snnkern train evidence --rule eprop --feedback random   # ... with e-prop (the seed's rule)
     python -m snnkern train ipd --out runs/ipd --epochs 20 --resume  # continue a run
     python -m snnkern sweep envelope-power --repeats 3 --out runs/sweep
     torchrun --nproc_per_node 2 -m snnkern train shd --out runs/shd  # DistributedDataParallel
@@ -48,7 +50,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
-    from .train import MODELS
+    from .train import DEFAULTS, MODELS
+
+    ev = DEFAULTS["evidence"]
 
     t = sub.add_parser("train", help="train one of the seed models")
     t.add_argument("model", choices=MODELS)
@@ -80,6 +84,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     t.add_argument("--max-time", type=float, help="SHD: seconds covered by the bins (seed 004: 1.0)")
     t.add_argument("--shd-train-samples", type=int, help="synthetic SHD: training samples (2560)")
     t.add_argument("--shd-test-samples", type=int, help="synthetic SHD: test samples (768)")
+    e = t.add_argument_group(
+        "evidence (seed 003)",
+        "An epoch is --iterations iterations, each on a fresh batch of trials, then the validation on a "
+        "fixed validation set and a checkpoint; --epochs counts these epochs.",
+    )
+    e.add_argument(
+        "--rule", help=f"learning rule: bptt (autograd through the fused ops) or eprop (default: {ev['rule']})"
+    )
+    e.add_argument("--feedback", help="eprop: the learning signals' feedback weights, random (default) or symmetric")
+    e.add_argument("--iterations", type=int, help=f"training iterations per epoch (default: {ev['iterations']})")
+    e.add_argument("--val-batches", type=int, help=f"batches of validation trials (default: {ev['val_batches']})")
+    e.add_argument("--c-reg", type=float, help=f"strength of the firing-rate regularisation (default: {ev['c_reg']:g})")
+    e.add_argument(
+        "--f-target",
+        type=float,
+        help=f"its target rate, spikes per 1 ms step (default: {ev['f_target']:g} = {ev['f_target'] * 1000:g} Hz)",
+    )
+    e.add_argument("--n-cues", type=int, help=f"cues per trial, odd (seed: {ev['n_cues']})")
+    e.add_argument("--cue-steps", type=int, help=f"steps of one cue (seed: {ev['cue_steps']})")
+    e.add_argument("--spacing-steps", type=int, help=f"steps of silence before each cue (seed: {ev['spacing_steps']})")
+    e.add_argument(
+        "--delay-steps", type=int, help=f"background-only steps after the last cue (seed: {ev['delay_steps']})"
+    )
+    e.add_argument("--recall-steps", type=int, help=f"steps of the recall window (seed: {ev['recall_steps']})")
     t.add_argument(
         "--compare-naive",
         action="store_true",
@@ -161,6 +189,17 @@ def _command(args: argparse.Namespace) -> None:
             max_time=args.max_time,
             shd_train_samples=args.shd_train_samples,
             shd_test_samples=args.shd_test_samples,
+            rule=args.rule,
+            feedback=args.feedback,
+            iterations=args.iterations,
+            val_batches=args.val_batches,
+            c_reg=args.c_reg,
+            f_target=args.f_target,
+            n_cues=args.n_cues,
+            cue_steps=args.cue_steps,
+            spacing_steps=args.spacing_steps,
+            delay_steps=args.delay_steps,
+            recall_steps=args.recall_steps,
             compare_naive=args.compare_naive,
             plots=not args.no_plots,
             **common,

@@ -19,7 +19,7 @@ two readouts at each step of the recall window.
 from __future__ import annotations
 
 import math
-from typing import Any, NamedTuple, cast
+from typing import Any, NamedTuple
 
 import torch
 from torch import nn
@@ -110,6 +110,14 @@ class EvidenceNetwork(nn.Module):
             refractory=self.refractory,
         )
 
+    def weight_matrices(self) -> dict[str, torch.Tensor]:
+        """The effective weights in the seeds' layout ``[pre, post]`` (the recurrent one masked)."""
+        return {
+            "input -> recurrent": self.input_weight.detach().T,
+            "recurrent": (self.recurrent_weight * self.recurrent_mask).detach().T,
+            "recurrent -> readout": self.readout_weight.detach().T,
+        }
+
     def forward(self, x: torch.Tensor) -> EvidenceOutput:
         """``x`` [B, T, n_in] input spikes -> readout [B, T, n_out], spikes and membranes [B, T, n_rec]."""
         current = x @ self.input_weight.t()
@@ -123,7 +131,8 @@ class EvidenceNetwork(nn.Module):
         )
         drive = (1.0 - self.kappa) * (result.spikes @ self.readout_weight.t())
         readout = ops.leaky(drive, self.kappa, backend=self.backend).membrane
-        return EvidenceOutput(readout, result.spikes, cast(torch.Tensor, result.membrane))
+        assert result.membrane is not None  # return_membrane=True
+        return EvidenceOutput(readout, result.spikes, result.membrane)
 
 
 def recall_loss(readout: torch.Tensor, target: torch.Tensor, window: slice) -> torch.Tensor:

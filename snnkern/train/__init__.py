@@ -1,7 +1,7 @@
 """Training of the seed models: ``python -m snnkern train MODEL`` (see :mod:`snnkern.__main__`).
 
 Needs the ``train`` extra (``pip install "snnkern[train]"``: tqdm, matplotlib, h5py). The seed
-labels (000, 001, 004) name the tutorials listed in :mod:`snnkern.seed_loops`.
+labels (000, 001, 003, 004) name the tutorials listed in :mod:`snnkern.seed_loops`.
 
 Models and their defaults (the seeds' hyperparameters):
 
@@ -15,9 +15,18 @@ Models and their defaults (the seeds' hyperparameters):
 * ``shd``          seed 004: 128 recurrent hidden two-state LIF, tau_mem 10 ms, tau_syn 5 ms, Adam
                    lr 2e-4, batch 256, nb_steps 100, max_time 1.0 s, cross-entropy on the max over
                    time of the readout, 200 epochs.
+* ``evidence``     seed 003 (NEST's e-prop example): evidence accumulation with 50 regular and 50
+                   adaptive (ALIF) recurrent neurons and two leaky readouts, trained with
+                   ``--rule eprop`` (the seed's, :mod:`snnkern.eprop`; default) or ``--rule bptt``;
+                   Adam lr 5e-3, batch 32, cross-entropy over the recall window plus the
+                   firing-rate regularisation (``--c-reg`` 1, ``--f-target`` 0.01 per step = 10 Hz).
+                   No fixed data set: every iteration trains on fresh trials, an epoch is
+                   ``--iterations`` (25) iterations, 20 epochs; ``recall_error`` in metrics.json is
+                   the fraction of wrong decisions on a fixed validation set.
 
 Reproducibility: the data come from a ``torch.Generator`` seeded with ``--seed``; each epoch's
-shuffling and noise offset come from a generator seeded with (seed, epoch), so an interrupted
+shuffling and noise offset come from a generator seeded with (seed, epoch) (the evidence task's
+trials of each iteration from one seeded with (seed, iteration)), so an interrupted
 run continued with ``--resume`` from its checkpoint (written every epoch, and mid-epoch when
 SIGTERM/SIGINT stops the run) gives bitwise the weights of an uninterrupted one. The checkpoint
 also stores the global RNG states.
@@ -43,7 +52,7 @@ from .errors import (
 )
 from .loop import train
 from .sweep import sweep_envelope_power
-from .tasks import IPDTask, SHDTask, make_task
+from .tasks import EvidenceTask, IPDTask, SHDTask, make_task
 
 __all__ = [
     "MODELS",
@@ -51,6 +60,7 @@ __all__ = [
     "TrainConfig",
     "IPDTask",
     "SHDTask",
+    "EvidenceTask",
     "make_task",
     "save_checkpoint",
     "load_checkpoint",

@@ -7,17 +7,26 @@ command-line option and its allowed range. ``train()`` calls it; so does the com
 
 from __future__ import annotations
 
+import importlib
+import inspect
 import math
 import os
 from dataclasses import dataclass, fields
+from types import ModuleType
 from typing import Any
 
 import torch
 
+from ..models.evidence import rate_regularization
 from .errors import ConfigError, DataFileNotFoundError
 
 IPD_MODELS = ("ipd", "ipd-membrane", "ipd-dales")
-MODELS = IPD_MODELS + ("shd",)
+MODELS = IPD_MODELS + ("shd", "evidence")
+
+RULES = ("bptt", "eprop")  # evidence: backpropagation through time, or e-prop (snnkern.eprop)
+FEEDBACK = ("random", "symmetric")  # e-prop's feedback weights: fixed random, or the readout's own
+# The firing-rate regularisation's defaults are those of snnkern.models.evidence.rate_regularization.
+_RATE_REG = {k: p.default for k, p in inspect.signature(rate_regularization).parameters.items() if k != "spikes"}
 
 _IPD_DATA = dict(train_batches=64, test_batches=32, anf_per_ear=100, envelope_power=2.0)
 
@@ -37,6 +46,26 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         shd_train_samples=2560,
         shd_test_samples=768,
     ),
+    # seed 003 (NEST's e-prop example): 50 regular + 50 adaptive neurons, Adam lr 5e-3, batch 32 (its
+    # README: 64 in the reference, 32 converges); fresh trials every iteration, 20 epochs of 25
+    # iterations. The trial's durations are the seed's (EvidenceConfig's defaults).
+    "evidence": dict(
+        epochs=20,
+        lr=5e-3,
+        batch_size=32,
+        hidden=100,
+        tau=20.0,
+        rule="eprop",
+        iterations=25,
+        val_batches=4,
+        c_reg=_RATE_REG["c_reg"],
+        f_target=_RATE_REG["f_target"],
+        n_cues=7,
+        cue_steps=100,
+        spacing_steps=50,
+        delay_steps=1050,
+        recall_steps=150,
+    ),
 }
 
 # The options only some models have (a value given for another model is refused, not ignored).
@@ -45,7 +74,7 @@ APPLIES_TO: dict[str, tuple[str, ...]] = {
     for name in sorted({k for d in DEFAULTS.values() for k in d})
     if not all(name in DEFAULTS[m] for m in MODELS)
 }
-APPLIES_TO |= {"noise_offsets": IPD_MODELS, "data": ("shd",)}
+APPLIES_TO |= {"noise_offsets": IPD_MODELS, "data": ("shd",), "feedback": ("evidence",)}
 
 # Options that --resume may change (the rest must equal the checkpoint's; see check_resume_options).
 # ``epochs``: the total to reach; ``data``: the folder may move, its files must be the same
@@ -107,6 +136,18 @@ class TrainConfig:
     max_time: float | None = None  # seconds
     shd_train_samples: int | None = None
     shd_test_samples: int | None = None
+    # evidence accumulation (seed 003)
+    rule: str | None = None  # bptt or eprop
+    feedback: str | None = None  # eprop: random or symmetric (default random)
+    iterations: int | None = None  # training iterations per epoch (each on a fresh batch)
+    val_batches: int | None = None  # batches of validation trials (a fixed set, never trained on)
+    c_reg: float | None = None  # strength of the firing-rate regularisation
+    f_target: float | None = None  # its target rate, spikes per 1 ms step (0.01 = 10 Hz)
+    n_cues: int | None = None
+    cue_steps: int | None = None
+    spacing_steps: int | None = None
+    delay_steps: int | None = None  # background-only steps after the last cue (EvidenceConfig.background_steps)
+    recall_steps: int | None = None
     # run
     compare_naive: bool = False
     plots: bool = True
@@ -123,6 +164,8 @@ class TrainConfig:
         if self.model in IPD_MODELS:
             offsets = self.noise_offsets
             values["noise_offsets"] = offsets if offsets is not None else self.model == "ipd-dales"
+        if self.model == "evidence" and values["rule"] == "eprop" and values["feedback"] is None:
+            values["feedback"] = "random"  # the seed's fixed random feedback weights
         values["out"] = self.out if self.out is not None else os.path.join("runs", self.model)
         return ResolvedTrainConfig(**values)
 
@@ -218,11 +261,17 @@ def _validate(cfg: TrainConfig, world_size: int) -> None:
     _float(cfg, "max_time", 0.0, unit=" (seconds)", what=" (a window <= 0 drops every spike)")
     _int(cfg, "shd_train_samples", 1)
     _int(cfg, "shd_test_samples", 1)
+    _validate_evidence(cfg)
     if cfg.backend not in (None, "compiled", "reference"):
         raise ConfigError(f"--backend must be compiled or reference; got {cfg.backend!r}")
     if cfg.resume and cfg.overwrite:
         raise ConfigError("--resume and --overwrite exclude each other: continue the run in --out, or start afresh")
     _validate_device(cfg.device, world_size)
+    if cfg.model == "evidence" and cfg.compare_naive:
+        raise ConfigError(
+            "--compare-naive does not apply to evidence: seed 003 is a NEST simulation, with no PyTorch loop "
+            "to time against (--backend reference runs snnkern's plain PyTorch loop)"
+        )
     if world_size > 1 and cfg.compare_naive:
         raise ConfigError("--compare-naive times the seed's loop in one process: run it without torchrun")
     if cfg.batch_size is not None and world_size > 1 and cfg.batch_size % world_size:
@@ -243,6 +292,57 @@ def _validate(cfg: TrainConfig, world_size: int) -> None:
         )
     _validate_paths(cfg)
     _validate_memory(cfg)
+
+
+def _validate_evidence(cfg: TrainConfig) -> None:
+    """The options of the evidence-accumulation task (seed 003)."""
+    if cfg.rule is not None and cfg.rule not in RULES:
+        raise ConfigError(f"--rule must be one of {', '.join(RULES)}; got {cfg.rule!r}")
+    if cfg.feedback is not None:
+        if cfg.feedback not in FEEDBACK:
+            raise ConfigError(f"--feedback must be one of {', '.join(FEEDBACK)}; got {cfg.feedback!r}")
+        if cfg.rule == "bptt":
+            raise ConfigError(
+                "--feedback applies to --rule eprop (its learning signals); bptt backpropagates through the "
+                "readout weights themselves"
+            )
+    _int(cfg, "iterations", 1, what=" (training iterations per epoch)")
+    _int(cfg, "val_batches", 1)
+    _float(cfg, "c_reg", 0.0, low_open=False)
+    _float(cfg, "f_target", 0.0, 1.0, low_open=False, what=" (spikes per 1 ms step: 0.01 is 10 Hz)")
+    _int(cfg, "n_cues", 1)
+    if cfg.n_cues is not None and cfg.n_cues % 2 == 0:
+        raise ConfigError(f"--n-cues must be odd, so that one side always has the majority; got {cfg.n_cues}")
+    _int(cfg, "cue_steps", 1)
+    _int(cfg, "spacing_steps", 0)
+    _int(cfg, "delay_steps", 0)
+    _int(cfg, "recall_steps", 1)
+    if cfg.model == "evidence" and cfg.rule == "eprop":
+        _require_eprop()
+
+
+def eprop_module() -> ModuleType | None:
+    """:mod:`snnkern.eprop` (e-prop's gradients and traces), or None where this snnkern lacks it.
+    A module that is there but fails to import raises its error."""
+    try:
+        return importlib.import_module("snnkern.eprop")
+    except ModuleNotFoundError as error:
+        if error.name not in ("snnkern.eprop", "snnkern"):
+            raise
+        return None
+
+
+def _require_eprop() -> None:
+    """--rule eprop needs snnkern.eprop: say so before any work."""
+    try:
+        found = eprop_module()
+    except ImportError as error:
+        raise ConfigError(f"--rule eprop: snnkern.eprop cannot be imported ({error})") from None
+    if found is None:
+        raise ConfigError(
+            "--rule eprop needs the module snnkern.eprop, which this snnkern does not have; "
+            "train with --rule bptt, or install a snnkern with e-prop"
+        )
 
 
 def _validate_device(device: str, world_size: int) -> None:
@@ -315,6 +415,12 @@ def _validate_memory(cfg: TrainConfig) -> None:
         )
         parts["the weights (--hidden x --anf-per-ear)"] = 16.0 * (2 * a * h + 12 * h + 24 * a)
         parts["one batch's activations (--batch-size x --hidden/--anf-per-ear)"] = 4.0 * b * steps * (2 * a + 8 * h)
+    elif r.model == "evidence":
+        steps = (r.n_cues or 0) * ((r.cue_steps or 0) + (r.spacing_steps or 0))
+        steps += (r.delay_steps or 0) + (r.recall_steps or 0)
+        parts["the weights (--hidden)"] = 16.0 * (40 * h + h * h + 4 * h)
+        # input spikes and their uniforms, and about 12 float traces per neuron and step for backward
+        parts["one batch's activations (--batch-size x trial steps x --hidden)"] = 4.0 * b * steps * (80 + 12 * h)
     else:
         steps = r.nb_steps or 0
         parts["the weights (--hidden)"] = 16.0 * (700 * h + h * h + 20 * h)

@@ -1,8 +1,10 @@
 """The training loop: run folder, epochs and steps, early stopping, checkpoints, metrics.json, plots.
 
-One step is: this rank's shard of the global batch forward, the loss all-reduced (with the
-preemption flag), a non-finite loss stops the run *before* the update, backward (DDP averages the
-gradients), a non-finite gradient stops the run before the update, the optimiser step.
+One step is: the gradients zeroed, this rank's shard of the global batch forward, the loss
+all-reduced (with the preemption flag), a non-finite loss stops the run *before* the update,
+backward (DDP averages the gradients; e-prop sets them itself), a non-finite gradient stops the
+run before the update, the optimiser step. An iteration-based task (``evidence``: fresh trials
+every step) counts the progress bar in steps and writes its per-step history to metrics.json.
 
 A checkpoint is written after every epoch, and after the current step when SIGTERM/SIGINT
 arrives (:mod:`snnkern.train.preemption`). It holds the position (epoch and step within the
@@ -48,7 +50,7 @@ from .errors import (
     TrainError,
 )
 from .preemption import PreemptionGuard, run_test_hooks
-from .tasks import IPDTask, SHDTask, make_task
+from .tasks import Task, make_task
 
 try:
     import fcntl
@@ -65,7 +67,8 @@ class LoopState(TypedDict):
 
     epoch: int  # epochs done
     step: int  # steps done in epoch `epoch` (0 at an epoch boundary)
-    # train_loss, val_loss, epoch_seconds: one entry per epoch; step_loss: one per step
+    # train_loss, val_loss, epoch_seconds (and the task's epoch_metrics): one entry per epoch;
+    # step_loss (and step_NAME of the task's step_metrics): one per step
     history: dict[str, list[float]]
     partial_seconds: float  # training seconds of the steps done in epoch `epoch`
     best_state: dict[str, torch.Tensor] | None  # weights of the lowest validation loss so far
@@ -276,7 +279,7 @@ class _Run:
             f"{self.ckpt_path} holds the whole training; --resume evaluates it",
         )
 
-    def _check_data(self, ckpt: dict[str, Any], task: IPDTask | SHDTask) -> None:
+    def _check_data(self, ckpt: dict[str, Any], task: Task) -> None:
         saved, now = ckpt.get("data"), task.data_fingerprint()
         if saved is not None and now is not None and saved != now:
             split = ", ".join(k for k in now if saved.get(k) != now[k])
@@ -313,8 +316,16 @@ class _Run:
     def _train(self, state: LoopState, net: torch.nn.Module) -> None:
         cfg, task, dist = self.cfg, self.task, self.dist
         hist, steps = state["history"], task.steps_per_epoch
+        # an iteration-based task counts the bar in steps (iterations), the others in epochs
+        per_step = task.iteration_based
+        total = cfg.epochs * steps if per_step else cfg.epochs
+        done = state["epoch"] * steps + state["step"] if per_step else state["epoch"]
         bar = self.tqdm(
-            total=cfg.epochs, initial=min(state["epoch"], cfg.epochs), desc=cfg.model, disable=not cfg.progress
+            total=total,
+            initial=min(done, total),
+            desc=cfg.model,
+            disable=not cfg.progress,
+            unit="it" if per_step else "epoch",
         )
         try:
             if state["epoch"] < cfg.epochs and not state["stopped"] and dist.any(self.guard.requested):
@@ -325,17 +336,22 @@ class _Run:
                 task.model.train()
                 start = time.perf_counter()
                 for step in range(state["step"], steps):
+                    task.optimizer.zero_grad()
                     loss = task.step_loss(net, order, step)
                     run_test_hooks(epoch * steps + step, dist.rank, self.guard)
                     value, stop = dist.reduce_step(loss, self.guard.requested)
                     if not math.isfinite(value):
                         self._non_finite(state, f"non-finite training loss ({value})", epoch, step)
-                    task.optimizer.zero_grad()
-                    loss.backward()
+                    task.backward(loss)
                     self._check_gradients(state, epoch, step, value)
                     task.optimizer.step()
                     hist["step_loss"].append(value)
+                    for name, v in task.step_metrics().items():
+                        hist.setdefault(f"step_{name}", []).append(v)
                     state["step"] = step + 1
+                    if per_step:
+                        bar.set_postfix(loss=f"{value:.4f}")
+                        bar.update(1)
                     if stop or (not dist.enabled and self.guard.requested):
                         state["partial_seconds"] += time.perf_counter() - start
                         self._preempt(state, f"after epoch {epoch + 1}, step {step + 1} of {steps}")
@@ -348,7 +364,10 @@ class _Run:
                     val = task.validation_loss(epoch)
                     hist["val_loss"].append(val)
                     postfix["val"] = f"{val:.4f}"
-                    if val < state["best_val"]:
+                    for name, v in task.epoch_metrics().items():
+                        hist.setdefault(name, []).append(v)
+                        postfix[name.replace("recall_", "")] = f"{v:.3f}"
+                    if task.keeps_best and val < state["best_val"]:
                         state["best_val"], state["best_epoch"] = val, epoch
                         state["best_state"] = copy.deepcopy(task.model.state_dict())
                     p = cfg.patience
@@ -358,7 +377,8 @@ class _Run:
                         best = "?" if state["best_epoch"] is None else state["best_epoch"] + 1  # None: all NaN
                         cfg.log(f"early stop after epoch {epoch + 1}; best validation loss at epoch {best}")
                 bar.set_postfix(**postfix)
-                bar.update(1)
+                if not per_step:
+                    bar.update(1)
                 state["epoch"], state["step"], state["partial_seconds"] = epoch + 1, 0, 0.0
                 self._save(state)
                 if dist.any(self.guard.requested):
@@ -424,6 +444,7 @@ class _Run:
             task.model.load_state_dict(state["best_state"])
         results = task.evaluate()
         epoch_seconds = hist["epoch_seconds"]
+        seconds_per_epoch = float(np.median(epoch_seconds)) if epoch_seconds else None
         metrics = {k: v for k, v in results.items() if not k.startswith("_")}
         metrics.update(
             status="finished",
@@ -431,7 +452,7 @@ class _Run:
             seed=cfg.seed,
             epochs_run=state["epoch"],
             best_epoch=state["best_epoch"],
-            seconds_per_epoch=float(np.median(epoch_seconds)) if epoch_seconds else None,
+            seconds_per_epoch=seconds_per_epoch,
             final_train_loss=hist["train_loss"][-1] if hist["train_loss"] else None,
             device=cfg.device,
             backend=cfg.backend or os.environ.get("SNNKERN_BACKEND", "compiled"),
@@ -439,12 +460,19 @@ class _Run:
             global_batch_size=cfg.batch_size,
             steps_per_epoch=task.steps_per_epoch,
             samples_per_second=(
-                task.steps_per_epoch * cfg.batch_size / float(np.median(epoch_seconds)) if epoch_seconds else None
+                task.steps_per_epoch * cfg.batch_size / seconds_per_epoch if seconds_per_epoch else None
             ),
             data_warnings=task.warnings,
-            history={k: v for k, v in hist.items() if k != "step_loss"},  # per step: in the checkpoint
+            # per step: in the checkpoint; an iteration-based task has no epochs over a fixed set,
+            # so its per-step (per-iteration) history goes here too
+            history={k: v for k, v in hist.items() if task.iteration_based or not k.startswith("step_")},
             config=asdict(cfg),
         )
+        if task.iteration_based:
+            metrics.update(
+                iterations_run=state["epoch"] * task.steps_per_epoch,
+                seconds_per_iteration=seconds_per_epoch / task.steps_per_epoch if seconds_per_epoch else None,
+            )
         if cfg.compare_naive:
             naive_s = task.naive_epoch_seconds()
             metrics["naive_seconds_per_epoch"] = naive_s
@@ -452,7 +480,9 @@ class _Run:
         metrics = json_safe(metrics)
         if self.dist.is_main:
             self._write_metrics(metrics)
-            if self.plots is not None:
+            if self.plots is not None and cfg.model == "evidence":
+                self.plots.evidence_figures(cfg.out, hist, results, task.steps_per_epoch)
+            elif self.plots is not None:
                 self.plots.training_figures(cfg.out, cfg.model, hist, results, task.model.weight_matrices())
         cfg.log(_summary_line(cfg, metrics))
         return metrics
@@ -463,6 +493,14 @@ def _summary_line(cfg: TrainConfig, metrics: dict[str, Any]) -> str:
         value = metrics.get(key)
         return format(value, fmt) if isinstance(value, (int, float)) else "n/a"
 
+    if "recall_error" in metrics:  # evidence
+        line = (
+            f"{cfg.model} ({metrics.get('rule')}): recall error {num('recall_error', '.3f')} on "
+            f"{metrics.get('validation_trials')} validation trials after {metrics.get('iterations_run')} iterations"
+        )
+        if metrics.get("seconds_per_iteration") is not None:
+            line += f", {metrics['seconds_per_iteration']:.3f} s/iteration"
+        return line
     line = f"{cfg.model}: test accuracy {num('test_accuracy', '.1f')} %"
     if "test_abs_error_deg" in metrics:
         line += f", test abs error {num('test_abs_error_deg', '.1f')} deg"

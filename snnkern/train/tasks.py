@@ -11,11 +11,20 @@ A task offers, for the training loop (:mod:`snnkern.train.loop`):
   arrays for the plots under keys starting with ``_``), both sharded over the ranks;
 * ``naive_epoch_seconds()`` (one epoch of the seed's loop from :mod:`snnkern.seed_loops` on the
   same data and weights), ``train_epoch(epoch) -> (mean loss, seconds)`` (one plain epoch in one
-  process, for the benchmarks), ``data_fingerprint()`` and ``warnings`` (data problems to report).
+  process, for the benchmarks), ``data_fingerprint()`` and ``warnings`` (data problems to report);
+* ``backward(loss)`` (``loss.backward()``; e-prop sets the gradients itself), ``step_metrics()``
+  and ``epoch_metrics()`` (values the loop records per step and per validation beside the losses),
+  ``keeps_best`` (evaluate the weights of the lowest validation loss) and ``iteration_based``
+  (fresh data every step: the per-step history goes into metrics.json).
+
+:class:`EvidenceTask` (seed 003) has no fixed training set: an "epoch" is ``--iterations``
+iterations, each on a fresh batch drawn from a generator seeded with (seed, iteration), and the
+validation set is a fixed set of trials from a separate stream.
 """
 
 from __future__ import annotations
 
+import copy
 import functools
 import math
 import os
@@ -30,6 +39,7 @@ from torch import nn
 from torch.types import Device
 
 from .. import seed_loops
+from ..data.evidence import EvidenceConfig, generate
 from ..data.ipd import IPDConfig, IPDDataset, continuise
 from ..data.shd import (
     SHD_CLASSES,
@@ -41,8 +51,9 @@ from ..data.shd import (
     shd_batches,
     spikes_outside_window,
 )
-from ..models import IPDSNN, IPDMembraneOnly, SHDRecurrentSNN, dales_ipd_snn
-from .config import ResolvedTrainConfig
+from ..models import IPDSNN, EvidenceNetwork, IPDMembraneOnly, SHDRecurrentSNN, dales_ipd_snn
+from ..models.evidence import EvidenceOutput, decisions, rate_regularization, recall_loss
+from .config import ResolvedTrainConfig, eprop_module
 from .distributed import Dist
 from .errors import ConfigError, DataError, DataFileNotFoundError, RunFolderError
 
@@ -93,6 +104,8 @@ class _Task:
     model: nn.Module
     optimizer: torch.optim.Optimizer
     has_validation: bool = False
+    keeps_best: bool = False  # the final evaluation takes the weights of the lowest validation loss
+    iteration_based: bool = False  # fresh data every step (no epochs over a fixed set)
     warnings: list[str]
 
     def _init(self, cfg: ResolvedTrainConfig, dist: Dist | None) -> None:
@@ -119,6 +132,18 @@ class _Task:
     def step_loss(self, net: Callable[..., Any], order: torch.Tensor, step: int) -> torch.Tensor:
         raise NotImplementedError
 
+    def backward(self, loss: torch.Tensor) -> None:
+        """The gradients of this step's ``loss`` (called after ``step_loss``, on zeroed gradients)."""
+        loss.backward()
+
+    def step_metrics(self) -> dict[str, float]:
+        """Values of the last step to record beside its loss (reduced over the ranks): ``step_NAME``."""
+        return {}
+
+    def epoch_metrics(self) -> dict[str, float]:
+        """Values of the last validation to record beside its loss, one entry per epoch."""
+        return {}
+
     def train_epoch(self, epoch: int) -> tuple[float, float]:
         """One training epoch in this process (all of every batch, no reductions): (mean loss, seconds)."""
         start = time.perf_counter()
@@ -126,9 +151,9 @@ class _Task:
         order = self.epoch_order(epoch)
         losses = []
         for step in range(self.steps_per_epoch):
-            loss = self.step_loss(self.model, order, step)
             self.optimizer.zero_grad()
-            loss.backward()
+            loss = self.step_loss(self.model, order, step)
+            self.backward(loss)
             self.optimizer.step()
             losses.append(loss.item())
         return float(np.mean(losses)), time.perf_counter() - start
@@ -152,7 +177,7 @@ class IPDTask(_Task):
         train_batches = _model_option(cfg, "train_batches", cfg.train_batches)
         test_batches = _model_option(cfg, "test_batches", cfg.test_batches)
         self.train_set = IPDDataset(bs * train_batches, self.ipd_config, gen, self.device)
-        self.has_validation = cfg.model == "ipd-dales"
+        self.has_validation = self.keeps_best = cfg.model == "ipd-dales"
         self.val_set = (
             IPDDataset(bs * train_batches, self.ipd_config, gen, self.device) if self.has_validation else None
         )
@@ -455,6 +480,266 @@ class SHDTask(_Task):
         return _training_pass(outputs, self.loss, opt)[1]
 
 
-def make_task(cfg: ResolvedTrainConfig, dist: Dist | None = None) -> IPDTask | SHDTask:
+# The data streams of the evidence task: one generator per (seed, stream, index).
+TRAIN_STREAM, VALIDATION_STREAM = 0, 1
+
+# The keys under which snnkern.eprop.trial_signals may return each trace, first the expected one.
+_TRACE_KEYS = {
+    "membrane": ("membrane", "v"),
+    "threshold": ("adaptive_threshold", "threshold", "A"),
+    "psi": ("psi", "surrogate_derivative", "pseudo_derivative"),
+    "learning_signal": ("learning_signal", "L"),
+}
+
+
+def stream_generator(seed: int, stream: int, index: int) -> torch.Generator:
+    """The CPU generator of item ``index`` (a training iteration, a validation batch) of a data
+    ``stream``: the same (seed, stream, index) draws the same trials wherever and whenever it runs,
+    so a resumed run draws exactly what an uninterrupted one would."""
+    state = np.random.SeedSequence([seed, stream, index]).generate_state(1, dtype=np.uint64)[0]
+    return torch.Generator().manual_seed(int(state))
+
+
+class EvidenceTask(_Task):
+    """Seed 003's evidence accumulation: :class:`~snnkern.models.EvidenceNetwork` trained with BPTT
+    (autograd through the fused ops) or e-prop (:func:`snnkern.eprop.eprop_gradients`).
+
+    There is no fixed training set: iteration ``i`` (counted over the whole run) trains on a fresh
+    global batch drawn from :func:`stream_generator` ``(seed, TRAIN_STREAM, i)``; an epoch is
+    ``--iterations`` iterations, followed by the validation, a checkpoint and a progress update. The
+    validation set is ``--val-batches`` batches drawn from ``(seed, VALIDATION_STREAM, k)``: the same
+    trials every epoch and in the final evaluation, never trained on. Every rank draws the whole
+    global batch and trains on its contiguous shard.
+    """
+
+    has_validation = True
+    iteration_based = True
+
+    def __init__(self, cfg: ResolvedTrainConfig, dist: Dist | None = None) -> None:
+        self._init(cfg, dist)
+        self.task_config = EvidenceConfig(
+            n_cues=_model_option(cfg, "n_cues", cfg.n_cues),
+            cue_steps=_model_option(cfg, "cue_steps", cfg.cue_steps),
+            spacing_steps=_model_option(cfg, "spacing_steps", cfg.spacing_steps),
+            background_steps=_model_option(cfg, "delay_steps", cfg.delay_steps),
+            recall_steps=_model_option(cfg, "recall_steps", cfg.recall_steps),
+        )
+        self.window = slice(self.task_config.recall_start, self.task_config.steps)
+        self.rule = _model_option(cfg, "rule", cfg.rule)
+        self.feedback = cfg.feedback
+        self.iterations = _model_option(cfg, "iterations", cfg.iterations)
+        self.val_batches = _model_option(cfg, "val_batches", cfg.val_batches)
+        self.c_reg = _model_option(cfg, "c_reg", cfg.c_reg)
+        self.f_target = _model_option(cfg, "f_target", cfg.f_target)
+        self.eprop = eprop_module()
+        if self.rule == "eprop" and self.eprop is None:
+            raise ConfigError("--rule eprop needs the module snnkern.eprop, which this snnkern does not have")
+        n_regular = cfg.hidden // 2  # the seed's half regular, half adaptive neurons
+        self.model: EvidenceNetwork = EvidenceNetwork(
+            self.task_config.input_size,
+            n_regular,
+            cfg.hidden - n_regular,
+            tau_m=cfg.tau,
+            generator=torch.Generator().manual_seed(cfg.seed),
+            backend=cfg.backend,
+        ).to(self.device)
+        # the weights before training (a resumed run rebuilds them from the seed): for the plots
+        self.initial_state = copy.deepcopy(self.model.state_dict())
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr, betas=(0.9, 0.999), eps=1e-8)
+        self._pending: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._step_error = torch.zeros(())
+        self._validation: dict[str, float] = {}
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return self.iterations
+
+    def epoch_order(self, epoch: int) -> torch.Tensor:
+        """The iterations of ``epoch``, counted over the whole run."""
+        return torch.arange(epoch * self.iterations, (epoch + 1) * self.iterations)
+
+    def batch(self, stream: int, index: int, shard: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+        """Input spikes [B, T, 40] and targets [B] of item ``index`` of ``stream``: this rank's shard
+        of the global batch (the whole batch with ``shard=False``), on the task's device."""
+        data = generate(self.task_config, self.cfg.batch_size, stream_generator(self.cfg.seed, stream, index))
+        x, y = data.spikes, data.targets
+        if shard and self.dist.enabled:
+            b = self.cfg.batch_size // self.dist.world_size
+            x, y = x[self.dist.rank * b : (self.dist.rank + 1) * b], y[self.dist.rank * b : (self.dist.rank + 1) * b]
+        return x.to(self.device), y.to(self.device)
+
+    def loss(self, out: EvidenceOutput, targets: torch.Tensor) -> torch.Tensor:
+        """The seed's loss: cross-entropy over the recall window plus the firing-rate regularisation."""
+        return recall_loss(out.readout, targets, self.window) + rate_regularization(
+            out.spikes, f_target=self.f_target, c_reg=self.c_reg
+        )
+
+    def _errors(self, out: EvidenceOutput, targets: torch.Tensor) -> torch.Tensor:
+        return (decisions(out.readout.detach(), self.window) != targets).to(torch.float64).mean()
+
+    def step_loss(self, net: Callable[..., Any], order: torch.Tensor, step: int) -> torch.Tensor:
+        x, y = self.batch(TRAIN_STREAM, int(order[step]))
+        if self.rule == "bptt":
+            out = net(x)
+            loss = self.loss(out, y)
+        else:
+            # e-prop computes its gradients in backward(); this forward gives the loss and the
+            # decisions, the same quantities as under bptt
+            with torch.no_grad():
+                out = self.model(x)
+                loss = self.loss(out, y)
+            self._pending = (x, y)
+        self._step_error = self._errors(out, y)
+        return loss
+
+    def backward(self, loss: torch.Tensor) -> None:
+        if self.rule == "bptt":
+            loss.backward()
+            return
+        if self._pending is None or self.eprop is None:
+            raise RuntimeError("EvidenceTask.backward needs the batch of the step_loss before it")
+        (x, y), self._pending = self._pending, None
+        m = self.model
+        self.eprop.eprop_gradients(
+            m, x, y, self.window, feedback=self.feedback, c_reg=self.c_reg, f_target=self.f_target
+        )
+        if m.recurrent_weight.grad is not None:
+            m.recurrent_weight.grad.mul_(m.recurrent_mask)  # no autapses: the diagonal stays at zero
+        if self.dist.enabled:  # DDP averages only the gradients autograd computes
+            for p in m.parameters():
+                if p.grad is not None:
+                    p.grad.copy_(self.dist.mean(p.grad.detach().to(torch.float64).cpu()))
+
+    def step_metrics(self) -> dict[str, float]:
+        return {"recall_error": float(self.dist.mean(self._step_error.reshape(1).cpu())[0])}
+
+    @torch.no_grad()
+    def _validate(self, model: EvidenceNetwork) -> dict[str, float]:
+        """Loss, recall error and firing rate on the validation set (the ranks' shards reduced)."""
+        model.eval()
+        rows = []
+        for k in range(self.val_batches):
+            x, y = self.batch(VALIDATION_STREAM, k)
+            out = model(x)
+            rate = out.spikes.to(torch.float64).mean()
+            rows.append(
+                torch.stack([self.loss(out, y).to(torch.float64).cpu(), self._errors(out, y).cpu(), rate.cpu()])
+            )
+        loss, error, rate = self.dist.mean(torch.stack(rows).to(torch.float64)).mean(dim=0).tolist()
+        model.train()
+        return dict(loss=loss, recall_error=error, firing_rate_hz=rate * 1000.0)  # 1 ms per step
+
+    def validation_loss(self, epoch: int) -> float:
+        values = self._validate(self.model)
+        self._validation = {"val_recall_error": values["recall_error"]}
+        return values["loss"]
+
+    def epoch_metrics(self) -> dict[str, float]:
+        return self._validation
+
+    def evaluate(self) -> dict[str, Any]:
+        values = self._validate(self.model)
+        results: dict[str, Any] = dict(
+            recall_error=values["recall_error"],
+            validation_loss=values["loss"],
+            validation_trials=self.val_batches * self.cfg.batch_size,
+            firing_rate_hz=values["firing_rate_hz"],
+            rule=self.rule,
+            feedback=self.feedback,
+            trial_steps=self.task_config.steps,
+        )
+        if self.dist.is_main:
+            x, y = self.batch(VALIDATION_STREAM, 0, shard=False)
+            x, y = x[:1], y[:1]
+            before = copy.deepcopy(self.model)
+            before.load_state_dict(self.initial_state)
+            results["_trial_before"] = self.trial_signals(before, x, y)
+            results["_trial_after"] = self.trial_signals(self.model, x, y)
+            results["_weights_before"] = self.weights(before)
+            results["_weights_after"] = self.weights(self.model)
+        return results
+
+    @staticmethod
+    def weights(model: EvidenceNetwork) -> dict[str, np.ndarray]:
+        """:meth:`EvidenceNetwork.weight_matrices` as numpy arrays ``[pre, post]``, copied."""
+        return {k: w.cpu().numpy().copy() for k, w in model.weight_matrices().items()}
+
+    @staticmethod
+    def threshold_trace(model: EvidenceNetwork, spikes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The adaptive threshold ``A_t`` each spike ``z_t`` of ``spikes`` [T, N] was fired against, and
+        whether the neuron was refractory then ([T, N] bool): the adaptation and the refractory
+        counter replayed from the spikes (with ``update_first`` the reset spike of step t is z_{t-1})."""
+        steps, n = spikes.shape
+        beta = model.adaptation_strength.to(spikes)
+        a, counter, previous = spikes.new_zeros(n), spikes.new_zeros(n), spikes.new_zeros(n)
+        threshold, refractory = spikes.new_empty(steps, n), torch.empty(steps, n, dtype=torch.bool)
+        for t in range(steps):
+            a = model.rho * a + previous
+            counter = torch.where(previous > 0, float(model.refractory), (counter - 1).clamp(min=0))
+            threshold[t] = model.v_th + beta * a
+            refractory[t] = counter > 0
+            previous = spikes[t]
+        return threshold, refractory
+
+    def trial_signals(self, model: EvidenceNetwork, x: torch.Tensor, y: torch.Tensor) -> dict[str, Any]:
+        """The traces of one trial ``x`` [1, T, 40], ``y`` [1] for the plots, as numpy arrays [T, ...].
+
+        From :func:`snnkern.eprop.trial_signals` where this snnkern has it; the traces it does not
+        give are computed here from the forward pass (``sources`` says which came from where):
+        the membrane, the adaptive threshold replayed from the spikes, the surrogate derivative
+        ``psi`` at ``v - A`` (0 while refractory) and the learning signal ``B (pi - pi*)`` over the
+        recall window, with the run's feedback weights ``B`` (e-prop) or the readout weights (bptt).
+        """
+        with torch.no_grad():
+            out = model(x)
+        spikes, membrane = out.spikes[0].cpu(), out.membrane[0].cpu()
+        threshold, refractory = self.threshold_trace(model, spikes)
+        psi = model.surrogate.derivative(membrane - threshold, model.v_th) * (~refractory).to(membrane.dtype)
+        readout = out.readout[0].detach().cpu()
+        probability = torch.softmax(readout, dim=-1)
+        target = torch.zeros_like(probability)
+        target[self.window, int(y[0])] = 1.0
+        error = torch.zeros_like(probability)
+        error[self.window] = probability[self.window] - target[self.window]
+        symmetric = self.feedback == "symmetric" or self.rule == "bptt"
+        feedback = model.readout_weight.detach().t() if symmetric else model.feedback_weight
+        traces = dict(membrane=membrane, threshold=threshold, psi=psi, learning_signal=error @ feedback.cpu().t())
+        computed = "computed from the forward pass"
+        sources = dict.fromkeys(traces, computed)
+        sources["learning_signal"] = computed + (
+            " (feedback: readout weights)" if symmetric else " (feedback: fixed random weights)"
+        )
+        if self.eprop is not None and hasattr(self.eprop, "trial_signals"):
+            given = self.eprop.trial_signals(model, x, y, self.window)
+            for name, keys in _TRACE_KEYS.items():
+                key = next((k for k in keys if k in given), None)
+                if key is not None:
+                    traces[name] = torch.as_tensor(given[key]).detach()[0].cpu()
+                    sources[name] = "snnkern.eprop.trial_signals"
+        return dict(
+            inputs=x[0].cpu().numpy(),
+            spikes=spikes.numpy(),
+            readout=readout.numpy(),
+            probability=probability.numpy(),
+            target=target.numpy(),
+            **{k: v.to(torch.float32).numpy() for k, v in traces.items()},
+            sources=sources,
+            n_regular=int((model.adaptation_strength == 0).sum()),
+            populations={k: (v.start, v.stop) for k, v in self.task_config.populations.items()},
+            window=(self.window.start, self.window.stop),
+            label=int(y[0]),
+            decision=int(decisions(out.readout, self.window)[0]),
+        )
+
+    def naive_epoch_seconds(self) -> float:
+        raise ConfigError("--compare-naive does not apply to evidence (seed 003 has no PyTorch loop)")
+
+
+Task = IPDTask | SHDTask | EvidenceTask
+
+
+def make_task(cfg: ResolvedTrainConfig, dist: Dist | None = None) -> Task:
     """The task of ``cfg.model``; ``cfg`` must be :meth:`TrainConfig.resolved`."""
+    if cfg.model == "evidence":
+        return EvidenceTask(cfg, dist)
     return SHDTask(cfg, dist) if cfg.model == "shd" else IPDTask(cfg, dist)
