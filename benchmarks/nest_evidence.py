@@ -1,11 +1,19 @@
-"""Seed 003's NEST e-prop network on the evidence-accumulation task: NEST's wall time per training
-iteration and its recall-error curve, to set beside ``python -m snnkern train evidence``.
+"""Seed 003's NEST e-prop network on the evidence-accumulation task beside snnkern's: NEST's wall
+time per training iteration and its recall-error curve, then, in the same run on the same machine,
+``python -m snnkern train evidence`` with BPTT and with e-prop for as many iterations.
 
     pip install nest-simulator                        # optional: NEST is never a test dependency
     python benchmarks/nest_evidence.py                # seed 003's network, batch and iterations
     python benchmarks/nest_evidence.py --quick        # 3 iterations of one trial: a smoke run
     python benchmarks/nest_evidence.py --batch 32 --iterations 1000 --time-budget 900
-    python benchmarks/nest_evidence.py --snnkern-metrics runs/evidence/metrics.json   # add snnkern rows
+    python benchmarks/nest_evidence.py --no-snnkern   # NEST alone
+    python benchmarks/nest_evidence.py --snnkern-metrics runs/evidence/metrics.json   # add a finished run
+
+The snnkern runs train the same network size, trial length, batch, learning rate and number of
+iterations as NEST did, from fresh trials of snnkern's own generator (snnkern.data.evidence, the
+seed's task) seeded with ``--seed``; their curve is the recall error of each training batch, as
+NEST's is. Their time per iteration is the training loop's (forward, gradients, Adam step), with
+torch's default thread count.
 
 Seed 003 is NEST's example "Tutorial on learning to accumulate evidence with e-prop"
 (eprop_supervised_classification_evidence-accumulation, after Bellec et al. 2020, Nature
@@ -49,6 +57,7 @@ import os
 import platform
 import resource
 import statistics
+import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -433,7 +442,8 @@ def _number(value) -> float | None:
 
 
 def snnkern_row(path: str) -> dict:
-    """One markdown row from an snnkern run's metrics.json; missing fields become None."""
+    """One markdown row from an snnkern run's metrics.json (``recall_error``: the validation error;
+    the curve: its per-iteration training-batch errors); missing fields become None."""
     row = {"source": path, "rule": None, "batch": None, "iterations": None, "seconds_per_iteration": None}
     try:
         with open(path) as f:
@@ -447,18 +457,36 @@ def snnkern_row(path: str) -> dict:
         numbers = [float(v) for v in spi if isinstance(v, (int, float)) and not isinstance(v, bool)]
         spi = statistics.median(numbers) if numbers else None
     errors = m.get("recall_error")
-    curve = [float(v) for v in errors if isinstance(v, (int, float))] if isinstance(errors, list) else None
-    iterations = m.get("iterations", len(curve) if curve else None)
+    history = m.get("history") if isinstance(m.get("history"), dict) else {}
+    steps = history.get("step_recall_error", errors)
+    curve = [float(v) for v in steps if isinstance(v, (int, float))] if isinstance(steps, list) else None
+    iterations = m.get("iterations_run", m.get("iterations", len(curve) if curve else None))
     return dict(
         row,
         rule=m.get("rule"),
-        batch=m.get("batch_size", m.get("batch")),
+        batch=m.get("global_batch_size", m.get("batch_size", m.get("batch"))),
         iterations=iterations,
         seconds_per_iteration=_number(spi),
         final_recall_error=_number(errors),
         recall_error_last10=float(np.mean(curve[-10:])) if curve else None,
         device=m.get("device"),
+        curve=curve,
     )
+
+
+def run_snnkern(rule: str, batch: int, iterations: int, seed: int, out: str) -> dict:
+    """Trains snnkern's evidence network with ``rule`` for ``iterations`` iterations of ``batch``
+    trials (one epoch, then the validation) and returns its row (:func:`snnkern_row`)."""
+    cmd = [sys.executable, "-m", "snnkern", "train", "evidence", "--rule", rule, "--batch-size", str(batch)]
+    cmd += ["--iterations", str(iterations), "--epochs", "1", "--seed", str(seed), "--val-batches", "2"]
+    cmd += ["--out", out, "--overwrite", "--no-progress"]
+    print(f"snnkern {rule}: {' '.join(cmd[1:])}", flush=True)
+    done = subprocess.run(cmd, check=False)
+    row = snnkern_row(os.path.join(out, "metrics.json"))
+    row["label"] = f"snnkern {rule}"
+    if done.returncode != 0:
+        row["note"] = f"exit code {done.returncode}"
+    return row
 
 
 def _fmt(value, spec: str = "") -> str:
@@ -492,7 +520,9 @@ def markdown(result: dict) -> str:
         f"{_fmt(s['final_recall_error'], '.3f')} | {_fmt(s['recall_error_last10'], '.3f')} |",
     ]
     for r in result.get("snnkern", []):
-        label = f"snnkern ({os.path.basename(os.path.dirname(os.path.abspath(r['source']))) or r['source']})"
+        label = r.get("label") or (
+            f"snnkern ({os.path.basename(os.path.dirname(os.path.abspath(r['source']))) or r['source']})"
+        )
         if r.get("note"):
             lines.append(f"| {label} | {r['note']} | - | - | - | - | - | - |")
             continue
@@ -502,12 +532,23 @@ def markdown(result: dict) -> str:
             f"{_fmt(r['recall_error_last10'], '.3f')} |"
         )
     if curve:
-        lines += ["", "NEST recall error and loss, means over blocks of iterations:", ""]
-        lines += ["| iterations | recall error | loss | recurrent rate (Hz) |", "| --- | ---: | ---: | ---: |"]
+        side = [r for r in result.get("snnkern", []) if r.get("label") and r.get("curve")]
+        lines += [
+            "",
+            "Recall error of the training batches, means over blocks of iterations (NEST's loss and rate):",
+            "",
+        ]
+        lines += [
+            "| iterations | NEST recall error | NEST loss | NEST rate (Hz) |"
+            + "".join(f" {r['label']} |" for r in side),
+            "| --- | ---: | ---: | ---: |" + " ---: |" * len(side),
+        ]
         losses = block_means(result["curves"]["loss"])
         rates = block_means(result["curves"]["rate_hz"])
+        others = [{(a, b): e for a, b, e in block_means(r["curve"])} for r in side]
         for (a, b, err), (_, _, loss), (_, _, hz) in zip(block_means(curve), losses, rates, strict=True):
-            lines.append(f"| {a}-{b} | {err:.3f} | {loss:.3f} | {hz:.1f} |")
+            cells = "".join(f" {_fmt(o.get((a, b)), '.3f')} |" for o in others)
+            lines.append(f"| {a}-{b} | {err:.3f} | {loss:.3f} | {hz:.1f} |{cells}")
     return "\n".join(lines) + "\n"
 
 
@@ -532,6 +573,9 @@ def main(argv=None) -> int:
         "--snnkern-metrics", action="append", default=[], metavar="PATH", help="an snnkern metrics.json (repeatable)"
     )
     p.add_argument("--quick", action="store_true", help="3 iterations of one trial: checks that it runs")
+    p.add_argument(
+        "--no-snnkern", action="store_true", help="NEST only: do not train snnkern's BPTT and e-prop runs after it"
+    )
     args = p.parse_args(argv)
     if args.quick:
         args.batch, args.iterations = 1, 3
@@ -578,6 +622,7 @@ def main(argv=None) -> int:
     targets_of: dict[int, np.ndarray] = {}
     spikes_per_iteration: list[int] = []
     stopped = None
+    side_by_side: list[dict] = []
     start = time.perf_counter()
     last_write = start
 
@@ -622,7 +667,7 @@ def main(argv=None) -> int:
             config=config,
             summary=summary,
             curves={k: v[:n] for k, v in curves.items()},
-            snnkern=[snnkern_row(m) for m in args.snnkern_metrics],
+            snnkern=[snnkern_row(m) for m in args.snnkern_metrics] + side_by_side,
         )
 
     print(
@@ -662,6 +707,12 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         stopped = f"stopped from outside after {len(curves['seconds'])} iterations"
         print(stopped, flush=True)
+    n = len(curves["recall_error"])
+    if not args.no_snnkern and n:
+        # The same machine, right after NEST: snnkern's two rules for as many iterations.
+        runs = os.path.join(os.path.dirname(os.path.abspath(path)), "nest_evidence_runs")
+        for rule in ("bptt", "eprop"):
+            side_by_side.append(run_snnkern(rule, args.batch, n, args.seed, os.path.join(runs, rule)))
     out = result()
     write(path, out)
     s = out["summary"]

@@ -197,6 +197,7 @@ def _network(device, n_regular=3, n_adaptive=4, refractory=3, recurrent_scale=1.
         tau_adaptation=30.0,
         adaptation_scale=0.6,
         refractory=refractory,
+        detach_reset=True,  # e-prop drops the reset's gradient: BPTT must too, to be comparable
         generator=g,
         backend="reference",
     ).double()

@@ -64,6 +64,7 @@ class EvidenceNetwork(nn.Module):
         gamma: float = 0.3,
         refractory: int = 4,
         adaptation_scale: float = 1.7,
+        detach_reset: bool = False,
         dt: float = 1.0,
         generator: torch.Generator | None = None,
         backend: str | None = None,
@@ -81,6 +82,11 @@ class EvidenceNetwork(nn.Module):
         self.kappa = decay(tau_readout, dt)
         self.v_th = float(v_th)
         self.refractory = int(refractory)
+        # BPTT through the reset, as the seed's reference (Bellec et al.'s TensorFlow code): its
+        # gradient, -v_th per spike, damps the recurrent loop, without which BPTT's gradients
+        # grow by orders of magnitude over the 2250 steps (1e17 and more at initialisation).
+        # e-prop leaves the reset out whatever this says.
+        self.detach_reset = bool(detach_reset)
         self.surrogate = Triangle(gamma / v_th)
         self.backend = backend
         # The seed's adaptation strength: 1.7 (1 - rho) / (1 - alpha), about 0.0174 at its values.
@@ -102,7 +108,7 @@ class EvidenceNetwork(nn.Module):
         return dict(
             threshold=self.v_th,
             reset="subtract",
-            detach_reset=True,  # e-prop has no reset term; BPTT trains the same network
+            detach_reset=self.detach_reset,
             ordering="update_first",
             surrogate=self.surrogate,
             adaptation_decay=self.rho,
