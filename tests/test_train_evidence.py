@@ -1,28 +1,24 @@
 """Training seed 003's evidence-accumulation task (`python -m snnkern train evidence`): metrics.json,
-plots, checkpoints and --resume, option checks, learning on an easy setting, and the e-prop call sites.
+plots, checkpoints and --resume, option checks, learning on an easy setting, the traces of the plots
+(snnkern.eprop.trial_signals) and the e-prop call sites.
 
 The trials are short (EvidenceConfig allows smaller durations than the seed's 2250 steps) so that
-the tests also run on the python reference backend (``SNNKERN_BACKEND=reference``). The tests of
-``--rule eprop`` with the real e-prop skip where this snnkern has no ``snnkern.eprop``; a stand-in
-module checks the call sites here.
+the tests also run on the python reference backend (``SNNKERN_BACKEND=reference``).
 """
 
 import json
 import math
 import os
 import socket
-import sys
-import types
 
 import pytest
 import torch
 import torch.multiprocessing as mp
 
+from snnkern import eprop
 from snnkern.__main__ import main
-from snnkern.models import EvidenceNetwork
-from snnkern.models.evidence import rate_regularization, recall_loss
+from snnkern.models.evidence import rate_regularization
 from snnkern.train import DEFAULTS, Preempted, TrainConfig, train
-from snnkern.train.config import eprop_module
 from snnkern.train.tasks import EvidenceTask
 
 # 3 cues of 6 steps after 3 of spacing, 5 steps of delay, 5 of recall: 37 steps per trial
@@ -34,20 +30,6 @@ PLOTS = ("loss.png", "trial_before.png", "trial_after.png", "weights.png")
 
 def _flags(options):
     return [f"--{k.replace('_', '-')}={v}" for k, v in options.items() if k not in ("model", "progress")]
-
-
-def _has_eprop():
-    try:
-        return eprop_module() is not None
-    except ImportError:
-        return False
-
-
-requires_eprop = pytest.mark.skipif(
-    not _has_eprop(),
-    reason="snnkern.eprop (e-prop's gradients and traces) is not in this snnkern yet: it comes with the e-prop "
-    "branch; these tests run once it is merged",
-)
 
 
 def _ckpt(out):
@@ -200,15 +182,6 @@ def test_bad_option_exits_2_before_any_work(tmp_path, capsys, args, message):
     assert "Traceback" not in err and not out.exists()
 
 
-@pytest.mark.skipif(_has_eprop(), reason="snnkern.eprop is importable: --rule eprop is available")
-def test_eprop_without_the_module_is_a_clear_error(tmp_path, capsys):
-    out = tmp_path / "run"
-    assert main(["train", "evidence", "--out", str(out), "--no-progress"]) == 2  # eprop: the default rule
-    err = capsys.readouterr().err
-    assert "--rule eprop needs the module snnkern.eprop, which this snnkern does not have" in err
-    assert "--rule bptt" in err and not out.exists()
-
-
 # ---------------------------------------------------------------------------------- learning
 
 
@@ -236,108 +209,69 @@ def test_loss_decreases_on_an_easy_setting(tmp_path, one_thread):
 # ---------------------------------------------------------------------- traces of the plots
 
 
-def test_replayed_threshold_and_refractoriness_give_the_spikes():
-    gen = torch.Generator().manual_seed(0)
-    model = EvidenceNetwork(12, 4, 4, generator=gen, adaptation_scale=50.0)  # strong adaptation
-    with torch.no_grad():
-        model.input_weight.mul_(4.0)
-    x = (torch.rand(1, 200, 12, generator=gen) < 0.3).float()
-    with torch.no_grad():
-        out = model(x)
-    spikes, membrane = out.spikes[0], out.membrane[0]
-    threshold, refractory = EvidenceTask.threshold_trace(model, spikes)
-    assert spikes.sum() > 20
-    assert torch.equal(spikes > 0, (membrane > threshold) & ~refractory)
-    # refractory for model.refractory steps after each spike; the adaptive neurons' threshold rises
-    t, j = torch.nonzero(spikes[:-4], as_tuple=True)
-    assert refractory[t + 1, j].all() and refractory[t + model.refractory, j].all()
-    assert (threshold[:, :4] == model.v_th).all() and (threshold[-1, 4:] > model.v_th).any()
-
-
-# ------------------------------------------------------------- e-prop's call sites (stand-in)
-
-
-def _stand_in_eprop(calls):
-    """A module with e-prop's interface: gradients by autograd (plus a nonzero recurrent diagonal,
-    which the task must mask), traces of the forward pass."""
-    module = types.ModuleType("snnkern.eprop")
-
-    def eprop_gradients(model, x, target, window, *, feedback, c_reg, f_target):
-        calls.append(dict(x=x.shape, target=target.shape, window=window, feedback=feedback, c_reg=c_reg, f=f_target))
-        out = model(x)
-        recall = recall_loss(out.readout, target, window)
-        reg = rate_regularization(out.spikes, f_target=f_target, c_reg=c_reg)
-        grads = torch.autograd.grad(recall + reg, [model.input_weight, model.recurrent_weight, model.readout_weight])
-        for p, g in zip((model.input_weight, model.recurrent_weight, model.readout_weight), grads, strict=True):
-            p.grad = g.clone()
-        model.recurrent_weight.grad.diagonal().fill_(1.0)
-        return dict(loss=(recall + reg).item(), recall=recall.item(), regularization=reg.item())
-
-    def trial_signals(model, x, target, window):
-        out = model(x)
-        shape = out.spikes.shape
-        return dict(membrane=out.membrane, adaptive_threshold=torch.zeros(shape), psi=torch.ones(shape))
-
-    module.eprop_gradients, module.trial_signals = eprop_gradients, trial_signals
-    return module
-
-
-def test_eprop_call_sites_with_a_stand_in_module(tmp_path, monkeypatch):
-    calls = []
-    monkeypatch.setitem(sys.modules, "snnkern.eprop", _stand_in_eprop(calls))
-    out = str(tmp_path / "eprop")
-    cfg = dict(TINY, rule="eprop", feedback="symmetric", c_reg=0.5, f_target=0.02)
-    m = train(TrainConfig(epochs=2, out=out, **cfg))
-    assert len(calls) == 6  # one per iteration, with this rank's batch and the recall window
-    assert calls[0] == dict(x=(4, 37, 40), target=(4,), window=slice(32, 37), feedback="symmetric", c_reg=0.5, f=0.02)
-    assert m["rule"] == "eprop" and m["feedback"] == "symmetric" and m["config"]["feedback"] == "symmetric"
-    assert len(m["history"]["step_loss"]) == len(m["history"]["step_recall_error"]) == 6
-    ck = _ckpt(out)
-    assert torch.all(ck["model"]["recurrent_weight"].diagonal() == 0)  # the stand-in's diagonal was masked
-    # the stand-in's gradients are autograd's: the same weights as a bptt run (up to the order of sums)
-    ref = str(tmp_path / "bptt")
-    train(TrainConfig(epochs=2, out=ref, plots=False, **dict(TINY, rule="bptt", c_reg=0.5, f_target=0.02)))
-    for k, v in _ckpt(ref)["model"].items():
-        torch.testing.assert_close(ck["model"][k], v, rtol=1e-5, atol=1e-6)
-    for png in PLOTS:
-        assert os.path.getsize(os.path.join(out, png)) > 0
-
-
-def test_trial_traces_take_eprops_where_given(monkeypatch, tmp_path):
-    monkeypatch.setitem(sys.modules, "snnkern.eprop", _stand_in_eprop([]))
-    task = EvidenceTask(TrainConfig(out=str(tmp_path), **dict(TINY, rule="eprop")).resolved())
+@pytest.mark.parametrize("rule,feedback", [("bptt", "symmetric"), ("eprop", "random"), ("eprop", "symmetric")])
+def test_trial_traces_are_eprops_with_the_runs_feedback(tmp_path, rule, feedback):
+    options = dict(TINY, rule=rule, feedback=None if rule == "bptt" else feedback)
+    task = EvidenceTask(TrainConfig(out=str(tmp_path), **options).resolved())
     x, y = task.batch(1, 0, shard=False)
-    trial = task.trial_signals(task.model, x[:1], y[:1])
-    src = trial["sources"]
-    assert src["membrane"] == src["threshold"] == src["psi"] == "snnkern.eprop.trial_signals"
-    assert src["learning_signal"].startswith("computed from the forward pass (feedback: fixed random")
-    assert (trial["threshold"] == 0).all() and (trial["psi"] == 1).all()
+    x, y = x[:1], y[:1]
+    trial = task.trial_signals(task.model, x, y)
+    # bptt's learning signal: the readout error through the readout weights (symmetric feedback)
+    signals = eprop.trial_signals(task.model, x, y, task.window, feedback=feedback)
+    for key in ("spikes", "readout", "membrane", "threshold", "psi", "learning_signal"):
+        assert torch.equal(torch.from_numpy(trial[key]), getattr(signals, key)[0].to(torch.float32)), key
+    assert trial["sources"] == {"learning_signal": trial["sources"]["learning_signal"]}
+    assert f"feedback {feedback}" in trial["sources"]["learning_signal"]
     steps = task.task_config.steps
-    assert trial["spikes"].shape == (steps, 8) and trial["learning_signal"].shape == (steps, 8)
+    assert trial["spikes"].shape == trial["learning_signal"].shape == trial["psi"].shape == (steps, 8)
+    assert trial["readout"].shape == trial["probability"].shape == trial["target"].shape == (steps, 2)
     assert (trial["learning_signal"][: task.window.start] == 0).all()  # only over the recall window
-    assert trial["target"][task.window.start :, int(y[0])].min() == 1.0
+    assert (trial["learning_signal"][task.window.start :] != 0).any()
+    assert trial["target"][task.window.start :, int(y[0])].min() == 1.0 and trial["label"] == int(y[0])
+    assert trial["window"] == (task.window.start, task.window.stop) and trial["n_regular"] == 4
 
 
-# ------------------------------------------------------------------------ the real e-prop
+# ------------------------------------------------------------------------------------ e-prop
 
 
-@requires_eprop
 @pytest.mark.parametrize("feedback", ["random", "symmetric"])
 def test_eprop_tiny_run(tmp_path, feedback):
     out = str(tmp_path / feedback)
     m = train(TrainConfig(epochs=2, out=out, **dict(TINY, rule="eprop", feedback=feedback)))
-    assert m["rule"] == "eprop" and m["feedback"] == feedback and 0 <= m["recall_error"] <= 1
-    assert len(m["history"]["step_loss"]) == 6 and all(math.isfinite(v) for v in m["history"]["step_loss"])
+    assert m["rule"] == "eprop" and m["feedback"] == feedback and m["config"]["feedback"] == feedback
+    assert 0 <= m["recall_error"] <= 1
+    h = m["history"]
+    assert len(h["step_loss"]) == len(h["step_recall_error"]) == 6 and all(math.isfinite(v) for v in h["step_loss"])
     ck = _ckpt(out)
     initial = EvidenceTask(TrainConfig(out=out, **dict(TINY, rule="eprop", feedback=feedback)).resolved())
     for name in ("input_weight", "recurrent_weight", "readout_weight"):  # e-prop trains all three
         assert not torch.equal(ck["model"][name], initial.initial_state[name]), name
-    assert torch.all(ck["model"]["recurrent_weight"].diagonal() == 0)
+    assert torch.all(ck["model"]["recurrent_weight"].diagonal() == 0)  # no autapses
     for png in PLOTS:
-        assert os.path.getsize(os.path.join(out, png)) > 0
+        assert os.path.getsize(os.path.join(out, png)) > 0, png
 
 
-@requires_eprop
+def test_eprop_call_sites(tmp_path, monkeypatch):
+    calls, real = [], eprop.eprop_gradients
+
+    def eprop_gradients(model, x, target, window, **options):
+        calls.append(dict(x=x.shape, target=target.shape, window=window, **options))
+        values = real(model, x, target, window, **options)
+        model.recurrent_weight.grad.diagonal().fill_(1.0)  # the task masks the recurrent gradient itself
+        return values
+
+    monkeypatch.setattr(eprop, "eprop_gradients", eprop_gradients)
+    out = str(tmp_path / "eprop")
+    cfg = dict(TINY, rule="eprop", feedback="symmetric", c_reg=0.5, f_target=0.02, plots=False)
+    m = train(TrainConfig(epochs=2, out=out, **cfg))
+    assert len(calls) == 6  # one per iteration, with this rank's batch and the recall window
+    assert calls[0] == dict(
+        x=(4, 37, 40), target=(4,), window=slice(32, 37), feedback="symmetric", c_reg=0.5, f_target=0.02
+    )
+    assert m["rule"] == "eprop" and m["feedback"] == "symmetric"
+    assert torch.all(_ckpt(out)["model"]["recurrent_weight"].diagonal() == 0)  # the diagonal was masked
+
+
 def test_eprop_resume_is_bitwise(tmp_path, monkeypatch):
     cfg = dict(TINY, rule="eprop", plots=False)
     full, part = str(tmp_path / "full"), str(tmp_path / "part")

@@ -7,16 +7,15 @@ command-line option and its allowed range. ``train()`` calls it; so does the com
 
 from __future__ import annotations
 
-import importlib
 import inspect
 import math
 import os
 from dataclasses import dataclass, fields
-from types import ModuleType
 from typing import Any
 
 import torch
 
+from ..eprop import FEEDBACKS
 from ..models.evidence import rate_regularization
 from .errors import ConfigError, DataFileNotFoundError
 
@@ -24,7 +23,7 @@ IPD_MODELS = ("ipd", "ipd-membrane", "ipd-dales")
 MODELS = IPD_MODELS + ("shd", "evidence")
 
 RULES = ("bptt", "eprop")  # evidence: backpropagation through time, or e-prop (snnkern.eprop)
-FEEDBACK = ("random", "symmetric")  # e-prop's feedback weights: fixed random, or the readout's own
+FEEDBACK = FEEDBACKS  # e-prop's feedback weights: fixed random, or the readout's own (snnkern.eprop)
 # The firing-rate regularisation's defaults are those of snnkern.models.evidence.rate_regularization.
 _RATE_REG = {k: p.default for k, p in inspect.signature(rate_regularization).parameters.items() if k != "spikes"}
 
@@ -317,32 +316,6 @@ def _validate_evidence(cfg: TrainConfig) -> None:
     _int(cfg, "spacing_steps", 0)
     _int(cfg, "delay_steps", 0)
     _int(cfg, "recall_steps", 1)
-    if cfg.model == "evidence" and cfg.rule == "eprop":
-        _require_eprop()
-
-
-def eprop_module() -> ModuleType | None:
-    """:mod:`snnkern.eprop` (e-prop's gradients and traces), or None where this snnkern lacks it.
-    A module that is there but fails to import raises its error."""
-    try:
-        return importlib.import_module("snnkern.eprop")
-    except ModuleNotFoundError as error:
-        if error.name not in ("snnkern.eprop", "snnkern"):
-            raise
-        return None
-
-
-def _require_eprop() -> None:
-    """--rule eprop needs snnkern.eprop: say so before any work."""
-    try:
-        found = eprop_module()
-    except ImportError as error:
-        raise ConfigError(f"--rule eprop: snnkern.eprop cannot be imported ({error})") from None
-    if found is None:
-        raise ConfigError(
-            "--rule eprop needs the module snnkern.eprop, which this snnkern does not have; "
-            "train with --rule bptt, or install a snnkern with e-prop"
-        )
 
 
 def _validate_device(device: str, world_size: int) -> None:

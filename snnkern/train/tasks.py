@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.types import Device
 
-from .. import seed_loops
+from .. import eprop, seed_loops
 from ..data.evidence import EvidenceConfig, generate
 from ..data.ipd import IPDConfig, IPDDataset, continuise
 from ..data.shd import (
@@ -53,7 +53,7 @@ from ..data.shd import (
 )
 from ..models import IPDSNN, EvidenceNetwork, IPDMembraneOnly, SHDRecurrentSNN, dales_ipd_snn
 from ..models.evidence import EvidenceOutput, decisions, rate_regularization, recall_loss
-from .config import ResolvedTrainConfig, eprop_module
+from .config import ResolvedTrainConfig
 from .distributed import Dist
 from .errors import ConfigError, DataError, DataFileNotFoundError, RunFolderError
 
@@ -483,14 +483,6 @@ class SHDTask(_Task):
 # The data streams of the evidence task: one generator per (seed, stream, index).
 TRAIN_STREAM, VALIDATION_STREAM = 0, 1
 
-# The keys under which snnkern.eprop.trial_signals may return each trace, first the expected one.
-_TRACE_KEYS = {
-    "membrane": ("membrane", "v"),
-    "threshold": ("adaptive_threshold", "threshold", "A"),
-    "psi": ("psi", "surrogate_derivative", "pseudo_derivative"),
-    "learning_signal": ("learning_signal", "L"),
-}
-
 
 def stream_generator(seed: int, stream: int, index: int) -> torch.Generator:
     """The CPU generator of item ``index`` (a training iteration, a validation batch) of a data
@@ -527,13 +519,13 @@ class EvidenceTask(_Task):
         self.window = slice(self.task_config.recall_start, self.task_config.steps)
         self.rule = _model_option(cfg, "rule", cfg.rule)
         self.feedback = cfg.feedback
+        # the feedback weights of the learning signals: the run's under e-prop; under bptt the readout
+        # weights (symmetric), through which the readout error reaches the neurons
+        self.signal_feedback = "symmetric" if self.rule == "bptt" else _model_option(cfg, "feedback", cfg.feedback)
         self.iterations = _model_option(cfg, "iterations", cfg.iterations)
         self.val_batches = _model_option(cfg, "val_batches", cfg.val_batches)
         self.c_reg = _model_option(cfg, "c_reg", cfg.c_reg)
         self.f_target = _model_option(cfg, "f_target", cfg.f_target)
-        self.eprop = eprop_module()
-        if self.rule == "eprop" and self.eprop is None:
-            raise ConfigError("--rule eprop needs the module snnkern.eprop, which this snnkern does not have")
         n_regular = cfg.hidden // 2  # the seed's half regular, half adaptive neurons
         self.model: EvidenceNetwork = EvidenceNetwork(
             self.task_config.input_size,
@@ -596,12 +588,12 @@ class EvidenceTask(_Task):
         if self.rule == "bptt":
             loss.backward()
             return
-        if self._pending is None or self.eprop is None:
+        if self._pending is None:
             raise RuntimeError("EvidenceTask.backward needs the batch of the step_loss before it")
         (x, y), self._pending = self._pending, None
         m = self.model
-        self.eprop.eprop_gradients(
-            m, x, y, self.window, feedback=self.feedback, c_reg=self.c_reg, f_target=self.f_target
+        eprop.eprop_gradients(
+            m, x, y, self.window, feedback=self.signal_feedback, c_reg=self.c_reg, f_target=self.f_target
         )
         if m.recurrent_weight.grad is not None:
             m.recurrent_weight.grad.mul_(m.recurrent_mask)  # no autapses: the diagonal stays at zero
@@ -664,71 +656,37 @@ class EvidenceTask(_Task):
         """:meth:`EvidenceNetwork.weight_matrices` as numpy arrays ``[pre, post]``, copied."""
         return {k: w.cpu().numpy().copy() for k, w in model.weight_matrices().items()}
 
-    @staticmethod
-    def threshold_trace(model: EvidenceNetwork, spikes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The adaptive threshold ``A_t`` each spike ``z_t`` of ``spikes`` [T, N] was fired against, and
-        whether the neuron was refractory then ([T, N] bool): the adaptation and the refractory
-        counter replayed from the spikes (with ``update_first`` the reset spike of step t is z_{t-1})."""
-        steps, n = spikes.shape
-        beta = model.adaptation_strength.to(spikes)
-        a, counter, previous = spikes.new_zeros(n), spikes.new_zeros(n), spikes.new_zeros(n)
-        threshold, refractory = spikes.new_empty(steps, n), torch.empty(steps, n, dtype=torch.bool)
-        for t in range(steps):
-            a = model.rho * a + previous
-            counter = torch.where(previous > 0, float(model.refractory), (counter - 1).clamp(min=0))
-            threshold[t] = model.v_th + beta * a
-            refractory[t] = counter > 0
-            previous = spikes[t]
-        return threshold, refractory
-
     def trial_signals(self, model: EvidenceNetwork, x: torch.Tensor, y: torch.Tensor) -> dict[str, Any]:
         """The traces of one trial ``x`` [1, T, 40], ``y`` [1] for the plots, as numpy arrays [T, ...].
 
-        From :func:`snnkern.eprop.trial_signals` where this snnkern has it; the traces it does not
-        give are computed here from the forward pass (``sources`` says which came from where):
-        the membrane, the adaptive threshold replayed from the spikes, the surrogate derivative
-        ``psi`` at ``v - A`` (0 while refractory) and the learning signal ``B (pi - pi*)`` over the
-        recall window, with the run's feedback weights ``B`` (e-prop) or the readout weights (bptt).
+        Spikes, readout, membrane, adaptive threshold, pseudo-derivative ``psi`` and learning signal
+        are those of :func:`snnkern.eprop.trial_signals`, with the run's feedback weights under
+        e-prop and the readout weights (symmetric feedback) under bptt: there the learning signal is
+        the readout error sent back through the readout weights. ``sources`` names the feedback.
         """
-        with torch.no_grad():
-            out = model(x)
-        spikes, membrane = out.spikes[0].cpu(), out.membrane[0].cpu()
-        threshold, refractory = self.threshold_trace(model, spikes)
-        psi = model.surrogate.derivative(membrane - threshold, model.v_th) * (~refractory).to(membrane.dtype)
-        readout = out.readout[0].detach().cpu()
+        feedback = self.signal_feedback
+        signals = eprop.trial_signals(model, x, y, self.window, feedback=feedback, backend=self.cfg.backend)
+        readout = signals.readout[0].detach().cpu()
         probability = torch.softmax(readout, dim=-1)
         target = torch.zeros_like(probability)
         target[self.window, int(y[0])] = 1.0
-        error = torch.zeros_like(probability)
-        error[self.window] = probability[self.window] - target[self.window]
-        symmetric = self.feedback == "symmetric" or self.rule == "bptt"
-        feedback = model.readout_weight.detach().t() if symmetric else model.feedback_weight
-        traces = dict(membrane=membrane, threshold=threshold, psi=psi, learning_signal=error @ feedback.cpu().t())
-        computed = "computed from the forward pass"
-        sources = dict.fromkeys(traces, computed)
-        sources["learning_signal"] = computed + (
-            " (feedback: readout weights)" if symmetric else " (feedback: fixed random weights)"
-        )
-        if self.eprop is not None and hasattr(self.eprop, "trial_signals"):
-            given = self.eprop.trial_signals(model, x, y, self.window)
-            for name, keys in _TRACE_KEYS.items():
-                key = next((k for k in keys if k in given), None)
-                if key is not None:
-                    traces[name] = torch.as_tensor(given[key]).detach()[0].cpu()
-                    sources[name] = "snnkern.eprop.trial_signals"
+        traces = {k: getattr(signals, k)[0].detach().cpu() for k in ("membrane", "threshold", "psi", "learning_signal")}
+        weights = "the readout weights, transposed" if feedback == "symmetric" else "fixed random weights"
         return dict(
             inputs=x[0].cpu().numpy(),
-            spikes=spikes.numpy(),
+            spikes=signals.spikes[0].cpu().numpy(),
             readout=readout.numpy(),
             probability=probability.numpy(),
             target=target.numpy(),
             **{k: v.to(torch.float32).numpy() for k, v in traces.items()},
-            sources=sources,
+            sources=dict(
+                learning_signal=f"(1 - kappa) B err_t, readout error err_t; feedback {feedback}: B = {weights}"
+            ),
             n_regular=int((model.adaptation_strength == 0).sum()),
             populations={k: (v.start, v.stop) for k, v in self.task_config.populations.items()},
             window=(self.window.start, self.window.stop),
             label=int(y[0]),
-            decision=int(decisions(out.readout, self.window)[0]),
+            decision=int(decisions(signals.readout, self.window)[0]),
         )
 
     def naive_epoch_seconds(self) -> float:
