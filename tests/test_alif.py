@@ -109,6 +109,32 @@ def test_with_synaptic_current_and_other_surrogates(syn, current_first, surrogat
     assert_same_scaled(got, want, TOL[F64])
 
 
+@at("emulated", "cuda")
+@pytest.mark.parametrize("low", [torch.float16, torch.bfloat16], ids=["f16", "bf16"])
+@pytest.mark.parametrize("recurrent", [False, True], ids=["lif", "recurrent"])
+def test_half_precision_storage(low, recurrent, where):
+    """float16/bfloat16 sequences (the CUDA lanes' storage types): with inputs and weights on a
+    1/8 grid, exact in every storage type, the float32 arithmetic gives the float32 reference's
+    spikes and state; the membrane and the input gradient round to the storage type."""
+    case = _case(2, 25, 9, F32, where.device, seed=10, recurrent=recurrent)
+    with torch.no_grad():
+        for key in ("x", "weight") if recurrent else ("x",):
+            case[key].copy_((case[key] * 8).round() / 8)
+    low_case = {
+        k: (v.detach().to(low) if k in ("x", "weight", "spikes") else v.detach()).requires_grad_()
+        for k, v in case.items()
+    }
+    opts = dict(ordering="update_first", reset="subtract", surrogate=Triangle(0.5))
+    want = _run(case, "reference", True, 2, recurrent, **opts)
+    got = _run(low_case, where.backend, True, 2, recurrent, **opts)
+    assert torch.equal(got["spikes"].float(), want["spikes"])
+    torch.testing.assert_close(got["state"], want["state"], rtol=1e-5, atol=1e-5)
+    tol = dict(rtol=2e-2, atol=2e-2) if low == torch.bfloat16 else dict(rtol=2e-3, atol=2e-3)
+    torch.testing.assert_close(got["membrane"].float(), want["membrane"], **tol)
+    scale = want["grad_x"].abs().max().item()
+    torch.testing.assert_close(got["grad_x"].float(), want["grad_x"], rtol=tol["rtol"], atol=tol["atol"] * scale)
+
+
 @everywhere
 def test_scalar_parameters_and_mixed_layer(where):
     """Scalar decay and strength (python floats) and a layer mixing regular (strength 0) and
