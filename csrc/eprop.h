@@ -23,14 +23,18 @@
 
 namespace snnkern {
 
-// One lane per (batch element b, neuron j, presynaptic input i): launched over B * N "rows" (b, j)
-// of P lanes i each, so consecutive lanes read consecutive entries of the presynaptic trace, and
-// psi, the signals and the neuron's parameters are one value per row, broadcast over its lanes.
+// One lane per (batch element b, group of kNeurons neurons j, presynaptic input i): launched over
+// B * groups() "rows" of P lanes i each, so consecutive lanes read consecutive entries of the
+// presynaptic trace, and psi, the signals and the neurons' parameters are one value per row,
+// broadcast over its lanes. A lane runs the traces of kNeurons neurons side by side: their
+// recurrences are independent, so they overlap in the pipeline (one neuron's chain of dependent
+// operations per step would leave it mostly idle), and they share the load of the trace.
 // Sequences [B, T, N] and [B, T, P] in the storage type scalar_t, the rest in acc_t.
 template <class scalar_t, class acc_t>
 struct EpropTraces {
   using scalar_type = scalar_t;
   using acc_type = acc_t;
+  static constexpr int kNeurons = 4;
   const scalar_t* psi;          // [B, T, N]
   const scalar_t* trace;        // [B, T, P]
   const scalar_t* signal;       // [B, T, N]
@@ -41,24 +45,37 @@ struct EpropTraces {
   acc_t kappa;
   int64_t B, T, N, P;
 
+  SNN_HD int64_t groups() const { return (N + kNeurons - 1) / kNeurons; }
+
   template <class V, class M, class IO>
   SNN_HD void run(int64_t row, int64_t i, const IO& io) const {
-    const int64_t b = row / N, j = row % N;
-    // A value of neuron j, the same for every lane of the row.
+    const int64_t b = row / groups(), j0 = (row % groups()) * kNeurons;
+    const int count = static_cast<int>(N - j0 < kNeurons ? N - j0 : kNeurons);  // the same for the whole row
+    // A value of a neuron, the same for every lane of the row.
     auto neuron = [](const auto* p) { return V(static_cast<acc_t>(*p)); };
-    const V beta = neuron(strength + j), rho = neuron(decay + j), k(kappa);
+    const V k(kappa);
+    V beta[kNeurons], rho[kNeurons], eps[kNeurons], ebar[kNeurons], g[kNeurons];
+    for (int n = 0; n < kNeurons; ++n) {
+      const int64_t j = j0 + (n < count ? n : 0);
+      beta[n] = neuron(strength + j);
+      rho[n] = neuron(decay + j);
+      eps[n] = ebar[n] = g[n] = V(0);
+    }
     const scalar_t* x = trace + b * T * P + i;
-    const int64_t seq = b * T * N + j;
-    V eps(0), ebar(0), g(0);
+    const int64_t seq = b * T * N + j0;
     for (int64_t t = 0; t < T; ++t) {
       const int64_t o = seq + t * N;
-      const V e = neuron(psi + o) * (io.load(x + t * P) - beta * eps);
-      eps = rho * eps + e;
-      ebar = k * ebar + e;
-      g = g + neuron(signal + o) * ebar;
-      if (rate_signal) g = g + neuron(rate_signal + o) * e;
+      const V xt = io.load(x + t * P);
+      for (int n = 0; n < kNeurons; ++n) {
+        if (n >= count) break;
+        const V e = neuron(psi + o + n) * (xt - beta[n] * eps[n]);
+        eps[n] = rho[n] * eps[n] + e;
+        ebar[n] = k * ebar[n] + e;
+        g[n] = g[n] + neuron(signal + o + n) * ebar[n];
+        if (rate_signal) g[n] = g[n] + neuron(rate_signal + o + n) * e;
+      }
     }
-    io.store(partial + row * P + i, g);
+    for (int n = 0; n < count; ++n) io.store(partial + (b * N + j0 + n) * P + i, g[n]);
   }
 };
 

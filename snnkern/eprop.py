@@ -22,7 +22,7 @@ gradient; with them, it is the gradient of BPTT through a network whose recurren
 spikes as constants (e-prop drops the terms of the paths through ``W_rec``).
 
 The trace sum is one fused op, :func:`eprop_weight_grad` (csrc/eprop.h: one lane per batch
-element, neuron and input, the time loop inside; the batch summed in a fixed order). The rest is
+element, group of four neurons and input, the time loop inside; the batch summed in a fixed order). The rest is
 vectorised torch: the presynaptic traces and the adaptation are leaky integrations
 (:func:`snnkern.leaky`), the refractory mask a cumulative sum over the spikes.
 """

@@ -294,7 +294,7 @@ struct Ops {
                                                 T,
                                                 N,
                                                 P};
-      L::run(traces, 0, B * N, P, T, psi.device());
+      L::run(traces, 0, B * traces.groups(), P, T, psi.device());
       L::run(EpropBatchSum<scalar_t, acc_t>{partial.data_ptr<acc_t>(), out.data_ptr<scalar_t>(), B, N, P}, 0, N, P, B,
              psi.device());
     });
