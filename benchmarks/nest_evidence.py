@@ -512,6 +512,8 @@ def markdown(result: dict) -> str:
         *([f"- STOPPED EARLY: {s['stopped']}"] if s.get("stopped") else []),
         f"- load average (1/5/15 min) {env['load_average_at_start']} at the start, {s['load_average_at_end']} at the "
         "end: other work on the machine lengthens wall times; CPU s/iteration is the process's own CPU time",
+        "- snnkern rows: final recall error on its validation trials after the last iteration; mean of last 10 and "
+        "the curve below on its training batches, as NEST's",
         "",
         "| run | rule | batch | iterations | s/iteration | CPU s/iteration | final recall error | mean of last 10 |",
         "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",

@@ -396,3 +396,45 @@ def test_raw_op_checks_values_under_compile(where):
         bad = [*tensors[:4], adaptation, tensors[5]]
         with pytest.raises(ValueError, match=message):
             torch.ops.snnkern.lif_forward(*bad, *options, record, save, True)
+
+
+@at("cpu", "emulated")
+@pytest.mark.parametrize("recurrent", [False, True], ids=["LIF", "RecurrentLIF"])
+def test_layers_take_the_options(recurrent, where):
+    """snnkern.nn.LIF and RecurrentLIF pass adaptation and refractoriness to the ops: the layer's
+    spikes and 5-row state equal the functional op's on the layer's own projection."""
+    torch.manual_seed(3)
+    strength = torch.linspace(0.0, 0.4, 6)
+    layer_type = snnkern.nn.RecurrentLIF if recurrent else snnkern.nn.LIF
+    layer = layer_type(
+        5,
+        6,
+        alpha=0.9,
+        threshold=0.5,
+        reset="subtract",
+        ordering="update_first",
+        adaptation_decay=0.95,
+        adaptation_strength=strength,
+        refractory=2,
+        return_state=True,
+    )
+    x = (torch.rand(3, 20, 5) < 0.4).float()
+    spikes, state = layer(x)
+    kw = dict(
+        threshold=0.5,
+        reset="subtract",
+        ordering="update_first",
+        adaptation_decay=0.95,
+        adaptation_strength=strength,
+        refractory=2,
+    )
+    current = layer.project(x)
+    if recurrent:
+        want = snnkern.recurrent_lif(current, layer.recurrent_weight, 0.9, detach_reset=True, **kw)
+        state = state[0]
+    else:
+        want = snnkern.lif(current, 0.9, **kw)
+    assert state.shape == (5, 3, 6)
+    assert torch.equal(spikes, want.spikes)
+    torch.testing.assert_close(state, want.state)
+    assert "adaptation_strength" in dict(layer.named_buffers())  # moves with the module
