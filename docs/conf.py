@@ -75,6 +75,9 @@ autodoc_default_options = {
     "member-order": "bysource",
 }
 autodoc_typehints = "signature"
+# Annotations that name a class re-exported by a package (documented there, and under its module as
+# its canonical name): one target, so that the cross-reference is not ambiguous.
+autodoc_type_aliases = {"EvidenceNetwork": "snnkern.models.EvidenceNetwork"}
 autodoc_preserve_defaults = True
 napoleon_google_docstring = True
 napoleon_numpy_docstring = False
