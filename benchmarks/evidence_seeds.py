@@ -26,6 +26,7 @@ import sys
 import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
 if HERE not in sys.path:
     sys.path.insert(0, HERE)
 
@@ -42,12 +43,14 @@ def run(rule: str, seed: int, iterations: int, folder: str, quick: bool) -> None
                 return
     per_epoch = min(25, iterations)
     cmd = [sys.executable, "-m", "snnkern", "train", "evidence", "--rule", rule, "--seed", str(seed)]
-    cmd += ["--iterations", str(per_epoch), "--epochs", str(max(1, iterations // per_epoch)), "--out", folder]
+    # Run from the repository, the folder named relative to it: the results name no path of this machine.
+    out = os.path.relpath(folder, ROOT)
+    cmd += ["--iterations", str(per_epoch), "--epochs", str(max(1, iterations // per_epoch)), "--out", out]
     cmd += ["--no-progress"] + (["--resume"] if os.path.exists(os.path.join(folder, "checkpoint.pt")) else [])
     if quick:
         cmd += ["--batch-size", "2", "--delay-steps", "50", "--val-batches", "1"]
     print(" ".join(cmd[1:]), flush=True)
-    subprocess.run(cmd, check=True)
+    subprocess.run(cmd, check=True, cwd=ROOT)
 
 
 def block_mean(values: list[float], width: int) -> list[float]:

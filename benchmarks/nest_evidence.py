@@ -441,12 +441,13 @@ def _number(value) -> float | None:
     return None
 
 
-def snnkern_row(path: str) -> dict:
-    """One markdown row from an snnkern run's metrics.json (``recall_error``: the validation error;
-    the curve: its per-iteration training-batch errors); missing fields become None."""
+def snnkern_row(path: str, root: str = "") -> dict:
+    """One markdown row from an snnkern run's metrics.json (``path``, relative to ``root`` if given;
+    ``recall_error``: the validation error; the curve: its per-iteration training-batch errors);
+    missing fields become None."""
     row = {"source": path, "rule": None, "batch": None, "iterations": None, "seconds_per_iteration": None}
     try:
-        with open(path) as f:
+        with open(os.path.join(root, path)) as f:
             m = json.load(f)
     except (OSError, ValueError) as e:
         return dict(row, note=f"unreadable: {e}")
@@ -479,10 +480,13 @@ def run_snnkern(rule: str, batch: int, iterations: int, seed: int, out: str) -> 
     trials (one epoch, then the validation) and returns its row (:func:`snnkern_row`)."""
     cmd = [sys.executable, "-m", "snnkern", "train", "evidence", "--rule", rule, "--batch-size", str(batch)]
     cmd += ["--iterations", str(iterations), "--epochs", "1", "--seed", str(seed), "--val-batches", "2"]
+    # Run from the repository, the folder named relative to it: the results name no path of this machine.
+    root = os.path.dirname(HERE)
+    out = os.path.relpath(out, root)
     cmd += ["--out", out, "--overwrite", "--no-progress"]
     print(f"snnkern {rule}: {' '.join(cmd[1:])}", flush=True)
-    done = subprocess.run(cmd, check=False)
-    row = snnkern_row(os.path.join(out, "metrics.json"))
+    done = subprocess.run(cmd, check=False, cwd=root)
+    row = snnkern_row(os.path.join(out, "metrics.json"), root)
     row["label"] = f"snnkern {rule}"
     if done.returncode != 0:
         row["note"] = f"exit code {done.returncode}"

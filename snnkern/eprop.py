@@ -223,13 +223,6 @@ class _Trial(NamedTuple):
     rate_loss: torch.Tensor
 
 
-def _readout(model: EvidenceNetwork, spikes: torch.Tensor) -> torch.Tensor:
-    """The network's readout of ``spikes`` (as in EvidenceNetwork.forward), differentiable with
-    respect to the readout weights."""
-    drive = (1.0 - model.kappa) * (spikes @ model.readout_weight.t())
-    return ops.leaky(drive, model.kappa, backend=model.backend).membrane
-
-
 def _buffer(model: EvidenceNetwork, name: str) -> torch.Tensor:
     """A buffer of the model (typed as nn.Module's attribute lookup cannot)."""
     return cast(torch.Tensor, getattr(model, name))
@@ -278,7 +271,7 @@ def _trial(
     # of the readout weights; the regularisation's derivative with respect to the spikes.
     z = spikes.clone().requires_grad_(c_reg != 0)
     with torch.enable_grad():
-        readout = _readout(model, z)
+        readout = model.readout(z)
         task_loss = recall_loss(readout, target, window)
         rate_loss = rate_regularization(z, f_target, c_reg)
         error, readout_grad = torch.autograd.grad(task_loss, [readout, model.readout_weight])
@@ -331,8 +324,11 @@ def eprop_gradients(
     ops (the traces and the fused trace sum; None: the default backend).
 
     Returns:
-        The loss values: ``loss`` (their sum), ``task_loss``, ``rate_loss``.
+        The loss values: ``loss`` (their sum), ``task_loss``, ``rate_loss``; and ``recall_error``,
+        the fraction of the trials decided wrongly (:func:`~snnkern.models.evidence.decisions`).
     """
+    from .models.evidence import decisions
+
     trial = _trial(model, x, target, window, feedback, c_reg, f_target, backend)
     s = trial.signals
     # One trace sum for the input and the recurrent weights: their inputs side by side.
@@ -356,4 +352,5 @@ def eprop_gradients(
     ):
         weight.grad = value.to(weight.dtype).contiguous()
     task, rate = float(trial.task_loss), float(trial.rate_loss)
-    return {"loss": task + rate, "task_loss": task, "rate_loss": rate}
+    wrong = decisions(s.readout, window) != target.to(s.readout.device)
+    return {"loss": task + rate, "task_loss": task, "rate_loss": rate, "recall_error": wrong.double().mean().item()}

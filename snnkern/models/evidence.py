@@ -135,10 +135,13 @@ class EvidenceNetwork(nn.Module):
             backend=self.backend,
             **self.neuron_options(),
         )
-        drive = (1.0 - self.kappa) * (result.spikes @ self.readout_weight.t())
-        readout = ops.leaky(drive, self.kappa, backend=self.backend).membrane
         assert result.membrane is not None  # return_membrane=True
-        return EvidenceOutput(readout, result.spikes, result.membrane)
+        return EvidenceOutput(self.readout(result.spikes), result.spikes, result.membrane)
+
+    def readout(self, spikes: torch.Tensor) -> torch.Tensor:
+        """The readout membranes [B, T, n_out] of recurrent ``spikes`` [B, T, n_rec]."""
+        drive = (1.0 - self.kappa) * (spikes @ self.readout_weight.t())
+        return ops.leaky(drive, self.kappa, backend=self.backend).membrane
 
 
 def recall_loss(readout: torch.Tensor, target: torch.Tensor, window: slice) -> torch.Tensor:

@@ -538,7 +538,6 @@ class EvidenceTask(_Task):
         # the weights before training (a resumed run rebuilds them from the seed): for the plots
         self.initial_state = copy.deepcopy(self.model.state_dict())
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr, betas=(0.9, 0.999), eps=1e-8)
-        self._pending: tuple[torch.Tensor, torch.Tensor] | None = None
         self._step_error = torch.zeros(())
         self._validation: dict[str, float] = {}
 
@@ -574,27 +573,22 @@ class EvidenceTask(_Task):
         if self.rule == "bptt":
             out = net(x)
             loss = self.loss(out, y)
-        else:
-            # e-prop computes its gradients in backward(); this forward gives the loss and the
-            # decisions, the same quantities as under bptt
-            with torch.no_grad():
-                out = self.model(x)
-                loss = self.loss(out, y)
-            self._pending = (x, y)
-        self._step_error = self._errors(out, y)
-        return loss
+            self._step_error = self._errors(out, y)
+            return loss
+        # e-prop's gradients come with its forward pass: set here (after the loop's zero_grad),
+        # with the loss and the decisions of that pass, the same quantities as under bptt.
+        m = self.model
+        values = eprop.eprop_gradients(
+            m, x, y, self.window, feedback=self.signal_feedback, c_reg=self.c_reg, f_target=self.f_target
+        )
+        self._step_error = torch.tensor(values["recall_error"], dtype=torch.float64)
+        return torch.tensor(values["loss"], dtype=torch.float64)
 
     def backward(self, loss: torch.Tensor) -> None:
         if self.rule == "bptt":
             loss.backward()
             return
-        if self._pending is None:
-            raise RuntimeError("EvidenceTask.backward needs the batch of the step_loss before it")
-        (x, y), self._pending = self._pending, None
         m = self.model
-        eprop.eprop_gradients(
-            m, x, y, self.window, feedback=self.signal_feedback, c_reg=self.c_reg, f_target=self.f_target
-        )
         if m.recurrent_weight.grad is not None:
             m.recurrent_weight.grad.mul_(m.recurrent_mask)  # no autapses: the diagonal stays at zero
         if self.dist.enabled:  # DDP averages only the gradients autograd computes
