@@ -420,26 +420,26 @@ struct Replay {
   const IO& io;
   const BackwardLanes<scalar_t, acc_t>& a;
   int64_t time_stride, state_stride;  // the initial state is read only where a step needs it
+  int64_t lane;                       // offset of the lane group from a's pointers (see lif_forward_steps)
+
+  SNN_HD int64_t at(int64_t k) const { return k * time_stride + lane; }
 
   // r_k, the spike that resets step k (returned by the forward; recomputed at k = 0 for
   // update_first, whose first reset comes from the initial state).
   SNN_HD V reset_spike(int64_t k) const {
     if (!step.c.spiking) return V(0);
     if (step.c.ordering == kUpdateFirst)
-      return k == 0 ? step.fire(initial(kV), adaptation_at(0), counter_at(0))
-                    : io.load(a.spikes + (k - 1) * time_stride);
-    return io.load(a.spikes + k * time_stride);
+      return k == 0 ? step.fire(initial(kV), adaptation_at(0), counter_at(0)) : io.load(a.spikes + at(k - 1));
+    return io.load(a.spikes + at(k));
   }
   // a_k and c_k, as the forward saved them (zero without adaptation or refractory period).
-  SNN_HD V adaptation_at(int64_t k) const {
-    return step.c.adaptive ? io.load(a.saved_adaptation + k * time_stride) : V(0);
-  }
-  SNN_HD V counter_at(int64_t k) const { return step.c.extended() ? io.load(a.saved_counter + k * time_stride) : V(0); }
+  SNN_HD V adaptation_at(int64_t k) const { return step.c.adaptive ? io.load(a.saved_adaptation + at(k)) : V(0); }
+  SNN_HD V counter_at(int64_t k) const { return step.c.extended() ? io.load(a.saved_counter + at(k)) : V(0); }
   // v_k, the membrane at the start of step k.
   SNN_HD V membrane_at(int64_t k) const {
-    return k == 0 ? initial(kV) : step.reset.apply(io.load(a.pre_reset + (k - 1) * time_stride), reset_spike(k - 1));
+    return k == 0 ? initial(kV) : step.reset.apply(io.load(a.pre_reset + at(k - 1)), reset_spike(k - 1));
   }
-  SNN_HD V pre_reset(int64_t k) const { return io.load(a.pre_reset + k * time_stride); }
+  SNN_HD V pre_reset(int64_t k) const { return io.load(a.pre_reset + at(k)); }
   SNN_HD V previous_membrane(int64_t k) const {  // w_k = v_{k-1}, read by the delayed ordering
     if (step.c.ordering != kDelayed) return V(0);
     return k == 0 ? initial(kW) : membrane_at(k - 1);
@@ -450,7 +450,7 @@ struct Replay {
     if (!(step.c.synaptic && step.c.current_first)) return V(0);
     return k == 0 ? initial(kI) : pre_reset(k - 1) - step.leak(membrane_at(k - 1));
   }
-  SNN_HD V initial(int row) const { return io.load(a.state0 + row * state_stride); }
+  SNN_HD V initial(int row) const { return io.load(a.state0 + row * state_stride + lane); }
 };
 
 template <class V, class IO, class T>
@@ -487,14 +487,16 @@ SNN_HD LifStep<V, M, acc_t> lane_step(const LifConfig<acc_t>& c, const IO& io, c
 
 // The forward of steps [t0, t1) of one lane group; `state` holds the state before t0 and gets
 // the state after t1 - 1. `recurrent` (null for none) is added to the input x_t. Returns the
-// spike of step t1 - 1.
-
+// spike of step t1 - 1. `lane`: the group's offset from the sequence pointers of `a`, so that
+// a row's lanes (at(b, 0, ...)) serve all its groups (the CPU row tasks, which step each group
+// once per call).
 template <class V, class M, class IO, class scalar_t, class acc_t>
 SNN_HD V lif_forward_steps(const LifStep<V, M, acc_t>& step, const IO& io, int64_t t0, int64_t t1, int64_t time_stride,
-                           const ForwardLanes<scalar_t, acc_t>& a, const V* recurrent, NeuronState<V>& state) {
+                           const ForwardLanes<scalar_t, acc_t>& a, const V* recurrent, NeuronState<V>& state,
+                           int64_t lane = 0) {
   V z(0);
   for (int64_t t = t0; t < t1; ++t) {
-    const int64_t o = t * time_stride;
+    const int64_t o = t * time_stride + lane;
     V x = io.load(a.x + o);
     if (recurrent) x = x + *recurrent;
     if (a.saved_adaptation) io.store(a.saved_adaptation + o, state.a);
@@ -517,14 +519,15 @@ SNN_HD V lif_forward_steps(const LifConfig<acc_t>& c, const IO& io, int64_t t0, 
 // of the state after step t1 - 1 and gets those of the state before t0. `recurrent` (null for
 // none) is added to dL/dz_{t1-1}: the gradient that reached the spikes through the recurrent
 // input of the next step. Returns dL/dx_{t0} before its rounding to scalar_t.
+// `lane` as in lif_forward_steps (the sequences' and the initial state's offset).
 template <class V, class M, class IO, class scalar_t, class acc_t>
 SNN_HD V lif_backward_steps(const LifStep<V, M, acc_t>& step, const IO& io, int64_t t0, int64_t t1, int64_t time_stride,
                             int64_t state_stride, const BackwardLanes<scalar_t, acc_t>& a, const V* recurrent,
-                            GradCarry<V>& carry) {
-  const Replay<V, M, IO, scalar_t, acc_t> replay{step, io, a, time_stride, state_stride};
+                            GradCarry<V>& carry, int64_t lane = 0) {
+  const Replay<V, M, IO, scalar_t, acc_t> replay{step, io, a, time_stride, state_stride, lane};
   V g_x(0);
   for (int64_t t = t1 - 1; t >= t0; --t) {
-    const int64_t o = t * time_stride;
+    const int64_t o = replay.at(t);
     V g_out = load_or_zero<V>(io, a.grad_spikes, o);
     if (recurrent && t == t1 - 1) g_out = g_out + *recurrent;
     g_x = step.backward(replay.pre_reset(t), replay.reset_spike(t), replay.membrane_at(t), replay.previous_membrane(t),

@@ -79,6 +79,14 @@ struct RowGroups {
   int64_t count() const { return (N + L - 1) / L; }
   VecIO<T> io(int64_t g) const { return VecIO<T>{std::min(L, N - g * L)}; }
 
+  // f(g, io) for every group g: the full ones with FullVecIO, then the partial one.
+  template <class F>
+  void each(F&& f) const {
+    const int64_t full = N / L;
+    for (int64_t g = 0; g < full; ++g) f(g, FullVecIO<T>{});
+    if (full < count()) f(full, io(full));
+  }
+
   // The step of every group (decays and threshold are per neuron, the same for every row).
   template <class Lanes>
   std::vector<LifStep<V, Math<V>, T>> steps(const LifConfig<T>& c, const Lanes& lanes, int64_t T_) const {
@@ -89,53 +97,67 @@ struct RowGroups {
   }
 };
 
+// A row's lanes are taken once per row (lanes.at(b, 0, ...)); each group steps at its offset g L
+// from them (the `lane` argument of lif_forward_steps and lif_backward_steps).
 template <class T>
 void recurrent_rows_forward(const RecurrentRowsForward<T, T>& task) {
   using V = at::vec::Vectorized<T>;
-  const int64_t B = task.B, T_ = task.T, N = task.N;
+  const int64_t B = task.B, T_ = task.T, N = task.N, L = RowGroups<T>::L;
   const RowGroups<T> groups{N};
   const int64_t grain = std::max<int64_t>(1, 32768 / std::max<int64_t>(1, T_ * N));
   const auto steps = groups.steps(task.c, task.lanes, T_);
+  std::vector<T> padded;
+  const T* weight_rows = padded_rows(task.weight_t, N, N, padded);
   at::parallel_for(0, B, grain, [&](int64_t b0, int64_t b1) {
     std::vector<NeuronState<V>> state(groups.count());
     std::vector<int64_t> index(N);
     std::vector<T> value(N), input(N);
     for (int64_t b = b0; b < b1; ++b) {
-      for (int64_t g = 0; g < groups.count(); ++g)
-        state[g] = load_state<V>(task.c, groups.io(g), task.lanes.at(b, g * groups.L, T_, N).state0, B * N);
+      const auto row = task.lanes.at(b, 0, T_, N);
+      groups.each([&](int64_t g, const auto& io) { state[g] = load_state<V>(task.c, io, row.state0 + g * L, B * N); });
       const T* previous = task.spikes0 + b * N;
       for (int64_t t = 0; t < T_; ++t) {
         const int64_t count = find_nonzeros(previous, N, index.data(), value.data());
-        gather_rows(task.weight_t, index.data(), value.data(), count, N, input.data());
-        for (int64_t g = 0; g < groups.count(); ++g) {
-          const auto io = groups.io(g);
-          const V in = io.load(input.data() + g * groups.L);
-          lif_forward_steps(steps[g], io, t, t + 1, N, task.lanes.at(b, g * groups.L, T_, N), &in, state[g]);
-        }
-        previous = task.lanes.spikes + (b * T_ + t) * N;
+        gather_rows(weight_rows, index.data(), value.data(), count, N, input.data());
+        groups.each([&](int64_t g, const auto& io) {
+          const V in = io.load(input.data() + g * L);
+          lif_forward_steps(steps[g], io, t, t + 1, N, row, &in, state[g], g * L);
+        });
+        previous = row.spikes + t * N;
       }
-      for (int64_t g = 0; g < groups.count(); ++g)
-        store_state(task.c, groups.io(g), task.lanes.at(b, g * groups.L, T_, N).state_out, B * N, state[g]);
+      groups.each([&](int64_t g, const auto& io) { store_state(task.c, io, row.state_out + g * L, B * N, state[g]); });
     }
   });
 }
 
-// The backward of step t for the rows [b0, b0 + rows), all their lane groups; `recurrent` [rows,
-// N] (or null) holds what reached each row's spikes through step t + 1.
-template <class T, class Step, class Carry>
-void backward_step_rows(const RecurrentRowsBackward<T, T>& task, const RowGroups<T>& groups, const Step* steps,
-                        int64_t b0, int64_t rows, int64_t t, const T* recurrent, Carry* carry) {
-  using V = at::vec::Vectorized<T>;
-  const int64_t N = task.N;
-  for (int64_t r = 0; r < rows; ++r) {
-    const auto row = task.lanes.at(b0 + r, 0, task.T, N);
-    for (int64_t g = 0; g < groups.count(); ++g) {
-      const auto io = groups.io(g);
-      const V in = recurrent ? io.load(recurrent + r * N + g * groups.L) : V(T(0));
-      lif_backward_steps(steps[g], io, t, t + 1, N, task.B * N, row.at(0, g * groups.L, task.T, N),
-                         recurrent ? &in : nullptr, carry[r * groups.count() + g]);
-    }
-  }
+// A prefetch into L2. GCC drops __builtin_prefetch (and _mm_prefetch) from the loop below, so
+// on x86 the instruction is written out.
+inline void prefetch_l2(const char* p) {
+#if defined(__x86_64__) || defined(__i386__)
+  asm volatile("prefetcht1 %0" ::"m"(*p));
+#else
+  __builtin_prefetch(p, 0, 2);
+#endif
+}
+
+// Prefetch (into L2) what the backward of step t reads from a row's sequences. A block's rows are
+// too many streams, walked backwards, for the hardware prefetcher: without this every step
+// waits on memory for each row's first loads.
+template <class T>
+void prefetch_backward_step(const BackwardLanes<T, T>& row, int64_t t, int64_t N) {
+  const int64_t bytes = N * int64_t(sizeof(T));
+  auto fetch = [&](const T* p, int64_t k) {
+    if (!p || k < 0) return;
+    const char* line = reinterpret_cast<const char*>(p + k * N);
+    for (int64_t j = 0; j < bytes; j += 64) prefetch_l2(line + j);
+  };
+  fetch(row.grad_spikes, t);
+  fetch(row.grad_membrane, t);
+  fetch(row.pre_reset, t - 1);
+  fetch(row.spikes, t - 1);
+  fetch(row.saved_adaptation, t);
+  fetch(row.saved_counter, t);
+  fetch(row.grad_x, t);
 }
 
 // Blocks of kBlockRows batch rows, so that each step's product with the weights is a small
@@ -146,31 +168,43 @@ template <class T>
 void recurrent_rows_backward(const RecurrentRowsBackward<T, T>& task) {
   using V = at::vec::Vectorized<T>;
   constexpr int64_t kBlockRows = 16;
-  const int64_t B = task.B, T_ = task.T, N = task.N;
+  const int64_t B = task.B, T_ = task.T, N = task.N, L = RowGroups<T>::L;
   const RowGroups<T> groups{N};
+  const int64_t G = groups.count();
   const int64_t blocks = (B + kBlockRows - 1) / kBlockRows;
   const auto steps = groups.steps(task.c, task.lanes, T_);
   at::parallel_for(0, blocks, 1, [&](int64_t k0, int64_t k1) {
-    std::vector<GradCarry<V>> carry(kBlockRows * groups.count());
+    std::vector<GradCarry<V>> carry(kBlockRows * G);
     std::vector<T> recurrent(kBlockRows * N);
+    std::vector<BackwardLanes<T, T>> rows(kBlockRows);
     for (int64_t k = k0; k < k1; ++k) {
-      const int64_t b0 = k * kBlockRows, rows = std::min(kBlockRows, B - b0);
-      auto lanes = [&](int64_t r, int64_t g) { return task.lanes.at(b0 + r, g * groups.L, T_, N); };
-      for (int64_t r = 0; r < rows; ++r)
-        for (int64_t g = 0; g < groups.count(); ++g)
-          carry[r * groups.count() + g] = initial_carry<V>(task.c, groups.io(g), lanes(r, g), B * N);
+      const int64_t b0 = k * kBlockRows, block_rows = std::min(kBlockRows, B - b0);
+      for (int64_t r = 0; r < block_rows; ++r) {
+        rows[r] = task.lanes.at(b0 + r, 0, T_, N);
+        groups.each([&](int64_t g, const auto& io) {
+          carry[r * G + g] = initial_carry<V>(task.c, io, rows[r].at(0, g * L, T_, N), B * N);
+        });
+      }
       for (int64_t t = T_ - 1; t >= 0; --t) {
         const bool has_next = t + 1 < T_;
         // dL/dz_t through step t + 1: dL/dx_{t+1} W for the block's rows.
         if (has_next)
-          dense_rows(task.lanes.grad_x + (b0 * T_ + t + 1) * N, T_ * N, rows, task.weight, N, N, recurrent.data());
-        backward_step_rows(task, groups, steps.data(), b0, rows, t, has_next ? recurrent.data() : nullptr,
-                           carry.data());
+          dense_rows(task.lanes.grad_x + (b0 * T_ + t + 1) * N, T_ * N, block_rows, task.weight, N, N,
+                     recurrent.data());
+        for (int64_t r = 0; r < block_rows; ++r) {
+          prefetch_backward_step(rows[r], t - 1, N);
+          groups.each([&](int64_t g, const auto& io) {
+            const V in = has_next ? io.load(recurrent.data() + r * N + g * L) : V(T(0));
+            lif_backward_steps(steps[g], io, t, t + 1, N, B * N, rows[r], has_next ? &in : nullptr, carry[r * G + g],
+                               g * L);
+          });
+        }
       }
-      for (int64_t r = 0; r < rows; ++r)
-        for (int64_t g = 0; g < groups.count(); ++g)
-          store_carry(task.c, groups.io(g), lanes(r, g), B * N, carry[r * groups.count() + g]);
-      dense_rows(task.lanes.grad_x + b0 * T_ * N, T_ * N, rows, task.weight, N, N, task.grad_spikes0 + b0 * N);
+      for (int64_t r = 0; r < block_rows; ++r)
+        groups.each([&](int64_t g, const auto& io) {
+          store_carry(task.c, io, rows[r].at(0, g * L, T_, N), B * N, carry[r * G + g]);
+        });
+      dense_rows(task.lanes.grad_x + b0 * T_ * N, T_ * N, block_rows, task.weight, N, N, task.grad_spikes0 + b0 * N);
     }
   });
 }

@@ -92,6 +92,8 @@ inline int64_t find_nonzeros(const float* row, int64_t K, int64_t* index, float*
 
 // A block of columns [n0, n0 + width) of a row, at most kVectors SIMD vectors wide. The
 // full-width instance (kFull) has compile-time loop bounds, so its vectors live in registers.
+// `load` and `store` take the block's last vector partial where the width ends inside it;
+// `load_padded` and `store_padded` take whole vectors, for rows padded to padded_width.
 template <class T, bool kFull>
 struct ColumnBlock {
   using V = at::vec::Vectorized<T>;
@@ -105,6 +107,8 @@ struct ColumnBlock {
     if (kFull) v.store(p + u * L);
     else v.store(p + u * L, lanes(u));
   }
+  static V load_padded(const T* p, int64_t u) { return V::loadu(p + u * L); }
+  static void store_padded(T* p, int64_t u, const V& v) { v.store(p + u * L); }
 };
 
 // Calls f(block, n0) for the column blocks of a row of N columns.
@@ -116,37 +120,58 @@ void for_each_column_block(int64_t N, F&& f) {
   if (n0 < N) f(ColumnBlock<T, false>{N - n0}, n0);
 }
 
-// out[0:N] = sum over c of value[c] * other[index[c], 0:N] (other has row stride N). Per block
-// of columns the sums stay in registers over all the selected rows.
+// N rounded up to whole SIMD vectors: the row stride of the operands that the inner loops below
+// read and write many times, so that a width such as a readout's 20 columns takes no partial
+// (copying) access there.
+template <class T>
+int64_t padded_width(int64_t N) {
+  constexpr int64_t L = at::vec::Vectorized<T>::size();
+  return (N + L - 1) / L * L;
+}
+
+// `matrix` [K, N] with its rows padded to padded_width(N) with zeros (a copy only where that
+// differs from N): the stride of the returned rows is padded_width(N).
+template <class T>
+const T* padded_rows(const T* matrix, int64_t K, int64_t N, std::vector<T>& storage) {
+  const int64_t stride = padded_width<T>(N);
+  if (stride == N) return matrix;
+  storage.assign(K * stride, T(0));
+  for (int64_t k = 0; k < K; ++k) std::copy(matrix + k * N, matrix + (k + 1) * N, storage.data() + k * stride);
+  return storage.data();
+}
+
+// out[0:N] = sum over c of value[c] * other[index[c], 0:N] (other's rows padded_width(N) apart).
+// Per block of columns the sums stay in registers over all the selected rows.
 template <class T>
 void gather_rows(const T* other, const int64_t* index, const T* value, int64_t count, int64_t N, T* out) {
+  const int64_t stride = padded_width<T>(N);
   for_each_column_block<T>(N, [&](auto block, int64_t n0) {
     using V = typename decltype(block)::V;
     V sum[decltype(block)::kVectors];
     for (int64_t u = 0; u < block.vectors(); ++u) sum[u] = V(T(0));
     for (int64_t c = 0; c < count; ++c) {
       const V scale(value[c]);
-      const T* row = other + index[c] * N + n0;
-      for (int64_t u = 0; u < block.vectors(); ++u) sum[u] = at::vec::fmadd(scale, block.load(row, u), sum[u]);
+      const T* row = other + index[c] * stride + n0;
+      for (int64_t u = 0; u < block.vectors(); ++u) sum[u] = at::vec::fmadd(scale, block.load_padded(row, u), sum[u]);
     }
     for (int64_t u = 0; u < block.vectors(); ++u) block.store(out + n0, u, sum[u]);
   });
 }
 
-// out[index[c], 0:N] += value[c] * row[0:N] for every c (out has row stride N). Per block of
-// columns the row stays in registers.
+// out[index[c], 0:N] += value[c] * row[0:N] for every c (out's rows padded_width(N) apart). Per
+// block of columns the row stays in registers.
 template <class T>
 void scatter_row(const T* row, const int64_t* index, const T* value, int64_t count, int64_t N, T* out) {
+  const int64_t stride = padded_width<T>(N);
   for_each_column_block<T>(N, [&](auto block, int64_t n0) {
     using V = typename decltype(block)::V;
     V source[decltype(block)::kVectors];
     for (int64_t u = 0; u < block.vectors(); ++u) source[u] = block.load(row + n0, u);
     for (int64_t c = 0; c < count; ++c) {
       const V scale(value[c]);
-      T* target = out + index[c] * N + n0;
-      for (int64_t u = 0; u < block.vectors(); ++u) {
-        block.store(target, u, at::vec::fmadd(scale, source[u], block.load(target, u)));
-      }
+      T* target = out + index[c] * stride + n0;
+      for (int64_t u = 0; u < block.vectors(); ++u)
+        block.store_padded(target, u, at::vec::fmadd(scale, source[u], block.load_padded(target, u)));
     }
   });
 }
@@ -168,42 +193,46 @@ inline int64_t rows_grain(int64_t K, int64_t N) { return std::max<int64_t>(1, 16
 // contiguous. Parallel over rows (inline inside another parallel region).
 template <class T>
 void spike_matmul(const T* spikes, int64_t ld, int64_t M, int64_t K, const T* other, int64_t N, T* out) {
+  std::vector<T> padded;
+  const T* rows = padded_rows(other, K, N, padded);
   at::parallel_for(0, M, rows_grain(K, N), [&](int64_t m0, int64_t m1) {
     for_each_sparse_row<T>([&](int64_t m) { return spikes + m * ld; }, m0, m1, K,
                            [&](int64_t m, const int64_t* index, const T* value, int64_t count) {
-                             gather_rows(other, index, value, count, N, out + m * N);
+                             gather_rows(rows, index, value, count, N, out + m * N);
                            });
   });
 }
 
 // out [K, N] = S^T @ other [M, N] (contiguous), row m of S [M, K] at row_of(m). The rows are
-// split into parts that scatter into partial sums of their own, added up at the end in a fixed order (one part
-// writes straight into out). The number of parts depends on the shapes only, never on the
-// number of threads, so the result is the same bit for bit on any machine; it is capped so that
-// the partial sums stay small.
+// split into parts that scatter into partial sums of their own (rows padded_width(N) apart),
+// added up at the end in a fixed order. The number of parts depends on the shapes only, never
+// on the number of threads, so the result is the same bit for bit on any machine; it is capped
+// so that the partial sums stay small.
 template <class T, class RowOf>
 void spike_matmul_t_rows(RowOf&& row_of, int64_t M, int64_t K, const T* other, int64_t N, T* out) {
   constexpr int64_t kMaxParts = 8;
   constexpr int64_t kPartialBytes = int64_t(32) << 20;
-  const int64_t size = K * N;
+  const int64_t stride = padded_width<T>(N), size = K * stride;
   const int64_t max_parts = std::min(
       kMaxParts, std::max<int64_t>(1, kPartialBytes / std::max<int64_t>(1, size * int64_t(sizeof(T)))));
   const int64_t parts = std::clamp<int64_t>(M / rows_grain(K, N), 1, max_parts);
-  std::vector<T> partial((parts - 1) * size, T(0));
-  std::fill(out, out + size, T(0));
+  std::vector<T> partial(parts * size, T(0));
   at::parallel_for(0, parts, 1, [&](int64_t p0, int64_t p1) {
     for (int64_t p = p0; p < p1; ++p) {
-      T* sums = p == 0 ? out : partial.data() + (p - 1) * size;
       for_each_sparse_row<T>(row_of, M * p / parts, M * (p + 1) / parts, K,
                              [&](int64_t m, const int64_t* index, const T* value, int64_t count) {
-                               scatter_row(other + m * N, index, value, count, N, sums);
+                               scatter_row(other + m * N, index, value, count, N, partial.data() + p * size);
                              });
     }
   });
-  for (int64_t p = 1; p < parts; ++p) {
-    const T* sums = partial.data() + (p - 1) * size;
-    at::vec::map2([](auto a, auto b) { return a + b; }, out, out, sums, size);
-  }
+  at::parallel_for(0, K, std::max<int64_t>(1, 4096 / stride), [&](int64_t k0, int64_t k1) {
+    for (int64_t k = k0; k < k1; ++k) {
+      T* target = out + k * N;
+      std::copy(partial.data() + k * stride, partial.data() + k * stride + N, target);
+      for (int64_t p = 1; p < parts; ++p)
+        at::vec::map2([](auto a, auto b) { return a + b; }, target, target, partial.data() + p * size + k * stride, N);
+    }
+  });
 }
 
 // out [K, N] = spikes [M, K]^T @ other [M, N], all contiguous.

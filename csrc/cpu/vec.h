@@ -31,4 +31,13 @@ struct VecIO {
   void store(T* p, const V& v) const { v.store(p, count); }
 };
 
+// Loads and stores whole vectors: the count is known at compile time, so the loop that steps a
+// row's full vectors has no test per access.
+template <class T>
+struct FullVecIO {
+  using V = at::vec::Vectorized<T>;
+  V load(const T* p) const { return V::loadu(p); }
+  void store(T* p, const V& v) const { v.store(p); }
+};
+
 }  // namespace snnkern
