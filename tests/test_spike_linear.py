@@ -158,6 +158,29 @@ def test_spike_matmul_exact_on_integers(shape, dtype, transpose, where):
     assert torch.equal(got.double(), want)
 
 
+@at("cpu")  # the CPU kernel's chunks of rows (spike_matmul_t_part in csrc/cpu/spike_matmul.h)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize(
+    "shape, density",
+    [
+        ((20000, 700, 128), 0.3),  # chunks end at their count of nonzeros (~80 rows)
+        ((9000, 13, 130), 0.5),  # chunks end at their rows of `other` (~480 rows)
+        ((5000, 1, 1), 1.0),  # one column: all of a chunk's nonzeros in it
+    ],
+    ids=["by-nonzeros", "by-rows", "one-column"],
+)
+def test_spike_matmul_t_exact_over_many_chunks(shape, density, dtype, where):
+    """spike_matmul_t sorts the nonzeros of a chunk of rows by column and adds each column's
+    terms at once: over many chunks per thread no term is dropped or added twice (exact integer
+    sums, so the result must equal the dense product bit for bit)."""
+    m, k, n = shape
+    spikes = make_spikes(m, k, density, dtype, seed=13, kind="counts", device=where.device)
+    g = torch.Generator().manual_seed(14)
+    other = torch.randint(-8, 9, (m, n), generator=g).to(dtype).to(where.device)
+    got = run_op(True, spikes, other)
+    assert torch.equal(got.double(), spikes.t().double() @ other.double())
+
+
 @everywhere
 @pytest.mark.parametrize("transpose", MATMUL_OPS)
 @pytest.mark.parametrize("dtype", DTYPES)
