@@ -118,7 +118,7 @@ void recurrent_rows_forward(const RecurrentRowsForward<T, T>& task) {
       const T* previous = task.spikes0 + b * N;
       for (int64_t t = 0; t < T_; ++t) {
         const int64_t count = find_nonzeros(previous, N, index.data(), value.data());
-        gather_rows(weight_rows, index.data(), value.data(), count, N, input.data());
+        sum_rows<false>(weight_rows, index.data(), value.data(), count, N, input.data());
         groups.each([&](int64_t g, const auto& io) {
           const V in = io.load(input.data() + g * L);
           lif_forward_steps(steps[g], io, t, t + 1, N, row, &in, state[g], g * L);

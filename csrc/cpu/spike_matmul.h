@@ -156,21 +156,25 @@ const T* padded_rows(const T* matrix, int64_t K, int64_t N, std::vector<T>& stor
   return storage.data();
 }
 
-// out[0:N] = sum over c of value[c] * other[index[c], 0:N] (other's rows padded_width(N) apart).
-// Per block of columns the sums stay in registers over all the selected rows.
-template <class T>
-void gather_rows(const T* other, const int64_t* index, const T* value, int64_t count, int64_t N, T* out) {
+// out[0:N] = sum over c, in order, of value[c] * rows[index[c], 0:N] (rows padded_width(N)
+// apart); kAdd: added onto out, whose row is padded too, else out is overwritten (N wide). Per
+// block of columns the sums stay in registers over all the selected rows.
+template <bool kAdd, class T, class Index>
+void sum_rows(const T* rows, const Index* index, const T* value, int64_t count, int64_t N, T* out) {
   const int64_t stride = padded_width<T>(N);
   for_each_column_block<T>(N, [&](auto block, int64_t n0) {
     using V = typename decltype(block)::V;
     V sum[decltype(block)::kVectors];
-    for (int64_t u = 0; u < block.vectors(); ++u) sum[u] = V(T(0));
+    for (int64_t u = 0; u < block.vectors(); ++u) sum[u] = kAdd ? block.load_padded(out + n0, u) : V(T(0));
     for (int64_t c = 0; c < count; ++c) {
       const V scale(value[c]);
-      const T* row = other + index[c] * stride + n0;
+      const T* row = rows + index[c] * stride + n0;
       for (int64_t u = 0; u < block.vectors(); ++u) sum[u] = at::vec::fmadd(scale, block.load_padded(row, u), sum[u]);
     }
-    for (int64_t u = 0; u < block.vectors(); ++u) block.store(out + n0, u, sum[u]);
+    for (int64_t u = 0; u < block.vectors(); ++u) {
+      if (kAdd) block.store_padded(out + n0, u, sum[u]);
+      else block.store(out + n0, u, sum[u]);
+    }
   });
 }
 
@@ -196,26 +200,8 @@ void spike_matmul(const T* spikes, int64_t ld, int64_t M, int64_t K, const T* ot
   at::parallel_for(0, M, rows_grain(K, N), [&](int64_t m0, int64_t m1) {
     for_each_sparse_row<T>([&](int64_t m) { return spikes + m * ld; }, m0, m1, K,
                            [&](int64_t m, const int64_t* index, const T* value, int64_t count) {
-                             gather_rows(rows, index, value, count, N, out + m * N);
+                             sum_rows<false>(rows, index, value, count, N, out + m * N);
                            });
-  });
-}
-
-// sum[0:N] += value[c] * rows[entry_row[c], 0:N] for every c, in order: `sum` and `rows` rows
-// padded_width(N) apart. Per block of columns the sums stay in registers over all the entries.
-template <class T>
-void accumulate_rows(const T* rows, const int32_t* entry_row, const T* value, int64_t count, int64_t N, T* sum) {
-  const int64_t stride = padded_width<T>(N);
-  for_each_column_block<T>(N, [&](auto block, int64_t n0) {
-    using V = typename decltype(block)::V;
-    V acc[decltype(block)::kVectors];
-    for (int64_t u = 0; u < block.vectors(); ++u) acc[u] = block.load_padded(sum + n0, u);
-    for (int64_t c = 0; c < count; ++c) {
-      const V scale(value[c]);
-      const T* row = rows + entry_row[c] * stride + n0;
-      for (int64_t u = 0; u < block.vectors(); ++u) acc[u] = at::vec::fmadd(scale, block.load_padded(row, u), acc[u]);
-    }
-    for (int64_t u = 0; u < block.vectors(); ++u) block.store_padded(sum + n0, u, acc[u]);
   });
 }
 
@@ -233,17 +219,18 @@ void spike_matmul_t_part(RowOf&& row_of, int64_t m0, int64_t m1, int64_t K, cons
   const int64_t max_rows = std::clamp<int64_t>(kChunkBytes / (stride * int64_t(sizeof(T))), 1, 1 << 20);
   std::vector<int64_t> index(kChunkEntries + K);
   std::vector<T> value(kChunkEntries + K), sorted_value(kChunkEntries + K), padded;
-  std::vector<int32_t> row_start, sorted_row(kChunkEntries + K);
+  std::vector<int64_t> row_start;
+  std::vector<int32_t> sorted_row(kChunkEntries + K);
   std::vector<int64_t> start(K + 1);
   for (int64_t c0 = m0; c0 < m1;) {
     // The chunk's nonzeros, row after row (find_nonzeros writes up to K entries past the count).
     int64_t used = 0, c1 = c0;
     row_start.clear();
     for (; c1 < m1 && c1 - c0 < max_rows && used < kChunkEntries; ++c1) {
-      row_start.push_back(static_cast<int32_t>(used));
+      row_start.push_back(used);
       used += find_nonzeros(row_of(c1), K, index.data() + used, value.data() + used);
     }
-    row_start.push_back(static_cast<int32_t>(used));
+    row_start.push_back(used);
     // Sorted by column, rows in order within a column.
     std::fill(start.begin(), start.end(), int64_t(0));
     for (int64_t e = 0; e < used; ++e) ++start[index[e] + 1];
@@ -258,8 +245,8 @@ void spike_matmul_t_part(RowOf&& row_of, int64_t m0, int64_t m1, int64_t K, cons
     const T* rows = padded_rows(other + c0 * N, c1 - c0, N, padded);
     for (int64_t k = 0, begin = 0; k < K; begin = start[k], ++k)
       if (start[k] > begin)
-        accumulate_rows(rows, sorted_row.data() + begin, sorted_value.data() + begin, start[k] - begin, N,
-                        sum + k * stride);
+        sum_rows<true>(rows, sorted_row.data() + begin, sorted_value.data() + begin, start[k] - begin, N,
+                       sum + k * stride);
     c0 = c1;
   }
 }
