@@ -121,6 +121,11 @@ struct RecurrentRowsBackward {
   const scalar_t* weight;                // W [out, in], contiguous: row k holds what dL/dx of k sends back
   scalar_t* grad_spikes0;                // [B, N]: dL/dx_0 W
   int64_t B, T, N;
+  // The CPU's row tasks also form the weight gradient, transposed [N, N] (launchers with
+  // kRowsFormWeightGrad), from the spikes [B, T, N] and spikes0 [B, N]; elsewhere these are null.
+  const scalar_t* spikes = nullptr;
+  const scalar_t* spikes0 = nullptr;
+  scalar_t* weight_grad_t = nullptr;
 
   struct Thread {
     GradCarry<acc_t> g;

@@ -185,6 +185,32 @@ def test_rows_bitwise_same_on_any_thread_count(where):
             assert torch.equal(value, other[key]), key
 
 
+@at("cpu")
+def test_rows_weight_gradient_over_many_blocks_and_parts(where):
+    """The CPU's backward row task forms the weight gradient itself, per part of its blocks of 16
+    rows (at most 8 parts, so several blocks share one here) and every 64 rows of dL/dx: it equals
+    the per-step path's (formed after, over all rows) and the reference, and is bitwise the same
+    on any thread count."""
+    case, weight, spikes0 = make_recurrent_case(149, 5, 13, torch.float64, "cpu", syn=True, seed=9)
+    opts = dict(ordering="spike_first", reset="zero", surrogate=FastSigmoid(20.0))
+    rows = _run(case, weight, spikes0, "rows", **opts)
+    per_step = _run(case, weight, spikes0, "per_step", **opts)
+    want = run_recurrent(case, weight, spikes0, "reference", **opts)
+    assert 0.05 < spike_rate(rows["spikes"]) < 0.95
+    assert {"grad_weight", "grad_spikes0"} <= rows.keys()
+    assert_same(rows, per_step, TOL[torch.float64])
+    assert_same(rows, want, TOL[torch.float64])
+    before = torch.get_num_threads()
+    try:
+        results = []
+        for threads in (1, 2, 3):
+            torch.set_num_threads(threads)
+            results.append(_run(case, weight, spikes0, "rows", **opts)["grad_weight"])
+    finally:
+        torch.set_num_threads(before)
+    assert all(torch.equal(results[0], other) for other in results[1:])
+
+
 @at("cpu", "emulated", "cuda")
 def test_rows_silent_neurons_non_finite_weights_add_nothing(where):
     """The row tasks gather the weights of the neurons that fired: the inf and NaN weights of a

@@ -78,6 +78,9 @@ struct CpuLauncher {
     });
   }
 
+  // The backward row task forms the weight gradient too (csrc/cpu/recurrent_rows.h).
+  static constexpr bool kRowsFormWeightGrad = true;
+
   // The recurrent op's row tasks (recurrent_rows.h): every shape.
   template <class scalar_t>
   static bool run_rows(const RecurrentRowsForward<scalar_t, scalar_t>& task, at::Device) {

@@ -3,7 +3,8 @@
 // state waits in a small buffer between steps (a row of 128 neurons is 16 vectors: more than
 // the registers hold); the recurrent input is gathered from the weight rows of the neurons
 // that fired (event-driven), and the backward's recurrent gradient is a dense product of a
-// block of rows with the weights, written here so that no ATen op runs inside the loop.
+// block of rows with the weights, written here so that no ATen op runs inside the loop. The
+// backward also forms the weight gradient, from each step's dL/dx while it is in cache.
 #pragma once
 
 #include <ATen/Parallel.h>
@@ -160,24 +161,67 @@ void prefetch_backward_step(const BackwardLanes<T, T>& row, int64_t t, int64_t N
   fetch(row.grad_x, t);
 }
 
+// The weight gradient's terms z_{t-1}^T dL/dx_t of a block's rows, taken while dL/dx_t is in
+// cache: each row of dL/dx_t is copied beside the nonzeros of the spikes that select it, and
+// every kRows rows they are added into the block's sums column by column (ColumnSums).
+template <class T>
+class WeightGradTerms {
+ public:
+  static constexpr int64_t kRows = 64;
+  explicit WeightGradTerms(int64_t N)
+      : N_(N),
+        stride_(padded_width<T>(N)),
+        rows_(kRows * stride_, T(0)),
+        index_((kRows + 1) * N),
+        value_(index_.size()) {}
+
+  // Adds spikes[0:N]^T grad[0:N] into sum [N, N] (rows padded_width(N) apart), now or at a flush.
+  void add(const T* spikes, const T* grad, T* sum) {
+    std::copy(grad, grad + N_, rows_.data() + static_cast<int64_t>(row_start_.size()) * stride_);
+    row_start_.push_back(used_);
+    used_ += find_nonzeros(spikes, N_, index_.data() + used_, value_.data() + used_);
+    if (static_cast<int64_t>(row_start_.size()) == kRows) flush(sum);
+  }
+  void flush(T* sum) {
+    if (row_start_.empty()) return;
+    row_start_.push_back(used_);
+    sums_.add(index_.data(), value_.data(), row_start_, N_, rows_.data(), N_, sum);
+    row_start_.clear();
+    used_ = 0;
+  }
+
+ private:
+  int64_t N_, stride_, used_ = 0;
+  std::vector<T> rows_;
+  std::vector<int64_t> index_;  // find_nonzeros writes up to N entries past the count
+  std::vector<T> value_;
+  std::vector<int64_t> row_start_;
+  ColumnSums<T> sums_;
+};
+
 // Blocks of kBlockRows batch rows, so that each step's product with the weights is a small
-// matrix product (the weights are read once per block, not once per row). The blocks depend on
-// B only, and each output is summed in the same order whatever the blocking: the result is
+// matrix product (the weights are read once per block, not once per row). The blocks are split
+// into parts (sum_over_parts) whose weight gradients are summed in order at the end; both depend
+// on B only, and each output is summed in the same order whatever the blocking: the result is
 // the same bit for bit on any number of threads.
 template <class T>
 void recurrent_rows_backward(const RecurrentRowsBackward<T, T>& task) {
+  TORCH_INTERNAL_ASSERT(task.spikes && task.spikes0 && task.weight_grad_t,
+                        "the CPU row task forms the weight gradient");
   using V = at::vec::Vectorized<T>;
   constexpr int64_t kBlockRows = 16;
   const int64_t B = task.B, T_ = task.T, N = task.N, L = RowGroups<T>::L;
   const RowGroups<T> groups{N};
   const int64_t G = groups.count();
   const int64_t blocks = (B + kBlockRows - 1) / kBlockRows;
+  const int64_t parts = partial_sum_parts<T>(blocks, 1, N, N);
   const auto steps = groups.steps(task.c, task.lanes, T_);
-  at::parallel_for(0, blocks, 1, [&](int64_t k0, int64_t k1) {
+  sum_over_parts<T>(parts, N, N, task.weight_grad_t, [&](int64_t p, T* weight_grad_t) {
     std::vector<GradCarry<V>> carry(kBlockRows * G);
     std::vector<T> recurrent(kBlockRows * N);
     std::vector<BackwardLanes<T, T>> rows(kBlockRows);
-    for (int64_t k = k0; k < k1; ++k) {
+    WeightGradTerms<T> terms(N);
+    for (int64_t k = blocks * p / parts; k < blocks * (p + 1) / parts; ++k) {
       const int64_t b0 = k * kBlockRows, block_rows = std::min(kBlockRows, B - b0);
       for (int64_t r = 0; r < block_rows; ++r) {
         rows[r] = task.lanes.at(b0 + r, 0, T_, N);
@@ -198,6 +242,9 @@ void recurrent_rows_backward(const RecurrentRowsBackward<T, T>& task) {
             lif_backward_steps(steps[g], io, t, t + 1, N, B * N, rows[r], has_next ? &in : nullptr, carry[r * G + g],
                                g * L);
           });
+          // dL/dW gains dL/dx_t^T z_{t-1}, z_{-1} = spikes0.
+          const T* previous = t > 0 ? task.spikes + ((b0 + r) * T_ + t - 1) * N : task.spikes0 + (b0 + r) * N;
+          terms.add(previous, rows[r].grad_x + t * N, weight_grad_t);
         }
       }
       for (int64_t r = 0; r < block_rows; ++r)
@@ -206,6 +253,7 @@ void recurrent_rows_backward(const RecurrentRowsBackward<T, T>& task) {
         });
       dense_rows(task.lanes.grad_x + b0 * T_ * N, T_ * N, block_rows, task.weight, N, N, task.grad_spikes0 + b0 * N);
     }
+    terms.flush(weight_grad_t);
   });
 }
 

@@ -205,23 +205,54 @@ void spike_matmul(const T* spikes, int64_t ld, int64_t M, int64_t K, const T* ot
   });
 }
 
+// sum [K, N] (rows padded_width(N) apart) += the terms of a chunk of rows: row r (row_start[r] <=
+// e < row_start[r + 1]) adds value[e] * rows[r] into sum[index[e]], rows[r] padded_width(N)
+// apart. The terms are sorted by column (a stable counting sort); each row sum[k] is then loaded
+// and stored once per chunk, with all of its terms added in registers, rather than once per term:
+// as a scatter, those stores missed L1 (the sums of a 700-input projection are 350 kB). sum[k]
+// takes its terms in the order of the rows either way.
+template <class T>
+class ColumnSums {
+ public:
+  void add(const int64_t* index, const T* value, const std::vector<int64_t>& row_start, int64_t K, const T* rows,
+           int64_t N, T* sum) {
+    const int64_t used = row_start.back(), stride = padded_width<T>(N);
+    sorted_row_.resize(used);
+    sorted_value_.resize(used);
+    start_.assign(K + 1, 0);
+    for (int64_t e = 0; e < used; ++e) ++start_[index[e] + 1];
+    for (int64_t k = 0; k < K; ++k) start_[k + 1] += start_[k];
+    for (int64_t r = 0; r + 1 < static_cast<int64_t>(row_start.size()); ++r)
+      for (int64_t e = row_start[r]; e < row_start[r + 1]; ++e) {
+        const int64_t at = start_[index[e]]++;
+        sorted_row_[at] = static_cast<int32_t>(r);
+        sorted_value_[at] = value[e];
+      }
+    // start_[k] is now where column k's terms end (column k - 1's start before the fill).
+    for (int64_t k = 0, begin = 0; k < K; begin = start_[k], ++k)
+      if (start_[k] > begin)
+        sum_rows<true>(rows, sorted_row_.data() + begin, sorted_value_.data() + begin, start_[k] - begin, N,
+                       sum + k * stride);
+  }
+
+ private:
+  std::vector<int32_t> sorted_row_;
+  std::vector<T> sorted_value_;
+  std::vector<int64_t> start_;
+};
+
 // sum [K, N] (rows padded_width(N) apart) += S[m0:m1]^T @ other[m0:m1] (contiguous), row m of S
-// at row_of(m). The rows are taken in chunks whose nonzeros are sorted by column (a stable
-// counting sort); each row sum[k] is then loaded and stored once per chunk, with all of its
-// contributions added in registers, rather than once per nonzero: as a scatter, those stores
-// missed L1 (the sums of a 700-input projection are 350 kB) and were most of the cost. sum[k]
-// takes its terms in the order of the rows either way, so the chunking changes no bit. A chunk
-// ends at kChunkEntries nonzeros, or where its rows of other would leave L2.
+// at row_of(m), in chunks of rows (ColumnSums). The chunking changes no bit. A chunk ends at
+// kChunkEntries nonzeros, or where its rows of other would leave L2.
 template <class T, class RowOf>
 void spike_matmul_t_part(RowOf&& row_of, int64_t m0, int64_t m1, int64_t K, const T* other, int64_t N, T* sum) {
   constexpr int64_t kChunkEntries = 16384, kChunkBytes = int64_t(256) << 10;
   const int64_t stride = padded_width<T>(N);
   const int64_t max_rows = std::clamp<int64_t>(kChunkBytes / (stride * int64_t(sizeof(T))), 1, 1 << 20);
   std::vector<int64_t> index(kChunkEntries + K);
-  std::vector<T> value(kChunkEntries + K), sorted_value(kChunkEntries + K), padded;
+  std::vector<T> value(kChunkEntries + K), padded;
   std::vector<int64_t> row_start;
-  std::vector<int32_t> sorted_row(kChunkEntries + K);
-  std::vector<int64_t> start(K + 1);
+  ColumnSums<T> sums;
   for (int64_t c0 = m0; c0 < m1;) {
     // The chunk's nonzeros, row after row (find_nonzeros writes up to K entries past the count).
     int64_t used = 0, c1 = c0;
@@ -231,43 +262,32 @@ void spike_matmul_t_part(RowOf&& row_of, int64_t m0, int64_t m1, int64_t K, cons
       used += find_nonzeros(row_of(c1), K, index.data() + used, value.data() + used);
     }
     row_start.push_back(used);
-    // Sorted by column, rows in order within a column.
-    std::fill(start.begin(), start.end(), int64_t(0));
-    for (int64_t e = 0; e < used; ++e) ++start[index[e] + 1];
-    for (int64_t k = 0; k < K; ++k) start[k + 1] += start[k];
-    for (int64_t r = 0; r + 1 < static_cast<int64_t>(row_start.size()); ++r)
-      for (int64_t e = row_start[r]; e < row_start[r + 1]; ++e) {
-        const int64_t at = start[index[e]]++;
-        sorted_row[at] = static_cast<int32_t>(r);
-        sorted_value[at] = value[e];
-      }
-    // start[k] is now where column k's entries end (column k - 1's start before the fill).
-    const T* rows = padded_rows(other + c0 * N, c1 - c0, N, padded);
-    for (int64_t k = 0, begin = 0; k < K; begin = start[k], ++k)
-      if (start[k] > begin)
-        sum_rows<true>(rows, sorted_row.data() + begin, sorted_value.data() + begin, start[k] - begin, N,
-                       sum + k * stride);
+    sums.add(index.data(), value.data(), row_start, K, padded_rows(other + c0 * N, c1 - c0, N, padded), N, sum);
     c0 = c1;
   }
 }
 
-// out [K, N] = S^T @ other [M, N] (contiguous), row m of S [M, K] at row_of(m). The rows are
-// split into parts that sum into partial sums of their own (rows padded_width(N) apart), added
-// up at the end in a fixed order. The number of parts depends on the shapes only, never on the
-// number of threads, so the result is the same bit for bit on any machine; it is capped so that
-// the partial sums stay small.
-template <class T, class RowOf>
-void spike_matmul_t_rows(RowOf&& row_of, int64_t M, int64_t K, const T* other, int64_t N, T* out) {
+// How many parts split `units` units of work (a part at least `grain` of them) that each sum
+// into partial sums [K, N] of their own: it depends on the shapes only, never on the number of
+// threads, so that a result summed over parts in a fixed order is the same bit for bit on any
+// machine; it is capped so that the partial sums stay small.
+template <class T>
+int64_t partial_sum_parts(int64_t units, int64_t grain, int64_t K, int64_t N) {
   constexpr int64_t kMaxParts = 8;
   constexpr int64_t kPartialBytes = int64_t(32) << 20;
+  const int64_t size = K * padded_width<T>(N) * int64_t(sizeof(T));
+  const int64_t max_parts = std::min(kMaxParts, std::max<int64_t>(1, kPartialBytes / std::max<int64_t>(1, size)));
+  return std::clamp<int64_t>(units / std::max<int64_t>(1, grain), 1, max_parts);
+}
+
+// out [K, N] = the sum over p < parts, in order, of what part(p, sum) adds into zeroed partial
+// sums [K, N] (rows padded_width(N) apart); the parts run in parallel.
+template <class T, class Part>
+void sum_over_parts(int64_t parts, int64_t K, int64_t N, T* out, Part&& part) {
   const int64_t stride = padded_width<T>(N), size = K * stride;
-  const int64_t max_parts = std::min(
-      kMaxParts, std::max<int64_t>(1, kPartialBytes / std::max<int64_t>(1, size * int64_t(sizeof(T)))));
-  const int64_t parts = std::clamp<int64_t>(M / rows_grain(K, N), 1, max_parts);
   std::vector<T> partial(parts * size, T(0));
   at::parallel_for(0, parts, 1, [&](int64_t p0, int64_t p1) {
-    for (int64_t p = p0; p < p1; ++p)
-      spike_matmul_t_part<T>(row_of, M * p / parts, M * (p + 1) / parts, K, other, N, partial.data() + p * size);
+    for (int64_t p = p0; p < p1; ++p) part(p, partial.data() + p * size);
   });
   at::parallel_for(0, K, std::max<int64_t>(1, 4096 / stride), [&](int64_t k0, int64_t k1) {
     for (int64_t k = k0; k < k1; ++k) {
@@ -276,6 +296,16 @@ void spike_matmul_t_rows(RowOf&& row_of, int64_t M, int64_t K, const T* other, i
       for (int64_t p = 1; p < parts; ++p)
         at::vec::map2([](auto a, auto b) { return a + b; }, target, target, partial.data() + p * size + k * stride, N);
     }
+  });
+}
+
+// out [K, N] = S^T @ other [M, N] (contiguous), row m of S [M, K] at row_of(m), the rows split
+// into parts (sum_over_parts).
+template <class T, class RowOf>
+void spike_matmul_t_rows(RowOf&& row_of, int64_t M, int64_t K, const T* other, int64_t N, T* out) {
+  const int64_t parts = partial_sum_parts<T>(M, rows_grain(K, N), K, N);
+  sum_over_parts<T>(parts, K, N, out, [&](int64_t p, T* sum) {
+    spike_matmul_t_part<T>(row_of, M * p / parts, M * (p + 1) / parts, K, other, N, sum);
   });
 }
 

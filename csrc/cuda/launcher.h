@@ -22,6 +22,9 @@ struct CudaLauncher : CudaOrchestration {
     launch_lanes(task, b0, b1 - b0, N, c10::cuda::getCurrentCUDAStream());
   }
 
+  // The weight gradient is formed after the backward row task.
+  static constexpr bool kRowsFormWeightGrad = false;
+
   // Row tasks with at most kMaxRowThreads neurons; the weights go to shared memory when they fit
   // the device's opt-in limit per block.
   template <class Task>

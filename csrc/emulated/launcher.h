@@ -43,6 +43,9 @@ struct EmulatedCudaLauncher : CudaOrchestration {
     for (int64_t k = 0; k < rows * N; ++k) run_lane(task, b0, rows, N, k);
   }
 
+  // The weight gradient is formed after the backward row task.
+  static constexpr bool kRowsFormWeightGrad = false;
+
   // The row tasks as the CUDA row kernel runs them: one block per batch row, its threads run
   // one phase after another (run_block), the weights in "shared memory" when they would fit in
   // kDefaultSharedBytes.

@@ -58,6 +58,8 @@ concept Launcher = requires(const AnyLaneTask& task, int64_t b, int64_t n, at::D
   // done nothing, for a shape the backend's row tasks do not take (the op then runs per step).
   { L::run_rows(rows_forward, device) } -> std::same_as<bool>;
   { L::run_rows(rows_backward, device) } -> std::same_as<bool>;
+  // Whether the backward row task also forms the weight gradient (RecurrentRowsBackward).
+  { std::bool_constant<L::kRowsFormWeightGrad>{} };
   // Whether the op may read tensor values on the host now (value checks; CUDA: not while a
   // CUDA graph is being captured, where reading a value would break the capture).
   { L::values_readable(device) } -> std::same_as<bool>;

@@ -210,17 +210,23 @@ struct Ops {
                               adaptation, state, o.extended(adaptive), seq_dtype);
     const Tensor& pre_reset = g.saved;  // for its device
     check_recurrent_args(op, weight, spikes0, pre_reset.device(), seq_dtype, g.B, g.N);
-    const Tensor weight_rows = weight.contiguous();
+    const Tensor weight_rows = weight.contiguous(), first_spikes = spikes0.contiguous();
     Tensor grad_spikes0 = at::zeros_like(spikes0, at::MemoryFormat::Contiguous);
-    bool rows_ran = false;  // the row tasks also give grad_spikes0
+    Tensor weight_grad_t = at::empty({g.N, g.N}, weight.options());
+    bool rows_ran = false;  // the row tasks also give grad_spikes0 (and the weight gradient, where they form it)
     L::dispatch(seq_dtype, op, [&](auto tag) {
       using scalar_t = decltype(tag);
       using acc_t = at::opmath_type<scalar_t>;
       const auto c = o.config<acc_t>(op, present(alpha_syn), adaptive);
       if (g.B * g.T * g.N == 0) return;
-      const RecurrentRowsBackward<scalar_t, acc_t> row_task{
+      RecurrentRowsBackward<scalar_t, acc_t> row_task{
           c,  g.lanes<scalar_t, acc_t>(), weight_rows.data_ptr<scalar_t>(), grad_spikes0.data_ptr<scalar_t>(), g.B, g.T,
           g.N};
+      if constexpr (L::kRowsFormWeightGrad) {
+        row_task.spikes = g.spikes.data_ptr<scalar_t>();
+        row_task.spikes0 = first_spikes.data_ptr<scalar_t>();
+        row_task.weight_grad_t = weight_grad_t.data_ptr<scalar_t>();
+      }
       rows_ran = !recurrent_per_step() && L::run_rows(row_task, pre_reset.device());
       if (rows_ran) return;
       // Rows v, i, w, a of the state gradient, then the partial sums of the parameters' gradients.
@@ -250,9 +256,10 @@ struct Ops {
     Tensor grad_weight = at::zeros({g.N, g.N}, weight.options());
     if (g.B * g.T * g.N > 0) {
       // dL/dW = sum over b, t of dL/dx_t^T z_{t-1}: its transpose is one product of the spikes
-      // one step back (spikes0 first) with dL/dx over all B * T rows (event-driven on the CPU).
-      Tensor weight_grad_t = at::empty({g.N, g.N}, weight.options());
-      L::recurrent_weight_grad_t(weight_grad_t, spikes0.contiguous(), g.spikes, grad_x);
+      // one step back (spikes0 first) with dL/dx over all B * T rows (event-driven on the CPU,
+      // where the row tasks form it while dL/dx is in cache).
+      if (!(rows_ran && L::kRowsFormWeightGrad))
+        L::recurrent_weight_grad_t(weight_grad_t, first_spikes, g.spikes, grad_x);
       grad_weight = weight_grad_t.t().contiguous();
       if (!rows_ran) grad_spikes0 = grad_x.select(1, 0).mm(weight);
     }
