@@ -186,12 +186,19 @@ def test_rows_bitwise_same_on_any_thread_count(where):
 
 
 @at("cpu")
-def test_rows_weight_gradient_over_many_blocks_and_parts(where):
-    """The CPU's backward row task forms the weight gradient itself, per part of its blocks of 16
-    rows (at most 8 parts, so several blocks share one here) and every 64 rows of dL/dx: it equals
-    the per-step path's (formed after, over all rows) and the reference, and is bitwise the same
-    on any thread count."""
-    case, weight, spikes0 = make_recurrent_case(149, 5, 13, torch.float64, "cpu", syn=True, seed=9)
+@pytest.mark.parametrize(
+    "shape",
+    [(149, 5, 13), (1040, 3, 5), (1024, 3, 260)],
+    ids=["a part per block", "blocks sharing parts", "formed after"],
+)
+def test_rows_weight_gradient_over_blocks_and_parts(shape, where):
+    """The CPU's backward row task forms the weight gradient itself, in parts of its blocks of 16
+    rows (at most 64 parts: 65 blocks share them), every 64 rows of dL/dx; where 64 partial sums
+    [N, N] would pass 32 MB (N = 260 in float64), the blocks run without them and the gradient is
+    formed after. Each equals the per-step path's (formed after, over all rows) and the
+    reference, and is bitwise the same on any thread count."""
+    b, t, n = shape
+    case, weight, spikes0 = make_recurrent_case(b, t, n, torch.float64, "cpu", syn=True, seed=9)
     opts = dict(ordering="spike_first", reset="zero", surrogate=FastSigmoid(20.0))
     rows = _run(case, weight, spikes0, "rows", **opts)
     per_step = _run(case, weight, spikes0, "per_step", **opts)

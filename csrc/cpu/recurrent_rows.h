@@ -200,28 +200,29 @@ class WeightGradTerms {
 };
 
 // Blocks of kBlockRows batch rows, so that each step's product with the weights is a small
-// matrix product (the weights are read once per block, not once per row). The blocks are split
-// into parts (sum_over_parts) whose weight gradients are summed in order at the end; both depend
-// on B only, and each output is summed in the same order whatever the blocking: the result is
-// the same bit for bit on any number of threads.
+// matrix product (the weights are read once per block, not once per row). Each block (up to 64)
+// is a part with weight-gradient sums of its own (sum_over_parts), summed in order at the end;
+// where that many [N, N] sums would not fit (large N), the blocks run without them and the
+// weight gradient is formed after, in one pass. The blocks and parts depend on B and N only, and
+// each output is summed in the same order whatever the threads: the result is the same bit for
+// bit on any number of them.
 template <class T>
 void recurrent_rows_backward(const RecurrentRowsBackward<T, T>& task) {
   TORCH_INTERNAL_ASSERT(task.spikes && task.spikes0 && task.weight_grad_t,
                         "the CPU row task forms the weight gradient");
   using V = at::vec::Vectorized<T>;
-  constexpr int64_t kBlockRows = 16;
+  constexpr int64_t kBlockRows = 16, kMaxParts = 64;
   const int64_t B = task.B, T_ = task.T, N = task.N, L = RowGroups<T>::L;
   const RowGroups<T> groups{N};
   const int64_t G = groups.count();
   const int64_t blocks = (B + kBlockRows - 1) / kBlockRows;
-  const int64_t parts = partial_sum_parts<T>(blocks, 1, N, N);
   const auto steps = groups.steps(task.c, task.lanes, T_);
-  sum_over_parts<T>(parts, N, N, task.weight_grad_t, [&](int64_t p, T* weight_grad_t) {
+  // Blocks [k0, k1); `terms`, where not null, gathers their weight gradient into `weight_grad_t`.
+  auto run_blocks = [&](int64_t k0, int64_t k1, WeightGradTerms<T>* terms, T* weight_grad_t) {
     std::vector<GradCarry<V>> carry(kBlockRows * G);
     std::vector<T> recurrent(kBlockRows * N);
     std::vector<BackwardLanes<T, T>> rows(kBlockRows);
-    WeightGradTerms<T> terms(N);
-    for (int64_t k = blocks * p / parts; k < blocks * (p + 1) / parts; ++k) {
+    for (int64_t k = k0; k < k1; ++k) {
       const int64_t b0 = k * kBlockRows, block_rows = std::min(kBlockRows, B - b0);
       for (int64_t r = 0; r < block_rows; ++r) {
         rows[r] = task.lanes.at(b0 + r, 0, T_, N);
@@ -244,7 +245,7 @@ void recurrent_rows_backward(const RecurrentRowsBackward<T, T>& task) {
           });
           // dL/dW gains dL/dx_t^T z_{t-1}, z_{-1} = spikes0.
           const T* previous = t > 0 ? task.spikes + ((b0 + r) * T_ + t - 1) * N : task.spikes0 + (b0 + r) * N;
-          terms.add(previous, rows[r].grad_x + t * N, weight_grad_t);
+          if (terms) terms->add(previous, rows[r].grad_x + t * N, weight_grad_t);
         }
       }
       for (int64_t r = 0; r < block_rows; ++r)
@@ -253,8 +254,18 @@ void recurrent_rows_backward(const RecurrentRowsBackward<T, T>& task) {
         });
       dense_rows(task.lanes.grad_x + b0 * T_ * N, T_ * N, block_rows, task.weight, N, N, task.grad_spikes0 + b0 * N);
     }
-    terms.flush(weight_grad_t);
-  });
+    if (terms) terms->flush(weight_grad_t);
+  };
+  const int64_t parts = partial_sum_parts<T>(blocks, 1, N, N, kMaxParts);
+  if (parts == std::min(blocks, kMaxParts)) {
+    sum_over_parts<T>(parts, N, N, task.weight_grad_t, [&](int64_t p, T* weight_grad_t) {
+      WeightGradTerms<T> terms(N);
+      run_blocks(blocks * p / parts, blocks * (p + 1) / parts, &terms, weight_grad_t);
+    });
+  } else {
+    at::parallel_for(0, blocks, 1, [&](int64_t k0, int64_t k1) { run_blocks(k0, k1, nullptr, nullptr); });
+    recurrent_weight_grad_t(task.spikes0, task.spikes, task.lanes.grad_x, B, T_, N, task.weight_grad_t);
+  }
 }
 
 }  // namespace snnkern::cpu

@@ -270,14 +270,13 @@ void spike_matmul_t_part(RowOf&& row_of, int64_t m0, int64_t m1, int64_t K, cons
 // How many parts split `units` units of work (a part at least `grain` of them) that each sum
 // into partial sums [K, N] of their own: it depends on the shapes only, never on the number of
 // threads, so that a result summed over parts in a fixed order is the same bit for bit on any
-// machine; it is capped so that the partial sums stay small.
+// machine; it is capped at max_parts and so that all partial sums take at most 32 MB.
 template <class T>
-int64_t partial_sum_parts(int64_t units, int64_t grain, int64_t K, int64_t N) {
-  constexpr int64_t kMaxParts = 8;
+int64_t partial_sum_parts(int64_t units, int64_t grain, int64_t K, int64_t N, int64_t max_parts = 8) {
   constexpr int64_t kPartialBytes = int64_t(32) << 20;
   const int64_t size = K * padded_width<T>(N) * int64_t(sizeof(T));
-  const int64_t max_parts = std::min(kMaxParts, std::max<int64_t>(1, kPartialBytes / std::max<int64_t>(1, size)));
-  return std::clamp<int64_t>(units / std::max<int64_t>(1, grain), 1, max_parts);
+  const int64_t fit = std::min(max_parts, std::max<int64_t>(1, kPartialBytes / std::max<int64_t>(1, size)));
+  return std::clamp<int64_t>(units / std::max<int64_t>(1, grain), 1, fit);
 }
 
 // out [K, N] = the sum over p < parts, in order, of what part(p, sum) adds into zeroed partial
