@@ -36,8 +36,14 @@
 #include <cmath>
 #include <cstdint>
 
+// Forced inline on both sides. On the host, a function left out of line is a weak symbol that
+// every translation unit emits with its own code and of which the linker keeps one: the scan's
+// hot loop then ran whichever copy another kernel's unit had compiled, with the neuron state in
+// memory (3x slower when the recurrent row tasks' unit grew).
 #if defined(__CUDACC__)
 #define SNN_HD __host__ __device__ __forceinline__
+#elif defined(__GNUC__)
+#define SNN_HD inline __attribute__((always_inline))
 #else
 #define SNN_HD inline
 #endif
