@@ -37,6 +37,8 @@ def measure(args) -> dict[str, float]:
     from snnkern.surrogate import FastSigmoid
 
     device = torch.device(args.device)
+    if device.type == "cpu" and not args.default_allocator:
+        snnkern.tune_cpu_allocator()  # as run.py: time the kernels, not the page faults of fresh tensors
     torch.manual_seed(0)
     b, t, n = args.shape
     x = (torch.randn(b, t, n, device=device) * 0.5 + 0.05).requires_grad_()
@@ -87,6 +89,8 @@ def run_variant(name: str, source: str, per_step: bool, args) -> dict[str, float
     cmd += ["--shape", *map(str, args.shape), "--repeats", str(args.repeats), "--warmup", str(args.warmup)]
     if per_step:
         cmd.append("--per-step")
+    if args.default_allocator:
+        cmd.append("--default-allocator")
     env = dict(os.environ, PYTHONPATH=source)
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=source, check=False)
     if out.returncode != 0:
@@ -105,6 +109,11 @@ def main(argv=None) -> int:
     parser.add_argument("--baseline-name", default=None, help="its name in the report (default: its path)")
     parser.add_argument("--json", default=None, help="write the results here (and a .md beside it)")
     parser.add_argument("--quick", action="store_true", help="smoke run: small shape, one round")
+    parser.add_argument(
+        "--default-allocator",
+        action="store_true",
+        help="keep glibc's default malloc trimming (by default snnkern.tune_cpu_allocator() is applied, as in run.py)",
+    )
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--per-step", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -141,12 +150,14 @@ def main(argv=None) -> int:
         "shape": args.shape,
         "rounds": args.rounds,
         "repeats": args.repeats,
+        "tuned_allocator": args.device == "cpu" and not args.default_allocator,
     }
     lines = [
         f"# recurrent_lif alone, B{args.shape[0]} T{args.shape[1]} N{args.shape[2]} ({args.device})",
         "",
         f"- {env['device']}, torch {env['torch']}, {env['threads']} threads; median over {args.rounds} rounds"
-        f" of each round's median of {args.repeats} runs; the variants take turns",
+        f" of each round's median of {args.repeats} runs; the variants take turns"
+        + ("" if args.default_allocator or args.device != "cpu" else "; snnkern.tune_cpu_allocator() in each"),
         "- seed 004's neuron (spike_first, zero reset detached, FastSigmoid(100), synaptic current);"
         " the loss weighs every spike with a random upstream gradient",
         "",

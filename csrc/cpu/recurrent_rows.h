@@ -131,26 +131,13 @@ void recurrent_rows_forward(const RecurrentRowsForward<T, T>& task) {
   });
 }
 
-// A prefetch into L2. GCC drops __builtin_prefetch (and _mm_prefetch) from the loop below, so
-// on x86 the instruction is written out.
-inline void prefetch_l2(const char* p) {
-#if defined(__x86_64__) || defined(__i386__)
-  asm volatile("prefetcht1 %0" ::"m"(*p));
-#else
-  __builtin_prefetch(p, 0, 2);
-#endif
-}
-
 // Prefetch (into L2) what the backward of step t reads from a row's sequences. A block's rows are
 // too many streams, walked backwards, for the hardware prefetcher: without this every step
 // waits on memory for each row's first loads.
 template <class T>
 void prefetch_backward_step(const BackwardLanes<T, T>& row, int64_t t, int64_t N) {
-  const int64_t bytes = N * int64_t(sizeof(T));
   auto fetch = [&](const T* p, int64_t k) {
-    if (!p || k < 0) return;
-    const char* line = reinterpret_cast<const char*>(p + k * N);
-    for (int64_t j = 0; j < bytes; j += 64) prefetch_l2(line + j);
+    if (p && k >= 0) prefetch_bytes_l2(p + k * N, N * int64_t(sizeof(T)));
   };
   fetch(row.grad_spikes, t);
   fetch(row.grad_membrane, t);

@@ -106,6 +106,27 @@ inline int64_t find_nonzeros(const float* row, int64_t K, int64_t* index, float*
 }
 #endif
 
+// A prefetch into L2. GCC drops __builtin_prefetch (and _mm_prefetch) from some loops, so on
+// x86 the instruction is written out.
+inline void prefetch_l2(const char* p) {
+#if defined(__x86_64__) || defined(__i386__)
+  asm volatile("prefetcht1 %0" ::"m"(*p));
+#else
+  __builtin_prefetch(p, 0, 2);
+#endif
+}
+
+// Prefetches `bytes` from p into L2, a cache line at a time.
+inline void prefetch_bytes_l2(const void* p, int64_t bytes) {
+  const char* line = static_cast<const char*>(p);
+  for (int64_t j = 0; j < bytes; j += 64) prefetch_l2(line + j);
+}
+
+// How many rows ahead of its scan for nonzeros a loop over the rows of a spike matrix prefetches
+// them: with the gathers or sums between the scans, the hardware prefetcher falls behind (the
+// 700-input projection's forward 6.6 against 5.4 ms with 4 rows ahead; 1, 2 and 8 gain less).
+constexpr int64_t kPrefetchRows = 4;
+
 // A block of columns [n0, n0 + width) of a row, at most kVectors SIMD vectors wide. The
 // full-width instance (kFull) has compile-time loop bounds, so its vectors live in registers.
 // `load` and `store` take the block's last vector partial where the width ends inside it;
@@ -185,6 +206,7 @@ void for_each_sparse_row(RowOf&& row_of, int64_t m0, int64_t m1, int64_t K, F&& 
   std::vector<int64_t> index(K);
   std::vector<T> value(K);
   for (int64_t m = m0; m < m1; ++m) {
+    if (m + kPrefetchRows < m1) prefetch_bytes_l2(row_of(m + kPrefetchRows), K * int64_t(sizeof(T)));
     f(m, index.data(), value.data(), find_nonzeros(row_of(m), K, index.data(), value.data()));
   }
 }
