@@ -55,6 +55,19 @@ def _assert_close(got, want, dtype):
         assert_same_scaled(got, want, TOL[dtype])
 
 
+def _rows_on_thread_counts(case, weight, spikes0, **opts):
+    """The row tasks' results on 1, 2 and 3 CPU threads."""
+    before = torch.get_num_threads()
+    try:
+        results = []
+        for threads in (1, 2, 3):
+            torch.set_num_threads(threads)
+            results.append(_run(case, weight, spikes0, "rows", **opts))
+    finally:
+        torch.set_num_threads(before)
+    return results
+
+
 def test_switch_restores_and_nests():
     assert not recurrent_per_step_active()
     with recurrent_per_step():
@@ -172,14 +185,7 @@ def test_rows_bitwise_same_on_any_thread_count(where):
     """The CPU row tasks sum every output in one order whatever the threads: bitwise equal."""
     case, weight, spikes0 = make_recurrent_case(37, 12, 20, torch.float32, "cpu", syn=True, seed=4)
     opts = dict(ordering="spike_first", reset="zero", surrogate=FastSigmoid(20.0), return_membrane=True)
-    before = torch.get_num_threads()
-    try:
-        results = []
-        for threads in (1, 2, 3):
-            torch.set_num_threads(threads)
-            results.append(_run(case, weight, spikes0, "rows", **opts))
-    finally:
-        torch.set_num_threads(before)
+    results = _rows_on_thread_counts(case, weight, spikes0, **opts)
     for other in results[1:]:
         for key, value in results[0].items():
             assert torch.equal(value, other[key]), key
@@ -207,14 +213,7 @@ def test_rows_weight_gradient_over_blocks_and_parts(shape, where):
     assert {"grad_weight", "grad_spikes0"} <= rows.keys()
     assert_same(rows, per_step, TOL[torch.float64])
     assert_same(rows, want, TOL[torch.float64])
-    before = torch.get_num_threads()
-    try:
-        results = []
-        for threads in (1, 2, 3):
-            torch.set_num_threads(threads)
-            results.append(_run(case, weight, spikes0, "rows", **opts)["grad_weight"])
-    finally:
-        torch.set_num_threads(before)
+    results = [r["grad_weight"] for r in _rows_on_thread_counts(case, weight, spikes0, **opts)]
     assert all(torch.equal(results[0], other) for other in results[1:])
 
 

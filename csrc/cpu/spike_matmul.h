@@ -124,7 +124,8 @@ inline void prefetch_bytes_l2(const void* p, int64_t bytes) {
 
 // How many rows ahead of its scan for nonzeros a loop over the rows of a spike matrix prefetches
 // them: with the gathers or sums between the scans, the hardware prefetcher falls behind (the
-// 700-input projection's forward 6.6 against 5.4 ms with 4 rows ahead; 1, 2 and 8 gain less).
+// 700-input projection's forward 5.3-5.7 against 6.2-6.7 ms with 4 rows ahead; 1, 2 and 8 gain
+// less). Not in spike_matmul_t's scan, a pure stream, where it was slower.
 constexpr int64_t kPrefetchRows = 4;
 
 // A block of columns [n0, n0 + width) of a row, at most kVectors SIMD vectors wide. The
