@@ -54,8 +54,14 @@ TORCH_LIBRARY(snnkern, m) {
         ") -> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
   // Products with a mostly-zero spikes [M, K], in which only its nonzeros do work (event-driven
   // on the CPU; cuBLAS on CUDA): spikes @ other (other [K, N]) and spikes^T @ other (other [M, N]).
-  m.def("spike_matmul(Tensor spikes, Tensor other) -> Tensor");
-  m.def("spike_matmul_t(Tensor spikes, Tensor other) -> Tensor");
+  // events: spike_events(spikes), optional; the CPU kernels read the nonzeros of its binary rows
+  // there instead of scanning spikes (the result is the same).
+  m.def("spike_matmul(Tensor spikes, Tensor other, Tensor? events=None) -> Tensor");
+  m.def("spike_matmul_t(Tensor spikes, Tensor other, Tensor? events=None) -> Tensor");
+  // The nonzeros of spikes [M, K] as bits, int32 [M, ceil(K / 32) + 1]: bit j of word w of row m
+  // set where spikes[m, 32 w + j] != 0, and a last word 1 where the row holds only 0 and 1 (a row
+  // with other values: all words 0). Made once, read by both products of a projection.
+  m.def("spike_events(Tensor spikes) -> Tensor");
 }
 
 // ------------------------------------------------------------------------------------------------

@@ -349,7 +349,10 @@ def spike_linear(
     if _resolve_backend(backend, x) == "reference":
         return reference_ops.spike_linear(x, weight, bias)
     with _functorch_guard("spike_linear"):
-        out = torch.ops.snnkern.spike_matmul(x2d, weight.t()).view(*x.shape[:-1], weight.shape[0])
+        # On the CPU both products (forward and weight gradient) read the nonzeros of binary rows
+        # from spike events made once, not from a scan of x each (csrc/cpu/spike_matmul.h).
+        events = torch.ops.snnkern.spike_events(x2d.detach()) if x2d.device.type == "cpu" else None
+        out = torch.ops.snnkern.spike_matmul(x2d, weight.t(), events).view(*x.shape[:-1], weight.shape[0])
     return out if bias is None else out + bias
 
 
@@ -661,32 +664,43 @@ if _C is not None:
     )
 
     @torch.library.register_fake("snnkern::spike_matmul")
-    def _spike_matmul_fake(spikes: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
+    def _spike_matmul_fake(
+        spikes: torch.Tensor, other: torch.Tensor, events: torch.Tensor | None = None
+    ) -> torch.Tensor:
         return spikes.new_empty(spikes.shape[0], other.shape[1])
 
     @torch.library.register_fake("snnkern::spike_matmul_t")
-    def _spike_matmul_t_fake(spikes: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
+    def _spike_matmul_t_fake(
+        spikes: torch.Tensor, other: torch.Tensor, events: torch.Tensor | None = None
+    ) -> torch.Tensor:
         return spikes.new_empty(spikes.shape[1], other.shape[1])
 
-    def _spike_matmul_setup_context(ctx: Any, inputs: tuple[torch.Tensor, torch.Tensor], output: torch.Tensor) -> None:
+    @torch.library.register_fake("snnkern::spike_events")
+    def _spike_events_fake(spikes: torch.Tensor) -> torch.Tensor:
+        return spikes.new_empty(spikes.shape[0], (spikes.shape[1] + 31) // 32 + 1, dtype=torch.int32)
+
+    SpikeProductInputs = tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]
+    SpikeProductGrads = tuple[torch.Tensor | None, torch.Tensor | None, None]
+
+    def _spike_matmul_setup_context(ctx: Any, inputs: SpikeProductInputs, output: torch.Tensor) -> None:
         ctx.save_for_backward(*inputs)
 
-    def _spike_matmul_backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-        spikes, other = ctx.saved_tensors
+    def _spike_matmul_backward(ctx: Any, grad: torch.Tensor) -> SpikeProductGrads:
+        spikes, other, events = ctx.saved_tensors
         grad_spikes = grad @ other.t() if ctx.needs_input_grad[0] else None
-        # d(spikes @ other)/d other = spikes^T grad, event-driven too.
-        grad_other = torch.ops.snnkern.spike_matmul_t(spikes, grad) if ctx.needs_input_grad[1] else None
-        return grad_spikes, grad_other
+        # d(spikes @ other)/d other = spikes^T grad, event-driven too, from the same events.
+        grad_other = torch.ops.snnkern.spike_matmul_t(spikes, grad, events) if ctx.needs_input_grad[1] else None
+        return grad_spikes, grad_other, None
 
     torch.library.register_autograd(
         "snnkern::spike_matmul", _spike_matmul_backward, setup_context=_spike_matmul_setup_context
     )
 
-    def _spike_matmul_t_backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-        spikes, other = ctx.saved_tensors  # out = spikes^T @ other
+    def _spike_matmul_t_backward(ctx: Any, grad: torch.Tensor) -> SpikeProductGrads:
+        spikes, other, events = ctx.saved_tensors  # out = spikes^T @ other
         grad_spikes = other @ grad.t() if ctx.needs_input_grad[0] else None
-        grad_other = torch.ops.snnkern.spike_matmul(spikes, grad) if ctx.needs_input_grad[1] else None
-        return grad_spikes, grad_other
+        grad_other = torch.ops.snnkern.spike_matmul(spikes, grad, events) if ctx.needs_input_grad[1] else None
+        return grad_spikes, grad_other, None
 
     torch.library.register_autograd(
         "snnkern::spike_matmul_t", _spike_matmul_t_backward, setup_context=_spike_matmul_setup_context
@@ -730,6 +744,7 @@ if _C is not None:
         ),
         "spike_matmul": ("sequence", "sequence"),
         "spike_matmul_t": ("sequence", "sequence"),
+        "spike_events": ("sequence",),
     }
     _autocast_library = torch.library.Library("snnkern", "IMPL")
 

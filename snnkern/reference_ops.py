@@ -186,6 +186,25 @@ def spike_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | Non
     return torch.nn.functional.linear(x, weight, bias)
 
 
+def spike_events(spikes: torch.Tensor) -> torch.Tensor:
+    """Reference of ``torch.ops.snnkern.spike_events``: the nonzeros of ``spikes`` [M, K] as bits,
+    int32 [M, ceil(K / 32) + 1]. Bit j of word w of row m is set where ``spikes[m, 32 w + j] != 0``;
+    the last word is 1 where the row holds only 0 and 1. A row with any other value has all its
+    words 0 (the products then scan that row)."""
+    if spikes.dim() != 2 or not spikes.is_floating_point():
+        raise ValueError(
+            "spike_events: spikes must be a floating-point matrix [rows, columns], "
+            f"got {spikes.dtype} of shape {tuple(spikes.shape)}"
+        )
+    m, k = spikes.shape
+    words = (k + 31) // 32
+    binary = ((spikes == 0) | (spikes == 1)).all(dim=1)
+    bits = torch.nn.functional.pad((spikes != 0) & binary[:, None], (0, 32 * words - k)).view(m, words, 32)
+    values = (bits.long() << torch.arange(32, device=spikes.device)).sum(dim=2)  # in [0, 2^32)
+    values = torch.where(values >= 2**31, values - 2**32, values)  # the bit pattern as int32 holds it
+    return torch.cat([values, binary[:, None].long()], dim=1).to(torch.int32)
+
+
 def leaky(
     x: torch.Tensor,
     alpha: Decay,

@@ -548,3 +548,111 @@ def assert_opcheck(op, args) -> None:
     """torch.library.opcheck passes every one of its checks on ``op(*args)``."""
     result = torch.library.opcheck(op, args)
     assert all(v == "SUCCESS" for v in result.values()), result
+
+
+# --------------------------------------------------------------------------------------------
+# Spike products (tests/test_spike_linear.py, tests/test_spike_events.py)
+# --------------------------------------------------------------------------------------------
+
+# (M, K, N): K on and off the SIMD width (8 floats / 4 doubles with AVX2, 16 / 8 with AVX-512),
+# N on and off the column block (8 vectors: 64 floats / 32 doubles with AVX2), M = 1.
+# (64, 300, 513): many CUDA blocks / CPU row tasks.
+SPIKE_SHAPES = [
+    (1, 1, 1),
+    (1, 13, 7),
+    (3, 13, 100),
+    (5, 700, 130),
+    (17, 64, 200),
+    (4, 8, 64),
+    (2, 16, 128),
+    (9, 130, 1),
+    (1, 700, 200),
+    (6, 33, 513),
+    (64, 300, 513),
+]
+SPIKE_SHAPE_IDS = ["x".join(map(str, s)) for s in SPIKE_SHAPES]
+SPIKE_PRODUCTS = [pytest.param(False, id="spike_matmul"), pytest.param(True, id="spike_matmul_t")]
+
+
+def make_spikes(m, k, density, dtype=torch.float64, seed=0, kind="binary", device="cpu", negative_zeros=False):
+    """[m, k] with about ``density`` nonzeros: 0/1 spikes ("binary"), spike counts 1..3
+    ("counts"), signed normal values ("signed"), or rows of each ("mixed": binary, counts,
+    binary, signed, ... by row; "mixed_counts": binary, binary, counts, ...). With
+    ``negative_zeros`` every third zero is -0.0 (still a zero: binary rows stay binary)."""
+    g = torch.Generator().manual_seed(seed)
+    mask = torch.rand(m, k, generator=g, dtype=torch.float64) < density
+    ones = torch.ones(m, k, dtype=torch.float64)
+
+    def counts():
+        return torch.randint(1, 4, (m, k), generator=g).to(torch.float64)
+
+    def signed():
+        values = torch.randn(m, k, generator=g, dtype=torch.float64)
+        return torch.where(values == 0, ones, values)
+
+    row = torch.arange(m)[:, None]
+    if kind == "binary":
+        values = ones
+    elif kind == "counts":
+        values = counts()
+    elif kind == "signed":
+        values = signed()
+    elif kind == "mixed":
+        by_count, by_sign = counts(), signed()
+        values = torch.where(row % 4 == 1, by_count, torch.where(row % 4 == 3, by_sign, ones))
+    elif kind == "mixed_counts":
+        values = torch.where(row % 3 == 2, counts(), ones)
+    else:
+        raise ValueError(kind)
+    out = values * mask
+    if negative_zeros:
+        negative = (~mask) & (torch.arange(m * k).reshape(m, k) % 3 == 0)
+        out = torch.where(negative, torch.full_like(out, -0.0), out)
+    return out.to(dtype).to(device)
+
+
+def make_dense(*shape, dtype=torch.float64, seed=1, device="cpu"):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(*shape, generator=g, dtype=torch.float64).to(dtype).to(device)
+
+
+def run_spike_product(transpose, spikes, other, events=None):
+    """spike_matmul_t (``transpose``) or spike_matmul of spikes and other, with events if given."""
+    op = torch.ops.snnkern.spike_matmul_t if transpose else torch.ops.snnkern.spike_matmul
+    return op(spikes, other) if events is None else op(spikes, other, events)
+
+
+NONCONTIGUOUS_LAYOUTS = ["transposed", "sliced", "strided", "expanded"]
+
+
+def noncontiguous(t: torch.Tensor, layout: str) -> torch.Tensor:
+    """The values of ``t`` [r, c] as a non-contiguous view (NaN around them where sliced or
+    strided; "expanded": every row the first of ``t``)."""
+    r, c = t.shape
+    if layout == "transposed":
+        out = t.t().contiguous().t()
+    elif layout == "sliced":
+        big = torch.full((r + 3, c + 5), float("nan"), dtype=t.dtype, device=t.device)
+        big[2 : 2 + r, 3 : 3 + c] = t
+        out = big[2 : 2 + r, 3 : 3 + c]
+    elif layout == "strided":
+        big = torch.full((r, 2 * c), float("nan"), dtype=t.dtype, device=t.device)
+        big[:, ::2] = t
+        out = big[:, ::2]
+    elif layout == "expanded":
+        return t[:1].expand(r, c)
+    else:
+        raise ValueError(layout)
+    assert torch.equal(out, t) and not out.is_contiguous()
+    return out
+
+
+def assert_bitwise(got: torch.Tensor, want: torch.Tensor, what: str = "") -> None:
+    """Same shape, dtype and bits (NaN where NaN, -0.0 where -0.0)."""
+    assert got.shape == want.shape, f"{what}: shape {tuple(got.shape)} != {tuple(want.shape)}"
+    assert got.dtype == want.dtype, f"{what}: dtype {got.dtype} != {want.dtype}"
+    as_int = {torch.float64: torch.int64, torch.float32: torch.int32, torch.float16: torch.int16}
+    as_int[torch.bfloat16] = torch.int16
+    g, w = got.contiguous().view(as_int[got.dtype]), want.contiguous().view(as_int[want.dtype])
+    bad = int((g != w).sum())
+    assert bad == 0, f"{what}: {bad} of {got.numel()} entries differ in their bits"

@@ -14,71 +14,36 @@ the terms (``|spikes| @ |other|``), and against the dense ``@`` of the same dtyp
 import pytest
 import torch
 import torch.nn.functional as F
+from torch.utils._python_dispatch import TorchDispatchMode
 
 import snnkern
 from helpers import (
     DTYPES,
+    NONCONTIGUOUS_LAYOUTS,
+    SPIKE_PRODUCTS,
+    SPIKE_SHAPE_IDS,
+    SPIKE_SHAPES,
     TOL,
+    assert_bitwise,
     assert_opcheck,
     at,
     everywhere,
     everywhere_and_reference,
+    make_dense,
+    make_spikes,
+    noncontiguous,
+    run_spike_product,
     spike_rate,
     upstream_like,
     where_cases,
 )
-from snnkern import ops
+from snnkern import ops, reference_ops
 from snnkern.nn import LIF, LeakyReadout, RecurrentLIF
 
 # Relative to the size of the terms |spikes| @ |other|: float64 sums of up to 700 terms are good
 # to ~1e-14 of it, float32 ones to ~1e-6.
 PRODUCT_RTOL = {torch.float32: 1e-5, torch.float64: 1e-12}
 DENSITIES = [0.0, 0.02, 0.3, 1.0]
-# (M, K, N): K on and off the SIMD width (8 floats / 4 doubles with AVX2, 16 / 8 with AVX-512),
-# N on and off the column block (8 vectors: 64 floats / 32 doubles with AVX2), M = 1.
-# (64, 300, 513): many CUDA blocks / CPU row tasks.
-SHAPES = [
-    (1, 1, 1),
-    (1, 13, 7),
-    (3, 13, 100),
-    (5, 700, 130),
-    (17, 64, 200),
-    (4, 8, 64),
-    (2, 16, 128),
-    (9, 130, 1),
-    (1, 700, 200),
-    (6, 33, 513),
-    (64, 300, 513),
-]
-SHAPE_IDS = ["x".join(map(str, s)) for s in SHAPES]
-MATMUL_OPS = [pytest.param(False, id="spike_matmul"), pytest.param(True, id="spike_matmul_t")]
-
-
-def make_spikes(m, k, density, dtype=torch.float64, seed=0, kind="binary", device="cpu"):
-    """[m, k] with about ``density`` nonzeros: 0/1 spikes ("binary"), spike counts 1..3
-    ("counts") or signed normal values ("signed") where nonzero."""
-    g = torch.Generator().manual_seed(seed)
-    mask = torch.rand(m, k, generator=g, dtype=torch.float64) < density
-    if kind == "binary":
-        values = torch.ones(m, k, dtype=torch.float64)
-    elif kind == "counts":
-        values = torch.randint(1, 4, (m, k), generator=g).to(torch.float64)
-    elif kind == "signed":
-        values = torch.randn(m, k, generator=g, dtype=torch.float64)
-        values = torch.where(values == 0, torch.ones_like(values), values)
-    else:
-        raise ValueError(kind)
-    return (values * mask).to(dtype).to(device)
-
-
-def make_dense(*shape, dtype=torch.float64, seed=1, device="cpu"):
-    g = torch.Generator().manual_seed(seed)
-    return torch.randn(*shape, generator=g, dtype=torch.float64).to(dtype).to(device)
-
-
-def run_op(transpose, spikes, other):
-    op = torch.ops.snnkern.spike_matmul_t if transpose else torch.ops.snnkern.spike_matmul
-    return op(spikes, other)
 
 
 def assert_product(got, spikes, other, transpose=False, rtol=None):
@@ -109,15 +74,15 @@ def assert_product(got, spikes, other, transpose=False, rtol=None):
 
 
 @everywhere
-@pytest.mark.parametrize("transpose", MATMUL_OPS)
+@pytest.mark.parametrize("transpose", SPIKE_PRODUCTS)
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("density", DENSITIES)
-@pytest.mark.parametrize("shape", SHAPES, ids=SHAPE_IDS)
+@pytest.mark.parametrize("shape", SPIKE_SHAPES, ids=SPIKE_SHAPE_IDS)
 def test_spike_matmul_binary(shape, density, dtype, transpose, where):
     m, k, n = shape
     spikes = make_spikes(m, k, density, dtype, seed=m * 1000 + k, device=where.device)
     other = make_dense(m if transpose else k, n, dtype=dtype, seed=n, device=where.device)
-    got = run_op(transpose, spikes, other)
+    got = run_spike_product(transpose, spikes, other)
     assert got.device.type == where.device
     assert_product(got, spikes, other, transpose)
     if density == 0.0:
@@ -125,7 +90,7 @@ def test_spike_matmul_binary(shape, density, dtype, transpose, where):
 
 
 @everywhere
-@pytest.mark.parametrize("transpose", MATMUL_OPS)
+@pytest.mark.parametrize("transpose", SPIKE_PRODUCTS)
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("kind", ["counts", "signed"])
 @pytest.mark.parametrize("density", [0.02, 0.3, 1.0])
@@ -139,11 +104,11 @@ def test_spike_matmul_values(shape, density, kind, dtype, transpose, where):
     if kind == "signed" and density == 1.0:
         assert (spikes < 0).any()
     other = make_dense(m if transpose else k, n, dtype=dtype, seed=3, device=where.device)
-    assert_product(run_op(transpose, spikes, other), spikes, other, transpose)
+    assert_product(run_spike_product(transpose, spikes, other), spikes, other, transpose)
 
 
 @everywhere
-@pytest.mark.parametrize("transpose", MATMUL_OPS)
+@pytest.mark.parametrize("transpose", SPIKE_PRODUCTS)
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", [(7, 13, 100), (40, 700, 130), (3, 33, 513)], ids=lambda s: "x".join(map(str, s)))
 def test_spike_matmul_exact_on_integers(shape, dtype, transpose, where):
@@ -153,7 +118,7 @@ def test_spike_matmul_exact_on_integers(shape, dtype, transpose, where):
     spikes = make_spikes(m, k, 0.3, dtype, seed=11, kind="counts", device=where.device)
     g = torch.Generator().manual_seed(12)
     other = torch.randint(-8, 9, (m if transpose else k, n), generator=g).to(dtype).to(where.device)
-    got = run_op(transpose, spikes, other)
+    got = run_spike_product(transpose, spikes, other)
     want = (spikes.t() if transpose else spikes).double() @ other.double()
     assert torch.equal(got.double(), want)
 
@@ -177,32 +142,36 @@ def test_spike_matmul_t_exact_over_many_chunks(shape, density, dtype, where):
     spikes = make_spikes(m, k, density, dtype, seed=13, kind="counts", device=where.device)
     g = torch.Generator().manual_seed(14)
     other = torch.randint(-8, 9, (m, n), generator=g).to(dtype).to(where.device)
-    got = run_op(True, spikes, other)
+    got = run_spike_product(True, spikes, other)
     assert torch.equal(got.double(), spikes.t().double() @ other.double())
 
 
 @everywhere
-@pytest.mark.parametrize("transpose", MATMUL_OPS)
+@pytest.mark.parametrize("transpose", SPIKE_PRODUCTS)
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize(
     "shape",
     [(0, 5, 3), (4, 0, 3), (4, 5, 0), (0, 0, 0), (0, 5, 0), (0, 0, 3), (4, 0, 0)],
     ids=lambda s: "x".join(map(str, s)),
 )
-def test_spike_matmul_empty(shape, dtype, transpose, where):
+@pytest.mark.parametrize("with_events", [False, True], ids=["scan", "events"])
+def test_spike_matmul_empty(shape, dtype, transpose, with_events, where):
     """M, K or N zero: the right shape, and zeros where the summed-over dimension is empty (K for
-    spike_matmul, M for spike_matmul_t), whatever memory torch.empty hands out."""
+    spike_matmul, M for spike_matmul_t), whatever memory torch.empty hands out; also with the
+    events of spikes (K = 0: one word per row, the flag)."""
     m, k, n = shape
     spikes = make_spikes(m, k, 0.5, dtype, device=where.device)
     other = make_dense(m if transpose else k, n, dtype=dtype, device=where.device)
-    got = run_op(transpose, spikes, other)
+    events = torch.ops.snnkern.spike_events(spikes) if with_events else None
+    assert events is None or events.shape == (m, (k + 31) // 32 + 1)
+    got = run_spike_product(transpose, spikes, other, events)
     want = torch.zeros((k, n) if transpose else (m, n), dtype=dtype, device=where.device)
     assert got.shape == want.shape and got.dtype == dtype
     assert torch.equal(got, want)
 
 
 @everywhere
-@pytest.mark.parametrize("transpose", MATMUL_OPS)
+@pytest.mark.parametrize("transpose", SPIKE_PRODUCTS)
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_spike_matmul_empty_sum_after_garbage(dtype, transpose, where):
     """The summed-over dimension empty for an output that is large enough for the allocator to
@@ -219,46 +188,22 @@ def test_spike_matmul_empty_sum_after_garbage(dtype, transpose, where):
         assert torch.equal(got, torch.zeros(300, 257, **kw))
 
 
-LAYOUTS = ["transposed", "sliced", "strided", "expanded"]
-
-
-def _layout(t: torch.Tensor, layout: str) -> torch.Tensor:
-    """The values of ``t`` [r, c] as a non-contiguous view."""
-    r, c = t.shape
-    if layout == "transposed":
-        out = t.t().contiguous().t()
-    elif layout == "sliced":
-        big = torch.full((r + 3, c + 5), float("nan"), dtype=t.dtype, device=t.device)
-        big[2 : 2 + r, 3 : 3 + c] = t
-        out = big[2 : 2 + r, 3 : 3 + c]
-    elif layout == "strided":
-        big = torch.full((r, 2 * c), float("nan"), dtype=t.dtype, device=t.device)
-        big[:, ::2] = t
-        out = big[:, ::2]
-    elif layout == "expanded":
-        return t[:1].expand(r, c)
-    else:
-        raise ValueError(layout)
-    assert torch.equal(out, t)
-    return out
-
-
 @everywhere
-@pytest.mark.parametrize("transpose", MATMUL_OPS)
+@pytest.mark.parametrize("transpose", SPIKE_PRODUCTS)
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("which", ["spikes", "other", "both"])
-@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("layout", NONCONTIGUOUS_LAYOUTS)
 def test_spike_matmul_noncontiguous(layout, which, dtype, transpose, where):
     m, k, n = 11, 37, 70
     spikes = make_spikes(m, k, 0.3, dtype, seed=5, kind="counts", device=where.device)
     other = make_dense(m if transpose else k, n, dtype=dtype, seed=6, device=where.device)
-    s = _layout(spikes, layout) if which in ("spikes", "both") else spikes
-    o = _layout(other, layout) if which in ("other", "both") else other
+    s = noncontiguous(spikes, layout) if which in ("spikes", "both") else spikes
+    o = noncontiguous(other, layout) if which in ("other", "both") else other
     assert not (s.is_contiguous() and o.is_contiguous())
-    got = run_op(transpose, s, o)
+    got = run_spike_product(transpose, s, o)
     assert got.is_contiguous()
     # The same values, contiguous.
-    want = run_op(transpose, s.contiguous(), o.contiguous())
+    want = run_spike_product(transpose, s.contiguous(), o.contiguous())
     torch.testing.assert_close(got, want, rtol=0, atol=0)
     assert_product(got, s.contiguous(), o.contiguous(), transpose)
 
@@ -319,7 +264,7 @@ def test_spike_matmul_t_zeros_skip_nonfinite(bad, dtype, where):
 
 
 @everywhere
-@pytest.mark.parametrize("transpose", MATMUL_OPS)
+@pytest.mark.parametrize("transpose", SPIKE_PRODUCTS)
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("k0", [0, 9, 36], ids=["first", "middle", "tail"])
 def test_spike_matmul_nan_spike_propagates(k0, dtype, transpose, where):
@@ -330,7 +275,7 @@ def test_spike_matmul_nan_spike_propagates(k0, dtype, transpose, where):
     other = make_dense(m if transpose else k, n, dtype=dtype, seed=5, device=where.device)
     m0 = 2
     spikes[m0, k0] = float("nan")
-    got = run_op(transpose, spikes, other)
+    got = run_spike_product(transpose, spikes, other)
     row = k0 if transpose else m0
     assert torch.isnan(got[row]).all()
     rest = torch.ones(got.shape[0], dtype=torch.bool, device=where.device)
@@ -338,11 +283,11 @@ def test_spike_matmul_nan_spike_propagates(k0, dtype, transpose, where):
     assert torch.isfinite(got[rest]).all()
     clean = spikes.clone()
     clean[m0, k0] = 0.0
-    torch.testing.assert_close(got[rest], run_op(transpose, clean, other)[rest], rtol=0, atol=0)
+    torch.testing.assert_close(got[rest], run_spike_product(transpose, clean, other)[rest], rtol=0, atol=0)
 
 
 @at("cpu")  # at::parallel_for of the CPU kernels
-@pytest.mark.parametrize("transpose", MATMUL_OPS)
+@pytest.mark.parametrize("transpose", SPIKE_PRODUCTS)
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", [(600, 300, 100), (2000, 13, 7), (64, 130, 513)], ids=lambda s: "x".join(map(str, s)))
 def test_spike_matmul_threads(shape, dtype, transpose, where):
@@ -357,7 +302,7 @@ def test_spike_matmul_threads(shape, dtype, transpose, where):
         for threads in (1, 2, 3):
             torch.set_num_threads(threads)
             assert torch.get_num_threads() == threads
-            results[threads] = run_op(transpose, spikes, other)
+            results[threads] = run_spike_product(transpose, spikes, other)
     finally:
         torch.set_num_threads(original)
     assert torch.get_num_threads() == original
@@ -567,9 +512,11 @@ COMPILE_CASES = where_cases(
 
 @pytest.mark.parametrize("where, compile_backend", COMPILE_CASES, indirect=["where"])
 def test_spike_linear_torch_compile_fullgraph(where, compile_backend):
+    """Binary rows and rows of counts and signed values (events on the CPU, read for the binary
+    rows only), over three words of events."""
     torch._dynamo.reset()
     try:
-        tensors = _linear_inputs((3, 5, 13), torch.float64, True, seed=12, device=where.device)
+        tensors = _linear_inputs((3, 5, 70), torch.float64, True, seed=12, kind="mixed", device=where.device)
         compiled_fn = torch.compile(_small_projection, fullgraph=True, backend=compile_backend)
         got = _forward_backward(compiled_fn, _clone_inputs(tensors), seed=13)
         want = _forward_backward(_small_projection, tensors, seed=13)
@@ -582,6 +529,146 @@ def test_spike_linear_torch_compile_fullgraph(where, compile_backend):
             torch.testing.assert_close(want[key], ref[key], **TOL[torch.float64], msg=lambda m, key=key: f"{key}: {m}")
     finally:
         torch._dynamo.reset()
+
+
+# --------------------------------------------------------------------------------------------
+# spike_linear's spike events (the CPU): bit for bit the products without them
+# --------------------------------------------------------------------------------------------
+
+
+def _spike_linear_without_events(x, weight, bias):
+    """spike_linear as before events: spike_matmul of x as [rows, in_features] without events,
+    and so its weight gradient spike_matmul_t without them."""
+    out = torch.ops.snnkern.spike_matmul(x.reshape(-1, x.shape[-1]), weight.t()).view(*x.shape[:-1], weight.shape[0])
+    return out if bias is None else out + bias
+
+
+def _compiled_spike_linear(x, weight, bias):
+    return snnkern.spike_linear(x, weight, bias, backend="compiled")
+
+
+EVENT_X_SHAPES = [
+    pytest.param((3, 5, 70), id="BTK"),
+    pytest.param((7, 13), id="MK"),
+    pytest.param((33,), id="K"),
+    pytest.param((40, 700), id="MK700"),
+]
+
+
+@everywhere
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("bias", [False, True], ids=["nobias", "bias"])
+@pytest.mark.parametrize("x_shape", EVENT_X_SHAPES)
+@pytest.mark.parametrize("kind", ["binary", "counts", "signed", "mixed"])
+def test_spike_linear_events_change_no_bit(kind, x_shape, bias, dtype, where):
+    """spike_linear (events on the CPU) gives the output and the x, weight and bias gradients of
+    the products without events bit for bit, for binary x and x with other values."""
+    tensors = _linear_inputs(x_shape, dtype, bias, seed=len(x_shape), kind=kind, device=where.device)
+    got = _forward_backward(_compiled_spike_linear, _clone_inputs(tensors))
+    want = _forward_backward(_spike_linear_without_events, tensors)
+    assert got.keys() == want.keys() == {"out", "grad_x", "grad_weight"} | ({"grad_bias"} if bias else set())
+    assert want["grad_weight"].abs().max() > 0
+    for key in want:
+        assert_bitwise(got[key], want[key], key)
+
+
+class _RecordSnnkernOps(TorchDispatchMode):
+    """Records (op name, args) of every snnkern op that runs (forward and backward)."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func.namespace == "snnkern":
+            self.calls.append((func._opname, args))
+        return func(*args, **(kwargs or {}))
+
+
+@at("cpu")
+@pytest.mark.parametrize("kind", ["binary", "mixed"])
+def test_spike_linear_uses_events_on_cpu(kind, where):
+    """On the CPU, spike_linear makes the events of x once and passes them to spike_matmul in the
+    forward and to spike_matmul_t (the weight gradient) in the backward."""
+    tensors = _linear_inputs((3, 5, 70), torch.float64, True, seed=4, kind=kind, device=where.device)
+    with _RecordSnnkernOps() as record:
+        out = _compiled_spike_linear(tensors["x"], tensors["weight"], tensors["bias"])
+        out.backward(upstream_like(out, 5))
+    names = [name for name, _ in record.calls]
+    assert names == ["spike_events", "spike_matmul", "spike_matmul_t"], names
+    x2d = tensors["x"].detach().reshape(15, 70)
+    (_, (events_of,)), (_, forward), (_, backward) = record.calls
+    assert torch.equal(events_of, x2d)
+    want = reference_ops.spike_events(x2d)
+    assert len(forward) == 3 and torch.equal(forward[2], want)
+    assert len(backward) == 3 and backward[2].data_ptr() == forward[2].data_ptr(), "the same events in the backward"
+
+
+@everywhere
+@pytest.mark.parametrize("layout", [*NONCONTIGUOUS_LAYOUTS, "time_major"])
+@pytest.mark.parametrize("kind", ["binary", "mixed"])
+def test_spike_linear_events_noncontiguous_x(kind, layout, where):
+    """x a non-contiguous view (NaN around its values where sliced): the output and gradients of
+    the same values contiguous, and of the products without events, bit for bit."""
+    tensors = _linear_inputs((12, 70), torch.float64, True, seed=6, kind=kind, device=where.device)
+
+    def view(x):  # "time_major": [T, B, K] stored, used as [B, T, K]
+        return x.reshape(4, 3, 70).transpose(0, 1) if layout == "time_major" else noncontiguous(x, layout)
+
+    results = {
+        label: _forward_backward(lambda x, w, b, fn=fn: fn(x, w, b), _clone_inputs(tensors))
+        for label, fn in (
+            ("view", lambda x, w, b: _compiled_spike_linear(view(x), w, b)),
+            ("contiguous", lambda x, w, b: _compiled_spike_linear(view(x).contiguous(), w, b)),
+            ("without events", lambda x, w, b: _spike_linear_without_events(view(x), w, b)),
+        )
+    }
+    assert not view(tensors["x"]).is_contiguous()
+    for label in ("contiguous", "without events"):
+        assert results[label].keys() == results["view"].keys() == {"out", "grad_x", "grad_weight", "grad_bias"}
+        for key in results["view"]:
+            assert_bitwise(results["view"][key], results[label][key], f"{key} ({label})")
+
+
+@at("cpu")
+def test_spike_linear_torch_compile_graph_passes_events(where):
+    """The graphs torch.compile traces on the CPU: the forward makes spike_events of x and passes
+    it to spike_matmul; the backward passes those events to spike_matmul_t. The compiled output
+    and weight gradient equal the eager ones bit for bit (the same kernels)."""
+    from torch._dynamo.backends.common import aot_autograd
+
+    graphs: dict[str, list] = {"forward": [], "backward": []}
+
+    def keep(kind):
+        def compiler(gm, example_inputs):
+            graphs[kind].append(gm)
+            return gm.forward
+
+        return compiler
+
+    backend = aot_autograd(fw_compiler=keep("forward"), bw_compiler=keep("backward"))
+    torch._dynamo.reset()
+    try:
+        tensors = _linear_inputs((3, 5, 70), torch.float64, True, seed=14, device=where.device)
+        compiled_fn = torch.compile(_compiled_spike_linear, fullgraph=True, backend=backend)
+        got = _forward_backward(compiled_fn, _clone_inputs(tensors), seed=15)
+        want = _forward_backward(_compiled_spike_linear, tensors, seed=15)
+    finally:
+        torch._dynamo.reset()
+    assert len(graphs["forward"]) == 1 and len(graphs["backward"]) == 1
+
+    def calls(gm, op):
+        return [node for node in gm.graph.nodes if node.op == "call_function" and node.target == op]
+
+    forward, backward = graphs["forward"][0], graphs["backward"][0]
+    (events_node,) = calls(forward, torch.ops.snnkern.spike_events.default)
+    (matmul,) = calls(forward, torch.ops.snnkern.spike_matmul.default)
+    assert len(matmul.args) == 3 and matmul.args[2] is events_node
+    (matmul_t,) = calls(backward, torch.ops.snnkern.spike_matmul_t.default)
+    assert len(matmul_t.args) == 3 and matmul_t.args[2] is not None
+    assert matmul_t.args[2].op == "placeholder", "the events saved by the forward"
+    for key in ("out", "grad_weight"):
+        assert_bitwise(got[key], want[key], key)
 
 
 # --------------------------------------------------------------------------------------------
@@ -756,7 +843,7 @@ BAD_OP_CASES = where_cases(
 )
 
 
-@pytest.mark.parametrize("transpose", MATMUL_OPS)
+@pytest.mark.parametrize("transpose", SPIKE_PRODUCTS)
 @pytest.mark.parametrize("where, case", BAD_OP_CASES, indirect=["where"])
 def test_spike_matmul_bad_input(where, case, transpose):
     make, pattern = {**BAD_OPS, **BAD_OPS_CPU}[case]
@@ -766,7 +853,7 @@ def test_spike_matmul_bad_input(where, case, transpose):
         return torch.zeros(shape, dtype=dtype, device=where.device)
 
     with pytest.raises(RuntimeError, match=rf"snnkern\.{name}\b.*{pattern}"):
-        run_op(transpose, *make(transpose, zeros))
+        run_spike_product(transpose, *make(transpose, zeros))
 
 
 @everywhere

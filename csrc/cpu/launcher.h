@@ -54,19 +54,27 @@ struct CpuLauncher {
     });
   }
 
-  static void spike_matmul_out(Tensor& out, const Tensor& spikes, const Tensor& other) {
+  // events: spike_events of spikes (undefined: none), read in place of a scan of its binary rows.
+  static void spike_matmul_out(Tensor& out, const Tensor& spikes, const Tensor& other, const Tensor& events = {}) {
     dispatch(spikes.scalar_type(), "snnkern.spike_matmul", [&](auto tag) {
       using T = decltype(tag);
       cpu::spike_matmul(spikes.data_ptr<T>(), spikes.stride(0), spikes.size(0), spikes.size(1), other.data_ptr<T>(),
-                        other.size(1), out.data_ptr<T>());
+                        other.size(1), out.data_ptr<T>(), events_data(events));
     });
   }
 
-  static void spike_matmul_t_out(Tensor& out, const Tensor& spikes, const Tensor& other) {
+  static void spike_matmul_t_out(Tensor& out, const Tensor& spikes, const Tensor& other, const Tensor& events = {}) {
     dispatch(spikes.scalar_type(), "snnkern.spike_matmul_t", [&](auto tag) {
       using T = decltype(tag);
       cpu::spike_matmul_t(spikes.data_ptr<T>(), spikes.size(0), spikes.size(1), other.data_ptr<T>(), other.size(1),
-                          out.data_ptr<T>());
+                          out.data_ptr<T>(), events_data(events));
+    });
+  }
+
+  static void spike_events_out(Tensor& events, const Tensor& spikes) {
+    dispatch(spikes.scalar_type(), "snnkern.spike_events", [&](auto tag) {
+      using T = decltype(tag);
+      cpu::spike_events(spikes.data_ptr<T>(), spikes.size(0), spikes.size(1), events.data_ptr<int32_t>());
     });
   }
 
@@ -94,6 +102,10 @@ struct CpuLauncher {
   }
 
   static bool values_readable(at::Device) { return true; }
+
+  static const int32_t* events_data(const Tensor& events) {
+    return events.defined() ? events.data_ptr<int32_t>() : nullptr;
+  }
 
   template <class F>
   static void dispatch(at::ScalarType type, const char* op, F&& f) {

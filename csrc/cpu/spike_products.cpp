@@ -6,4 +6,5 @@
 TORCH_LIBRARY_IMPL(snnkern, CPU, m) {
   SNNKERN_CPU_IMPL(m, spike_matmul);
   SNNKERN_CPU_IMPL(m, spike_matmul_t);
+  SNNKERN_CPU_IMPL(m, spike_events);
 }

@@ -81,6 +81,29 @@ inline void check_recurrent_args(const char* op, const Tensor& weight, const Ten
   check_like(op, "spikes0", spikes0, device, seq_dtype, {B, N});
 }
 
+// The spike matrix [M, K] of the products with spike trains and of spike_events.
+inline void check_spikes_matrix(const char* op, const Tensor& spikes) {
+  TORCH_CHECK(spikes.dim() == 2, op, ": spikes must be a matrix [rows, columns], got shape ", spikes.sizes());
+  TORCH_CHECK(at::isFloatingType(spikes.scalar_type()), op, ": spikes must be floating point, got ",
+              spikes.scalar_type());
+}
+
+// The words of bits per row of spike events for K columns (csrc/cpu/spike_matmul.h,
+// spike_events); each row has one more, its flag.
+inline int64_t event_words(int64_t K) { return (K + 31) / 32; }
+
+// `events` as the products take it: spike_events(spikes), int32 [M, event_words(K) + 1] on the
+// device of spikes. Its contents cannot be checked without the scan it saves.
+inline const Tensor& checked_events(const char* op, const Tensor& events, const Tensor& spikes) {
+  const int64_t M = spikes.size(0), width = event_words(spikes.size(1)) + 1;
+  TORCH_CHECK(events.scalar_type() == at::kInt && events.dim() == 2 && events.size(0) == M && events.size(1) == width,
+              op, ": events must be snnkern.spike_events(spikes), int32 of shape [", M, ", ", width, "], got ",
+              events.scalar_type(), " of shape ", events.sizes());
+  TORCH_CHECK(events.device() == spikes.device(), op, ": events is on ", events.device(), " but spikes is on ",
+              spikes.device());
+  return events;
+}
+
 // The options of a spiking scan, as every scan op takes them (SNNKERN_OPTIONS in ops.cpp).
 struct ScanOptions {
   int64_t ordering, reset;

@@ -47,10 +47,15 @@ concept Launcher = requires(const AnyLaneTask& task, int64_t b, int64_t n, at::D
   // Calls f(scalar_t{}) for the storage type of the tensors (or raises for one it lacks).
   { L::dispatch(at::kFloat, "op", with_dtype) } -> std::same_as<void>;
   // out = spikes @ other: rows of spikes strided (unit column stride), other contiguous, rows of
-  // out contiguous; single-threaded when called inside for_batch_chunks.
+  // out contiguous; single-threaded when called inside for_batch_chunks. The last argument, the
+  // events of spikes (spike_events; optional), may stand in for a scan of spikes.
   { L::spike_matmul_out(out, t, t) } -> std::same_as<void>;
-  // out = spikes^T @ other, all contiguous.
+  { L::spike_matmul_out(out, t, t, t) } -> std::same_as<void>;
+  // out = spikes^T @ other, all contiguous; events as above.
   { L::spike_matmul_t_out(out, t, t) } -> std::same_as<void>;
+  { L::spike_matmul_t_out(out, t, t, t) } -> std::same_as<void>;
+  // events [M, ceil(K / 32) + 1] int32 = the events of spikes [M, K] (csrc/cpu/spike_matmul.h).
+  { L::spike_events_out(out, t) } -> std::same_as<void>;
   // The recurrent weight gradient, transposed: out [N, N] = sum over b, t of z_{b,t-1}^T
   // dL/dx_{b,t} with z_{b,-1} = spikes0 (args: out, spikes0 [B, N], spikes, grad_x [B, T, N]).
   { L::recurrent_weight_grad_t(out, t, t, t) } -> std::same_as<void>;

@@ -119,10 +119,10 @@ struct Ops {
 
   // The event-driven products with a mostly-zero spikes [M, K]: spikes @ other (other [K, N])
   // or, `transposed`, spikes^T @ other (other [M, N], the weight gradient of a projection).
-  static Tensor spike_product(const char* op, const Tensor& spikes, const Tensor& other, bool transposed) {
-    TORCH_CHECK(spikes.dim() == 2, op, ": spikes must be a matrix [rows, columns], got shape ", spikes.sizes());
-    TORCH_CHECK(at::isFloatingType(spikes.scalar_type()), op, ": spikes must be floating point, got ",
-                spikes.scalar_type());
+  // events: spike_events(spikes) or none; the result is the same either way.
+  static Tensor spike_product(const char* op, const Tensor& spikes, const Tensor& other, const OptTensor& events,
+                              bool transposed) {
+    check_spikes_matrix(op, spikes);
     const int64_t inner = spikes.size(transposed ? 0 : 1), outer = spikes.size(transposed ? 1 : 0);
     TORCH_CHECK(other.dim() == 2 && other.size(0) == inner, op, ": other must have shape [", inner, ", *] (",
                 transposed ? "its rows match the rows of spikes" : "its rows match the columns of spikes", "), got ",
@@ -131,21 +131,32 @@ struct Ops {
                 spikes.device());
     TORCH_CHECK(other.scalar_type() == spikes.scalar_type(), op, ": other has dtype ", other.scalar_type(),
                 ", expected the dtype of spikes, ", spikes.scalar_type());
+    const Tensor event_words = present(events) ? checked_events(op, *events, spikes).contiguous() : Tensor();
     Tensor out = at::empty({outer, other.size(1)}, spikes.options());
     if (out.numel() == 0) return out;
     if (inner == 0) return out.zero_();
     if (transposed) {
-      L::spike_matmul_t_out(out, spikes.contiguous(), other.contiguous());
+      L::spike_matmul_t_out(out, spikes.contiguous(), other.contiguous(), event_words);
     } else {
-      L::spike_matmul_out(out, spikes.contiguous(), other.contiguous());
+      L::spike_matmul_out(out, spikes.contiguous(), other.contiguous(), event_words);
     }
     return out;
   }
-  static Tensor spike_matmul(const Tensor& spikes, const Tensor& other) {
-    return spike_product("snnkern.spike_matmul", spikes, other, false);
+  static Tensor spike_matmul(const Tensor& spikes, const Tensor& other, const OptTensor& events) {
+    return spike_product("snnkern.spike_matmul", spikes, other, events, false);
   }
-  static Tensor spike_matmul_t(const Tensor& spikes, const Tensor& other) {
-    return spike_product("snnkern.spike_matmul_t", spikes, other, true);
+  static Tensor spike_matmul_t(const Tensor& spikes, const Tensor& other, const OptTensor& events) {
+    return spike_product("snnkern.spike_matmul_t", spikes, other, events, true);
+  }
+
+  // The nonzeros of a binary spikes [M, K] as bits, int32 [M, ceil(K / 32) + 1] (the format:
+  // csrc/cpu/spike_matmul.h, spike_events).
+  static Tensor spike_events(const Tensor& spikes) {
+    const char* op = "snnkern.spike_events";
+    check_spikes_matrix(op, spikes);
+    Tensor events = at::empty({spikes.size(0), event_words(spikes.size(1)) + 1}, spikes.options().dtype(at::kInt));
+    if (events.numel() != 0) L::spike_events_out(events, spikes.contiguous());
+    return events;
   }
 
   // The recurrent layer: the input of step t is x_t + z_{t-1} W^T, with z_{-1} = spikes0. The
