@@ -107,6 +107,26 @@ def test_spike_matmul_values(shape, density, kind, dtype, transpose, where):
     assert_product(run_spike_product(transpose, spikes, other), spikes, other, transpose)
 
 
+@at("cpu")
+@pytest.mark.parametrize("transpose", SPIKE_PRODUCTS)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_spike_matmul_every_column_tail(dtype, transpose, where):
+    """Every width N up to two column blocks (8 SIMD vectors: 64 floats or 32 doubles with AVX2,
+    twice that with AVX-512), so that the block of the last columns takes every number of vectors,
+    each a compile-time instance in the CPU kernel (csrc/cpu/spike_matmul.h, ColumnBlock), with a
+    partial last vector or none; with events, which the binary rows are read from. Exact: spikes
+    and ``other`` integer-valued."""
+    m, k = 6, 19
+    spikes = make_spikes(m, k, 0.4, dtype, seed=15, kind="mixed_counts", device=where.device)
+    g = torch.Generator().manual_seed(16)
+    for n in range(1, 257 if dtype == torch.float32 else 129):
+        other = torch.randint(-8, 9, (m if transpose else k, n), generator=g).to(dtype).to(where.device)
+        for events in (None, torch.ops.snnkern.spike_events(spikes)):
+            got = run_spike_product(transpose, spikes, other, events)
+            want = (spikes.t() if transpose else spikes).double() @ other.double()
+            assert torch.equal(got.double(), want), n
+
+
 @everywhere
 @pytest.mark.parametrize("transpose", SPIKE_PRODUCTS)
 @pytest.mark.parametrize("dtype", DTYPES)

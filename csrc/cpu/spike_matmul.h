@@ -222,34 +222,44 @@ inline const int32_t* events_of(const int32_t* events, int64_t m, int64_t K) {
   return events == nullptr ? nullptr : events + m * (event_words(K) + 1);
 }
 
-// A block of columns [n0, n0 + width) of a row, at most kVectors SIMD vectors wide. The
-// full-width instance (kFull) has compile-time loop bounds, so its vectors live in registers.
-// `load` and `store` take the block's last vector partial where the width ends inside it;
-// `load_padded` and `store_padded` take whole vectors, for rows padded to padded_width.
-template <class T, bool kFull>
+// A block of columns [n0, n0 + width) of a row, kVectors SIMD vectors wide (the last one partial
+// where the width ends inside it). The number of vectors is a compile-time constant, so that the
+// loops over them unroll and their sums live in registers: with a run-time count (a readout's 20
+// columns) they lived on the stack, zeroed for every row, and the readout's product took twice
+// as long. `store` stores the block's last vector partially; `load_padded` and `store_padded` take
+// whole vectors, for rows padded to padded_width.
+template <class T, int64_t kVectors_>
 struct ColumnBlock {
   using V = at::vec::Vectorized<T>;
-  static constexpr int64_t L = V::size(), kVectors = 8, kWidth = kVectors * L;
+  static constexpr int64_t L = V::size(), kVectors = kVectors_;
   int64_t width;
 
-  int64_t vectors() const { return kFull ? kVectors : (width + L - 1) / L; }
-  int64_t lanes(int64_t u) const { return std::min(L, width - u * L); }
-  V load(const T* p, int64_t u) const { return kFull ? V::loadu(p + u * L) : V::loadu(p + u * L, lanes(u)); }
   void store(T* p, int64_t u, const V& v) const {
-    if (kFull) v.store(p + u * L);
-    else v.store(p + u * L, lanes(u));
+    if ((u + 1) * L <= width) v.store(p + u * L);
+    else v.store(p + u * L, width - u * L);
   }
   static V load_padded(const T* p, int64_t u) { return V::loadu(p + u * L); }
   static void store_padded(T* p, int64_t u, const V& v) { v.store(p + u * L); }
 };
 
-// Calls f(block, n0) for the column blocks of a row of N columns.
+// f(ColumnBlock<T, v>{width}, n0) for the run-time number of vectors v <= kVectors.
+template <class T, int64_t kVectors, class F>
+void call_column_block(int64_t vectors, int64_t width, int64_t n0, F& f) {
+  if constexpr (kVectors > 0) {
+    if (vectors == kVectors) return f(ColumnBlock<T, kVectors>{width}, n0);
+    call_column_block<T, kVectors - 1>(vectors, width, n0, f);
+  }
+}
+
+// Calls f(block, n0) for the column blocks of a row of N columns: blocks of 8 vectors, then one
+// of the vectors that remain.
 template <class T, class F>
 void for_each_column_block(int64_t N, F&& f) {
-  constexpr int64_t kWidth = ColumnBlock<T, true>::kWidth;
+  using Full = ColumnBlock<T, 8>;
+  constexpr int64_t kWidth = Full::kVectors * Full::L;
   int64_t n0 = 0;
-  for (; n0 + kWidth <= N; n0 += kWidth) f(ColumnBlock<T, true>{kWidth}, n0);
-  if (n0 < N) f(ColumnBlock<T, false>{N - n0}, n0);
+  for (; n0 + kWidth <= N; n0 += kWidth) f(Full{kWidth}, n0);
+  if (n0 < N) call_column_block<T, Full::kVectors>((N - n0 + Full::L - 1) / Full::L, N - n0, n0, f);
 }
 
 // N rounded up to whole SIMD vectors: the row stride of the operands that the inner loops below
@@ -279,15 +289,16 @@ template <bool kAdd, class T, class Index>
 void sum_rows(const T* rows, const Index* index, const T* value, int64_t count, int64_t N, T* out) {
   const int64_t stride = padded_width<T>(N);
   for_each_column_block<T>(N, [&](auto block, int64_t n0) {
-    using V = typename decltype(block)::V;
-    V sum[decltype(block)::kVectors];
-    for (int64_t u = 0; u < block.vectors(); ++u) sum[u] = kAdd ? block.load_padded(out + n0, u) : V(T(0));
+    using Block = decltype(block);
+    using V = typename Block::V;
+    V sum[Block::kVectors];
+    for (int64_t u = 0; u < Block::kVectors; ++u) sum[u] = kAdd ? block.load_padded(out + n0, u) : V(T(0));
     for (int64_t c = 0; c < count; ++c) {
       const V scale(value[c]);
       const T* row = rows + index[c] * stride + n0;
-      for (int64_t u = 0; u < block.vectors(); ++u) sum[u] = at::vec::fmadd(scale, block.load_padded(row, u), sum[u]);
+      for (int64_t u = 0; u < Block::kVectors; ++u) sum[u] = at::vec::fmadd(scale, block.load_padded(row, u), sum[u]);
     }
-    for (int64_t u = 0; u < block.vectors(); ++u) {
+    for (int64_t u = 0; u < Block::kVectors; ++u) {
       if (kAdd) block.store_padded(out + n0, u, sum[u]);
       else block.store(out + n0, u, sum[u]);
     }
