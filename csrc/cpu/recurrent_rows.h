@@ -98,6 +98,12 @@ struct RowGroups {
   }
 };
 
+// How many steps ahead the forward prefetches a row's input x_t into L2. A row's time loop reads
+// x_t beside its writes of the spikes and the saved membrane; without this, a quarter of the
+// forward waited on the load of x_t (perf). The op's forward 4.30-4.72 against 4.80-5.68 ms at
+// B256 T100 N128 (A/B, seven rounds); 16 steps ahead was no better.
+constexpr int64_t kPrefetchSteps = 8;
+
 // A row's lanes are taken once per row (lanes.at(b, 0, ...)); each group steps at its offset g L
 // from them (the `lane` argument of lif_forward_steps and lif_backward_steps).
 template <class T>
@@ -118,6 +124,7 @@ void recurrent_rows_forward(const RecurrentRowsForward<T, T>& task) {
       groups.each([&](int64_t g, const auto& io) { state[g] = load_state<V>(task.c, io, row.state0 + g * L, B * N); });
       const T* previous = task.spikes0 + b * N;
       for (int64_t t = 0; t < T_; ++t) {
+        if (t + kPrefetchSteps < T_) prefetch_bytes_l2(row.x + (t + kPrefetchSteps) * N, N * int64_t(sizeof(T)));
         const int64_t count = find_nonzeros(previous, N, index.data(), value.data());
         sum_rows<false>(weight_rows, index.data(), value.data(), count, N, input.data());
         groups.each([&](int64_t g, const auto& io) {
