@@ -141,7 +141,6 @@ constexpr int64_t kPrefetchRows = 4;
 // projection read the nonzeros from here: at 2 % density a 25600 x 700 float input is 72 MB, its
 // events 2.4 MB, and its scan for nonzeros cost more than the products' arithmetic. The number of
 // words, event_words, is in host/checks.h.
-
 template <class T>
 void spike_events(const T* spikes, int64_t M, int64_t K, int32_t* events) {
   using V = at::vec::Vectorized<T>;
@@ -207,8 +206,9 @@ inline int64_t event_columns(const int32_t* events, int64_t K, int64_t* index) {
   return count;
 }
 
-// The nonzeros of a row of spikes, as find_nonzeros (which may write up to K entries past the
-// count), read from the row's events where they describe it (events: the row's words, or null).
+// The nonzeros of a row of spikes, as find_nonzeros, read from the row's events where they
+// describe it (events: the row's words, or null). index and value may be written up to K + 8
+// entries from their start.
 template <class T>
 int64_t row_nonzeros(const T* row, int64_t K, const int32_t* events, int64_t* index, T* value) {
   if (events == nullptr || events[event_words(K)] == 0) return find_nonzeros(row, K, index, value);
