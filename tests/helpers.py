@@ -651,8 +651,12 @@ def assert_bitwise(got: torch.Tensor, want: torch.Tensor, what: str = "") -> Non
     """Same shape, dtype and bits (NaN where NaN, -0.0 where -0.0)."""
     assert got.shape == want.shape, f"{what}: shape {tuple(got.shape)} != {tuple(want.shape)}"
     assert got.dtype == want.dtype, f"{what}: dtype {got.dtype} != {want.dtype}"
-    as_int = {torch.float64: torch.int64, torch.float32: torch.int32, torch.float16: torch.int16}
-    as_int[torch.bfloat16] = torch.int16
+    as_int = {
+        torch.float64: torch.int64,
+        torch.float32: torch.int32,
+        torch.float16: torch.int16,
+        torch.bfloat16: torch.int16,
+    }
     g, w = got.contiguous().view(as_int[got.dtype]), want.contiguous().view(as_int[want.dtype])
     bad = int((g != w).sum())
     assert bad == 0, f"{what}: {bad} of {got.numel()} entries differ in their bits"

@@ -1,8 +1,8 @@
 """Spike events: ``torch.ops.snnkern.spike_events`` (the nonzeros of a binary spikes [M, K] as
 bits, int32 [M, ceil(K / 32) + 1]) and the ``events`` argument of the spike products
-``torch.ops.snnkern.spike_matmul`` / ``spike_matmul_t``, as :func:`snnkern.spike_linear` uses
-them; on the CPU kernels, the emulated CUDA build and CUDA (the ``where`` fixture,
-tests/helpers.py).
+``torch.ops.snnkern.spike_matmul`` / ``spike_matmul_t``; on the CPU kernels, the emulated CUDA
+build and CUDA (the ``where`` fixture, tests/helpers.py). How :func:`snnkern.spike_linear` uses
+them is tested in tests/test_spike_linear.py.
 
 The format (csrc/cpu/spike_matmul.h, spike_events): with W = ceil(K / 32), bit j of word w of
 row m is set iff spikes[m, 32 w + j] != 0, the bits at columns >= K are 0 and word W (the flag)
@@ -403,7 +403,7 @@ BAD_EVENTS = {
     "1d": lambda e: e.reshape(-1),
     "3d": lambda e: e.unsqueeze(0),
     "0d": lambda e: torch.tensor(1, dtype=torch.int32, device=e.device),
-    "rows_plus_1": lambda e: torch.cat([e, e[:1] if len(e) else torch.zeros_like(e[:0]).new_zeros(1, e.shape[1])]),
+    "rows_plus_1": lambda e: torch.cat([e, e.new_zeros(1, e.shape[1])]),
     "rows_minus_1": lambda e: e[:-1] if len(e) else e.new_zeros(1, e.shape[1]),
     "width_W": lambda e: e[:, :-1],
     "width_W+2": lambda e: _widen(e, 1),
